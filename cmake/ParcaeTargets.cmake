@@ -1,0 +1,31 @@
+# Helpers shared by every target of ours: warnings in one place, and one way to add a test.
+include_guard(GLOBAL)
+
+# Warnings and language level for a target of ours (never for third-party code).
+function(parcae_target_defaults target)
+  target_compile_features(${target} PUBLIC cxx_std_17)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow)
+    if(PARCAE_WERROR)
+      target_compile_options(${target} PRIVATE -Werror)
+    endif()
+  endif()
+endfunction()
+
+# parcae_add_test(NAME SOURCES ... LIBRARIES ... [LABELS ...])
+# One GoogleTest executable per library; each TEST becomes one CTest test.
+function(parcae_add_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBRARIES;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  parcae_target_defaults(${name})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBRARIES} GTest::gmock GTest::gtest_main)
+  target_compile_definitions(${name} PRIVATE
+    PARCAE_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    PARCAE_SHARED_DIR="${PROJECT_SOURCE_DIR}/../shared"
+    PARCAE_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  gtest_discover_tests(${name}
+    WORKING_DIRECTORY ${CMAKE_BINARY_DIR}
+    PROPERTIES LABELS "${ARG_LABELS}"
+    DISCOVERY_TIMEOUT 120)
+endfunction()

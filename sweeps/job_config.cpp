@@ -1,0 +1,278 @@
+// JSON form, validation and content id of JobConfig.
+#include "sweeps/job_config.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "sweeps/error.h"
+#include "sweeps/json_fields.h"
+
+namespace parcae::sweeps {
+namespace {
+
+using detail::JsonAt;
+using detail::read_field;
+
+std::string resolve(const std::string& path, const std::filesystem::path& base) {
+  const std::filesystem::path p(path);
+  return p.is_absolute() || base.empty() ? path : (base / p).lexically_normal().string();
+}
+
+}  // namespace
+
+int64_t JobConfig::max_steps() const {
+  return training.batch_tokens > 0 ? train_tokens / training.batch_tokens : 0;
+}
+
+std::vector<std::string> JobConfig::validate() const {
+  std::vector<std::string> problems;
+  for (const auto& p : model.validate()) problems.push_back("model." + p);
+  auto need = [&](bool ok, const std::string& field, const std::string& value, const char* what) {
+    if (!ok) problems.push_back(field + " = " + value + ": " + what);
+  };
+  need(train_tokens > 0, "train_tokens", std::to_string(train_tokens), "expected > 0");
+  need(budget_flops >= 0, "budget_flops", std::to_string(budget_flops), "expected >= 0");
+  const TrainingConfig& t = training;
+  need(t.batch_tokens > 0, "training.batch_tokens", std::to_string(t.batch_tokens), "expected > 0");
+  need(t.micro_batch_size > 0,
+       "training.micro_batch_size",
+       std::to_string(t.micro_batch_size),
+       "expected > 0");
+  const int64_t rows_per_step = t.batch_tokens / std::max(model.context_length, 1);
+  need(t.batch_tokens % std::max(model.context_length, 1) == 0,
+       "training.batch_tokens",
+       std::to_string(t.batch_tokens),
+       "expected a multiple of model.context_length");
+  need(rows_per_step % (static_cast<int64_t>(t.micro_batch_size) * std::max(gpus, 1)) == 0,
+       "training.batch_tokens",
+       std::to_string(t.batch_tokens),
+       "expected sequences per step to be a multiple of micro_batch_size * gpus");
+  need(max_steps() >= 1, "train_tokens", std::to_string(train_tokens), "expected at least one batch");
+  need(t.adamw_lr > 0, "training.adamw_lr", std::to_string(t.adamw_lr), "expected > 0");
+  need(t.muon_lr > 0, "training.muon_lr", std::to_string(t.muon_lr), "expected > 0");
+  need(t.cooldown_fraction >= 0 && t.cooldown_fraction <= 1,
+       "training.cooldown_fraction",
+       std::to_string(t.cooldown_fraction),
+       "expected between 0 and 1");
+  need(t.warmup_steps >= 0, "training.warmup_steps", std::to_string(t.warmup_steps), "expected >= 0");
+  need(t.precision == "bf16" || t.precision == "fp32",
+       "training.precision",
+       t.precision,
+       "expected \"bf16\" or \"fp32\"");
+  need(!eval.depths.empty(), "eval.depths", "[]", "expected at least one depth");
+  for (int depth : eval.depths) need(depth >= 1, "eval.depths", std::to_string(depth), "expected >= 1");
+  need(eval.interval_steps >= 0, "eval.interval_steps", std::to_string(eval.interval_steps), "expected >= 0");
+  need(eval.val_sequences > 0, "eval.val_sequences", std::to_string(eval.val_sequences), "expected > 0");
+  need(!data.train_shards.empty(), "data.train_shards", "[]", "expected at least one shard");
+  need(!data.val_shards.empty(), "data.val_shards", "[]", "expected at least one shard");
+  need(device == "auto" || device == "cpu" || device == "cuda",
+       "device",
+       device,
+       "expected \"auto\", \"cpu\" or \"cuda\"");
+  need(gpus >= 1, "gpus", std::to_string(gpus), "expected >= 1");
+  need(checkpoint_interval_steps >= 0,
+       "checkpoint_interval_steps",
+       std::to_string(checkpoint_interval_steps),
+       "expected >= 0");
+  return problems;
+}
+
+std::string JobConfig::id() const {
+  nlohmann::json j = to_json(*this);
+  // How a job runs (device, ranks, checkpoint cadence) does not change what it trains.
+  j.erase("device");
+  j.erase("gpus");
+  j.erase("checkpoint_interval_steps");
+  j.erase("id");
+  return content_hash(j.dump());
+}
+
+nlohmann::json to_json(const TrainingConfig& t) {
+  return {{"batch_tokens", t.batch_tokens},
+          {"micro_batch_size", t.micro_batch_size},
+          {"adamw_lr", t.adamw_lr},
+          {"adamw_beta1", t.adamw_beta1},
+          {"adamw_beta2", t.adamw_beta2},
+          {"adamw_eps", t.adamw_eps},
+          {"adamw_weight_decay", t.adamw_weight_decay},
+          {"muon_lr", t.muon_lr},
+          {"muon_weight_decay", t.muon_weight_decay},
+          {"cooldown_fraction", t.cooldown_fraction},
+          {"warmup_steps", t.warmup_steps},
+          {"grad_clip", t.grad_clip},
+          {"precision", t.precision},
+          {"depth_bucketing", t.depth_bucketing},
+          {"unconstrained_decay", t.unconstrained_decay}};
+}
+
+nlohmann::json to_json(const EvalConfig& e) {
+  return {{"depths", e.depths},
+          {"interval_steps", e.interval_steps},
+          {"val_sequences", e.val_sequences},
+          {"eval_seed", e.eval_seed}};
+}
+
+nlohmann::json to_json(const DataConfig& d) {
+  return {{"train_shards", d.train_shards}, {"val_shards", d.val_shards}};
+}
+
+nlohmann::json to_json(const JobConfig& job) {
+  return {{"sweep", job.sweep},
+          {"cell", job.cell},
+          {"budget_id", job.budget_id},
+          {"budget_flops", job.budget_flops},
+          {"train_tokens", job.train_tokens},
+          {"seed", job.seed},
+          {"model", to_json(job.model)},
+          {"training", to_json(job.training)},
+          {"eval", to_json(job.eval)},
+          {"data", to_json(job.data)},
+          {"checkpoint_interval_steps", job.checkpoint_interval_steps},
+          {"device", job.device},
+          {"gpus", job.gpus}};
+}
+
+TrainingConfig training_config_from_json(const nlohmann::json& value,
+                                         const std::string& file,
+                                         const std::string& field) {
+  const JsonAt at{file, field};
+  detail::require_object_with_keys(value,
+                                   {"batch_tokens",
+                                    "micro_batch_size",
+                                    "adamw_lr",
+                                    "adamw_beta1",
+                                    "adamw_beta2",
+                                    "adamw_eps",
+                                    "adamw_weight_decay",
+                                    "muon_lr",
+                                    "muon_weight_decay",
+                                    "cooldown_fraction",
+                                    "warmup_steps",
+                                    "grad_clip",
+                                    "precision",
+                                    "depth_bucketing",
+                                    "unconstrained_decay"},
+                                   at);
+  TrainingConfig t;
+  read_field(value, "batch_tokens", at, t.batch_tokens);
+  read_field(value, "micro_batch_size", at, t.micro_batch_size);
+  read_field(value, "adamw_lr", at, t.adamw_lr);
+  read_field(value, "adamw_beta1", at, t.adamw_beta1);
+  read_field(value, "adamw_beta2", at, t.adamw_beta2);
+  read_field(value, "adamw_eps", at, t.adamw_eps);
+  read_field(value, "adamw_weight_decay", at, t.adamw_weight_decay);
+  read_field(value, "muon_lr", at, t.muon_lr);
+  read_field(value, "muon_weight_decay", at, t.muon_weight_decay);
+  read_field(value, "cooldown_fraction", at, t.cooldown_fraction);
+  read_field(value, "warmup_steps", at, t.warmup_steps);
+  read_field(value, "grad_clip", at, t.grad_clip);
+  read_field(value, "precision", at, t.precision);
+  read_field(value, "depth_bucketing", at, t.depth_bucketing);
+  read_field(value, "unconstrained_decay", at, t.unconstrained_decay);
+  return t;
+}
+
+EvalConfig eval_config_from_json(const nlohmann::json& value,
+                                 const std::string& file,
+                                 const std::string& field) {
+  const JsonAt at{file, field};
+  detail::require_object_with_keys(value, {"depths", "interval_steps", "val_sequences", "eval_seed"}, at);
+  EvalConfig e;
+  read_field(value, "depths", at, e.depths);
+  read_field(value, "interval_steps", at, e.interval_steps);
+  read_field(value, "val_sequences", at, e.val_sequences);
+  read_field(value, "eval_seed", at, e.eval_seed);
+  return e;
+}
+
+JobConfig job_config_from_json(const nlohmann::json& value, const std::string& file) {
+  const JsonAt at{file, ""};
+  detail::require_object_with_keys(value,
+                                   {"id",
+                                    "sweep",
+                                    "cell",
+                                    "budget_id",
+                                    "budget_flops",
+                                    "train_tokens",
+                                    "seed",
+                                    "model",
+                                    "training",
+                                    "eval",
+                                    "data",
+                                    "checkpoint_interval_steps",
+                                    "device",
+                                    "gpus"},
+                                   at);
+  JobConfig job;
+  read_field(value, "sweep", at, job.sweep);
+  read_field(value, "cell", at, job.cell);
+  read_field(value, "budget_id", at, job.budget_id);
+  read_field(value, "budget_flops", at, job.budget_flops);
+  read_field(value, "train_tokens", at, job.train_tokens);
+  read_field(value, "seed", at, job.seed);
+  if (!value.contains("model")) throw InputError(file, "model", "(missing)", "expected a preset name or an object");
+  job.model = model_config_from_json(value.at("model"), file, "model");
+  if (value.contains("training")) job.training = training_config_from_json(value.at("training"), file, "training");
+  if (value.contains("eval")) job.eval = eval_config_from_json(value.at("eval"), file, "eval");
+  if (value.contains("data")) {
+    const JsonAt data_at{file, "data"};
+    detail::require_object_with_keys(value.at("data"), {"train_shards", "val_shards"}, data_at);
+    read_field(value.at("data"), "train_shards", data_at, job.data.train_shards);
+    read_field(value.at("data"), "val_shards", data_at, job.data.val_shards);
+  }
+  read_field(value, "checkpoint_interval_steps", at, job.checkpoint_interval_steps);
+  read_field(value, "device", at, job.device);
+  read_field(value, "gpus", at, job.gpus);
+  const auto problems = job.validate();
+  if (!problems.empty()) {
+    std::string all;
+    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+    throw InputError(file, "", "job", "invalid: " + all);
+  }
+  return job;
+}
+
+JobConfig read_job_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path, "", "(file)", "cannot be opened for reading");
+  nlohmann::json value;
+  try {
+    value = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError(path, "", "(file)", std::string("is not valid JSON: ") + e.what());
+  }
+  JobConfig job = job_config_from_json(value, path);
+  const auto base = std::filesystem::path(path).parent_path();
+  for (auto& shard : job.data.train_shards) shard = resolve(shard, base);
+  for (auto& shard : job.data.val_shards) shard = resolve(shard, base);
+  return job;
+}
+
+void write_job_file(const JobConfig& job, const std::string& path) {
+  nlohmann::json j = to_json(job);
+  j["id"] = job.id();
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    if (!out) throw Error("cannot write " + temporary);
+    out << j.dump(2) << "\n";
+    out.flush();
+    if (!out) throw Error("cannot write " + temporary);
+  }
+  std::filesystem::rename(temporary, path);
+}
+
+std::string content_hash(const std::string& text) {
+  uint64_t hash = 14695981039346656037ULL;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  char buffer[17];
+  std::snprintf(buffer, sizeof(buffer), "%016llx", static_cast<unsigned long long>(hash));
+  return buffer;
+}
+
+}  // namespace parcae::sweeps
