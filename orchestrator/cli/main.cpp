@@ -1,0 +1,35 @@
+// parcae-scale: plan sweeps, run them, store results, fit laws and draw plots. This file only
+// maps the command line onto the libraries; every subcommand lives in its own *_command(s).cpp.
+#include <cstdlib>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "orchestrator/cli/cli_context.h"
+#include "sweeps/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"parcae-scale: scaling-law studies of looped language models"};
+  app.require_subcommand(1);
+  parcae::cli::CliContext context;
+  const char* env_db = std::getenv("PARCAE_DB");
+  context.db_path = env_db != nullptr && *env_db != '\0' ? env_db : "parcae.sqlite";
+  app.add_option("--db", context.db_path, "SQLite results database (env PARCAE_DB)");
+
+  parcae::cli::add_model_commands(app, context);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    return context.run ? context.run() : 2;
+  } catch (const parcae::InputError& e) {
+    std::cerr << "parcae-scale: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "parcae-scale: " << e.what() << "\n";
+    return 1;
+  }
+}
