@@ -39,12 +39,8 @@ const std::map<std::string, SizeSpec>& sizes() {
 // clang-format on
 
 const std::vector<std::string>& variant_names() {
-  static const std::vector<std::string> kVariants = {"parcae",
-                                                     "transformer",
-                                                     "rdm",
-                                                     "parcae-constrained-only",
-                                                     "parcae-no-prelude-norm",
-                                                     "add"};
+  static const std::vector<std::string> kVariants = {
+      "parcae", "transformer", "rdm", "parcae-constrained-only", "parcae-no-prelude-norm", "add"};
   return kVariants;
 }
 
@@ -72,7 +68,9 @@ void apply_variant(const std::string& variant, ModelConfig& config) {
   }
 }
 
-int64_t square(int64_t x) { return x * x; }
+int64_t square(int64_t x) {
+  return x * x;
+}
 
 int64_t gate_parameters(const ModelConfig& c) {
   return static_cast<int64_t>(c.ve_gate_channels) * c.n_heads;
@@ -86,7 +84,8 @@ int64_t block_matmul_parameters(const ModelConfig& c) {
 // Counts the VE gates among layers [first, first + count).
 int64_t gates_in(const ModelConfig& c, int first, int count) {
   int64_t n = 0;
-  for (int i = first; i < first + count; ++i) n += c.has_value_embedding(i) ? 1 : 0;
+  for (int i = first; i < first + count; ++i)
+    n += c.has_value_embedding(i) ? 1 : 0;
   return n * gate_parameters(c);
 }
 
@@ -98,19 +97,18 @@ struct EnumName {
 
 const EnumName<Family> kFamilyNames[] = {{Family::kTransformer, "transformer"},
                                          {Family::kLooped, "looped"}};
-const EnumName<Injection> kInjectionNames[] = {{Injection::kDiagonal, "diagonal"},
-                                               {Injection::kLinear, "linear"},
-                                               {Injection::kAdd, "add"}};
+const EnumName<Injection> kInjectionNames[] = {
+    {Injection::kDiagonal, "diagonal"}, {Injection::kLinear, "linear"}, {Injection::kAdd, "add"}};
 const EnumName<DepthGranularity> kGranularityNames[] = {
-    {DepthGranularity::kPerSequence, "per-sequence"},
-    {DepthGranularity::kPerBatch, "per-batch"}};
+    {DepthGranularity::kPerSequence, "per-sequence"}, {DepthGranularity::kPerBatch, "per-batch"}};
 const EnumName<DepthSampler> kSamplerNames[] = {{DepthSampler::kPoisson, "poisson"},
                                                 {DepthSampler::kFixed, "fixed"}};
 
 template <typename Enum, size_t N>
 std::string enum_to_string(const EnumName<Enum> (&names)[N], Enum value) {
   for (const auto& entry : names) {
-    if (entry.value == value) return entry.name;
+    if (entry.value == value)
+      return entry.name;
   }
   return "?";
 }
@@ -121,10 +119,12 @@ Enum enum_from_json(const EnumName<Enum> (&names)[N],
                     const std::string& file,
                     const std::string& field) {
   std::vector<std::string> known;
-  for (const auto& entry : names) known.push_back(entry.name);
+  for (const auto& entry : names)
+    known.push_back(entry.name);
   if (value.is_string()) {
     for (const auto& entry : names) {
-      if (value.get<std::string>() == entry.name) return entry.value;
+      if (value.get<std::string>() == entry.name)
+        return entry.value;
     }
     throw InputError(file,
                      field,
@@ -158,12 +158,15 @@ bool ModelConfig::has_value_embedding(int layer) const {
   return layer >= 0 && layer < n_eff && (n_eff - 1 - layer) % 2 == 0;
 }
 
-int ModelConfig::n_value_embeddings() const { return (n_effective_layers() + 1) / 2; }
+int ModelConfig::n_value_embeddings() const {
+  return (n_effective_layers() + 1) / 2;
+}
 
 std::vector<std::string> ModelConfig::validate() const {
   std::vector<std::string> problems;
   auto need = [&](bool ok, const std::string& field, const std::string& value, const char* what) {
-    if (!ok) problems.push_back(field + " = " + value + ": " + what);
+    if (!ok)
+      problems.push_back(field + " = " + value + ": " + what);
   };
   need(d_model > 0, "d_model", std::to_string(d_model), "expected a positive integer");
   need(n_heads > 0, "n_heads", std::to_string(n_heads), "expected a positive integer");
@@ -205,7 +208,9 @@ std::vector<std::string> ModelConfig::validate() const {
   return problems;
 }
 
-int default_mean_backward(int mean_recurrence) { return (mean_recurrence + 1) / 2; }
+int default_mean_backward(int mean_recurrence) {
+  return (mean_recurrence + 1) / 2;
+}
 
 ParameterCounts count_parameters(const ModelConfig& c) {
   ParameterCounts p;
@@ -266,7 +271,8 @@ FlopLine flop_line(const ModelConfig& c) {
 
 int64_t train_flops_per_token(const ModelConfig& c) {
   const FlopLine line = flop_line(c);
-  if (!c.is_looped()) return line.c0;
+  if (!c.is_looped())
+    return line.c0;
   const bool fixed = c.depth_sampler == DepthSampler::kFixed;
   const int64_t mu_rec = fixed ? 1 : c.mean_recurrence;
   const int64_t mu_bwd = fixed ? 1 : c.mean_backward;
@@ -307,8 +313,8 @@ int64_t model_flops_per_token(const ModelConfig& c) {
   const int64_t mu_rec = fixed ? 1 : c.mean_recurrence;
   const int64_t mu_bwd = fixed ? 1 : c.mean_backward;
   return 6 * (outside + injection_matmul + p.readout + p.embedding) + 2 * core * mu_rec +
-         4 * core * mu_bwd + 3LL * (c.n_prelude + c.n_coda) * attn +
-         c.n_recurrent * attn * mu_rec + 2 * c.n_recurrent * attn * mu_bwd;
+         4 * core * mu_bwd + 3LL * (c.n_prelude + c.n_coda) * attn + c.n_recurrent * attn * mu_rec +
+         2 * c.n_recurrent * attn * mu_bwd;
 }
 
 double effective_parameters(const ModelConfig& c, double mean_recurrence) {
@@ -318,15 +324,18 @@ double effective_parameters(const ModelConfig& c, double mean_recurrence) {
 
 int64_t tokens_for_budget(const ModelConfig& c, double budget_flops) {
   if (!std::isfinite(budget_flops) || budget_flops <= 0) {
-    throw InputError("", "budget_flops", std::to_string(budget_flops), "expected a positive number");
+    throw InputError(
+        "", "budget_flops", std::to_string(budget_flops), "expected a positive number");
   }
-  return static_cast<int64_t>(std::floor(budget_flops / static_cast<double>(train_flops_per_token(c))));
+  return static_cast<int64_t>(
+      std::floor(budget_flops / static_cast<double>(train_flops_per_token(c))));
 }
 
 std::vector<std::string> preset_names() {
   std::vector<std::string> names;
   for (const auto& variant : variant_names()) {
-    for (const auto& [size, spec] : sizes()) names.push_back(variant + "-" + size);
+    for (const auto& [size, spec] : sizes())
+      names.push_back(variant + "-" + size);
   }
   return names;
 }
@@ -337,9 +346,11 @@ ModelConfig preset(const std::string& name) {
   const std::string size = dash == std::string::npos ? "" : name.substr(dash + 1);
   const auto size_it = sizes().find(size);
   bool variant_known = false;
-  for (const auto& v : variant_names()) variant_known = variant_known || v == variant;
+  for (const auto& v : variant_names())
+    variant_known = variant_known || v == variant;
   if (size_it == sizes().end() || !variant_known) {
-    throw InputError("", "preset", "'" + name + "'", "unknown preset", suggestion_hint(name, preset_names()));
+    throw InputError(
+        "", "preset", "'" + name + "'", "unknown preset", suggestion_hint(name, preset_names()));
   }
   const SizeSpec& s = size_it->second;
   ModelConfig config;
@@ -361,48 +372,66 @@ ModelConfig preset(const std::string& name) {
 ModelConfig model_config_from_json(const nlohmann::json& value,
                                    const std::string& file,
                                    const std::string& field) {
-  if (value.is_string()) return preset(value.get<std::string>());
+  if (value.is_string())
+    return preset(value.get<std::string>());
   if (!value.is_object()) {
     throw InputError(file, field, value.dump(), "expected a preset name or an object");
   }
   ModelConfig config;
   if (value.contains("preset")) {
     const auto& name = value.at("preset");
-    if (!name.is_string()) throw InputError(file, field + ".preset", name.dump(), "expected a string");
+    if (!name.is_string())
+      throw InputError(file, field + ".preset", name.dump(), "expected a string");
     try {
       config = preset(name.get<std::string>());
     } catch (const InputError& e) {
-      throw InputError(file, field + ".preset", name.dump(), "unknown preset",
+      throw InputError(file,
+                       field + ".preset",
+                       name.dump(),
+                       "unknown preset",
                        suggestion_hint(name.get<std::string>(), preset_names()));
     }
   }
   static const std::vector<std::string> kKeys = {
-      "preset",        "name",           "family",          "injection",        "depth_granularity",
-      "depth_sampler", "prelude_norm",   "n_layers",        "n_prelude",        "n_recurrent",
-      "n_coda",        "d_model",        "n_heads",         "head_dim",         "d_ff",
-      "vocab_size",    "context_length", "ve_gate_channels", "rope_theta",      "mean_recurrence",
+      "preset",        "name",           "family",           "injection",  "depth_granularity",
+      "depth_sampler", "prelude_norm",   "n_layers",         "n_prelude",  "n_recurrent",
+      "n_coda",        "d_model",        "n_heads",          "head_dim",   "d_ff",
+      "vocab_size",    "context_length", "ve_gate_channels", "rope_theta", "mean_recurrence",
       "mean_backward"};
   for (const auto& [key, item] : value.items()) {
     const std::string at = field.empty() ? key : field + "." + key;
     bool known = false;
-    for (const auto& k : kKeys) known = known || k == key;
-    if (!known) throw InputError(file, at, item.dump(), "unknown field", suggestion_hint(key, kKeys));
+    for (const auto& k : kKeys)
+      known = known || k == key;
+    if (!known)
+      throw InputError(file, at, item.dump(), "unknown field", suggestion_hint(key, kKeys));
   }
   auto get_int = [&](const char* key, int& out) {
-    if (value.contains(key)) out = int_from_json(value.at(key), file, field + "." + key);
+    if (value.contains(key))
+      out = int_from_json(value.at(key), file, field + "." + key);
   };
   if (value.contains("name")) {
-    if (!value.at("name").is_string()) throw InputError(file, field + ".name", value.at("name").dump(), "expected a string");
+    if (!value.at("name").is_string())
+      throw InputError(file, field + ".name", value.at("name").dump(), "expected a string");
     config.name = value.at("name").get<std::string>();
   } else if (!value.contains("preset")) {
     config.name = "custom";
   }
-  if (value.contains("family")) config.family = enum_from_json(kFamilyNames, value.at("family"), file, field + ".family");
-  if (value.contains("injection")) config.injection = enum_from_json(kInjectionNames, value.at("injection"), file, field + ".injection");
-  if (value.contains("depth_granularity")) config.depth_granularity = enum_from_json(kGranularityNames, value.at("depth_granularity"), file, field + ".depth_granularity");
-  if (value.contains("depth_sampler")) config.depth_sampler = enum_from_json(kSamplerNames, value.at("depth_sampler"), file, field + ".depth_sampler");
+  if (value.contains("family"))
+    config.family = enum_from_json(kFamilyNames, value.at("family"), file, field + ".family");
+  if (value.contains("injection"))
+    config.injection =
+        enum_from_json(kInjectionNames, value.at("injection"), file, field + ".injection");
+  if (value.contains("depth_granularity"))
+    config.depth_granularity = enum_from_json(
+        kGranularityNames, value.at("depth_granularity"), file, field + ".depth_granularity");
+  if (value.contains("depth_sampler"))
+    config.depth_sampler =
+        enum_from_json(kSamplerNames, value.at("depth_sampler"), file, field + ".depth_sampler");
   if (value.contains("prelude_norm")) {
-    if (!value.at("prelude_norm").is_boolean()) throw InputError(file, field + ".prelude_norm", value.at("prelude_norm").dump(), "expected true or false");
+    if (!value.at("prelude_norm").is_boolean())
+      throw InputError(
+          file, field + ".prelude_norm", value.at("prelude_norm").dump(), "expected true or false");
     config.prelude_norm = value.at("prelude_norm").get<bool>();
   }
   get_int("n_layers", config.n_layers);
@@ -417,7 +446,9 @@ ModelConfig model_config_from_json(const nlohmann::json& value,
   get_int("context_length", config.context_length);
   get_int("ve_gate_channels", config.ve_gate_channels);
   if (value.contains("rope_theta")) {
-    if (!value.at("rope_theta").is_number()) throw InputError(file, field + ".rope_theta", value.at("rope_theta").dump(), "expected a number");
+    if (!value.at("rope_theta").is_number())
+      throw InputError(
+          file, field + ".rope_theta", value.at("rope_theta").dump(), "expected a number");
     config.rope_theta = value.at("rope_theta").get<double>();
   }
   if (config.depth_sampler == DepthSampler::kFixed && config.is_looped()) {
@@ -425,15 +456,26 @@ ModelConfig model_config_from_json(const nlohmann::json& value,
   }
   get_int("mean_recurrence", config.mean_recurrence);
   // A sweep that changes mu_rec alone gets the paper's mu_bwd = ceil(mu_rec / 2).
-  config.mean_backward = value.contains("mean_backward")
-                             ? int_from_json(value.at("mean_backward"), file, field + ".mean_backward")
-                             : (value.contains("mean_recurrence")
-                                    ? default_mean_backward(config.mean_recurrence)
-                                    : config.mean_backward);
+  config.mean_backward =
+      value.contains("mean_backward")
+          ? int_from_json(value.at("mean_backward"), file, field + ".mean_backward")
+          : (value.contains("mean_recurrence") ? default_mean_backward(config.mean_recurrence)
+                                               : config.mean_backward);
+  if (!config.is_looped()) {
+    // A fixed-depth model has no loop: keep its looped-only fields neutral so that equal models
+    // have equal JSON (and so equal job ids).
+    config.n_prelude = config.n_recurrent = config.n_coda = 0;
+    config.mean_recurrence = config.mean_backward = 1;
+    config.depth_sampler = DepthSampler::kFixed;
+    config.prelude_norm = false;
+    config.injection = Injection::kDiagonal;
+    config.depth_granularity = DepthGranularity::kPerSequence;
+  }
   const auto problems = config.validate();
   if (!problems.empty()) {
     std::string all;
-    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+    for (const auto& p : problems)
+      all += (all.empty() ? "" : "; ") + p;
     throw InputError(file, field, value.dump(), "invalid model: " + all);
   }
   return config;
@@ -466,11 +508,17 @@ nlohmann::json to_json(const ModelConfig& c) {
   return j;
 }
 
-std::string to_string(Family family) { return enum_to_string(kFamilyNames, family); }
-std::string to_string(Injection injection) { return enum_to_string(kInjectionNames, injection); }
+std::string to_string(Family family) {
+  return enum_to_string(kFamilyNames, family);
+}
+std::string to_string(Injection injection) {
+  return enum_to_string(kInjectionNames, injection);
+}
 std::string to_string(DepthGranularity granularity) {
   return enum_to_string(kGranularityNames, granularity);
 }
-std::string to_string(DepthSampler sampler) { return enum_to_string(kSamplerNames, sampler); }
+std::string to_string(DepthSampler sampler) {
+  return enum_to_string(kSamplerNames, sampler);
+}
 
 }  // namespace parcae::sweeps

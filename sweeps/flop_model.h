@@ -110,7 +110,9 @@ int64_t attention_flops_per_layer(const ModelConfig& config);
 int64_t train_flops_per_token(const ModelConfig& config);
 
 // The same line at any (mu_rec, mu_bwd); F(mu, mu/2) is the continuous form for a fitted mu*.
-double train_flops_per_token_at(const ModelConfig& config, double mean_recurrence, double mean_backward);
+double train_flops_per_token_at(const ModelConfig& config,
+                                double mean_recurrence,
+                                double mean_backward);
 
 // Forward FLOPs per token of evaluation at test-time depth T (all loops without grad).
 int64_t eval_flops_per_token(const ModelConfig& config, int depth);

@@ -28,9 +28,11 @@ int64_t JobConfig::max_steps() const {
 
 std::vector<std::string> JobConfig::validate() const {
   std::vector<std::string> problems;
-  for (const auto& p : model.validate()) problems.push_back("model." + p);
+  for (const auto& p : model.validate())
+    problems.push_back("model." + p);
   auto need = [&](bool ok, const std::string& field, const std::string& value, const char* what) {
-    if (!ok) problems.push_back(field + " = " + value + ": " + what);
+    if (!ok)
+      problems.push_back(field + " = " + value + ": " + what);
   };
   need(train_tokens > 0, "train_tokens", std::to_string(train_tokens), "expected > 0");
   need(budget_flops >= 0, "budget_flops", std::to_string(budget_flops), "expected >= 0");
@@ -49,22 +51,35 @@ std::vector<std::string> JobConfig::validate() const {
        "training.batch_tokens",
        std::to_string(t.batch_tokens),
        "expected sequences per step to be a multiple of micro_batch_size * gpus");
-  need(max_steps() >= 1, "train_tokens", std::to_string(train_tokens), "expected at least one batch");
+  need(max_steps() >= 1,
+       "train_tokens",
+       std::to_string(train_tokens),
+       "expected at least one batch");
   need(t.adamw_lr > 0, "training.adamw_lr", std::to_string(t.adamw_lr), "expected > 0");
   need(t.muon_lr > 0, "training.muon_lr", std::to_string(t.muon_lr), "expected > 0");
   need(t.cooldown_fraction >= 0 && t.cooldown_fraction <= 1,
        "training.cooldown_fraction",
        std::to_string(t.cooldown_fraction),
        "expected between 0 and 1");
-  need(t.warmup_steps >= 0, "training.warmup_steps", std::to_string(t.warmup_steps), "expected >= 0");
+  need(t.warmup_steps >= 0,
+       "training.warmup_steps",
+       std::to_string(t.warmup_steps),
+       "expected >= 0");
   need(t.precision == "bf16" || t.precision == "fp32",
        "training.precision",
        t.precision,
        "expected \"bf16\" or \"fp32\"");
   need(!eval.depths.empty(), "eval.depths", "[]", "expected at least one depth");
-  for (int depth : eval.depths) need(depth >= 1, "eval.depths", std::to_string(depth), "expected >= 1");
-  need(eval.interval_steps >= 0, "eval.interval_steps", std::to_string(eval.interval_steps), "expected >= 0");
-  need(eval.val_sequences > 0, "eval.val_sequences", std::to_string(eval.val_sequences), "expected > 0");
+  for (int depth : eval.depths)
+    need(depth >= 1, "eval.depths", std::to_string(depth), "expected >= 1");
+  need(eval.interval_steps >= 0,
+       "eval.interval_steps",
+       std::to_string(eval.interval_steps),
+       "expected >= 0");
+  need(eval.val_sequences > 0,
+       "eval.val_sequences",
+       std::to_string(eval.val_sequences),
+       "expected > 0");
   need(!data.train_shards.empty(), "data.train_shards", "[]", "expected at least one shard");
   need(!data.val_shards.empty(), "data.val_shards", "[]", "expected at least one shard");
   need(device == "auto" || device == "cpu" || device == "cuda",
@@ -178,7 +193,8 @@ EvalConfig eval_config_from_json(const nlohmann::json& value,
                                  const std::string& file,
                                  const std::string& field) {
   const JsonAt at{file, field};
-  detail::require_object_with_keys(value, {"depths", "interval_steps", "val_sequences", "eval_seed"}, at);
+  detail::require_object_with_keys(
+      value, {"depths", "interval_steps", "val_sequences", "eval_seed"}, at);
   EvalConfig e;
   read_field(value, "depths", at, e.depths);
   read_field(value, "interval_steps", at, e.interval_steps);
@@ -212,10 +228,13 @@ JobConfig job_config_from_json(const nlohmann::json& value, const std::string& f
   read_field(value, "budget_flops", at, job.budget_flops);
   read_field(value, "train_tokens", at, job.train_tokens);
   read_field(value, "seed", at, job.seed);
-  if (!value.contains("model")) throw InputError(file, "model", "(missing)", "expected a preset name or an object");
+  if (!value.contains("model"))
+    throw InputError(file, "model", "(missing)", "expected a preset name or an object");
   job.model = model_config_from_json(value.at("model"), file, "model");
-  if (value.contains("training")) job.training = training_config_from_json(value.at("training"), file, "training");
-  if (value.contains("eval")) job.eval = eval_config_from_json(value.at("eval"), file, "eval");
+  if (value.contains("training"))
+    job.training = training_config_from_json(value.at("training"), file, "training");
+  if (value.contains("eval"))
+    job.eval = eval_config_from_json(value.at("eval"), file, "eval");
   if (value.contains("data")) {
     const JsonAt data_at{file, "data"};
     detail::require_object_with_keys(value.at("data"), {"train_shards", "val_shards"}, data_at);
@@ -228,7 +247,8 @@ JobConfig job_config_from_json(const nlohmann::json& value, const std::string& f
   const auto problems = job.validate();
   if (!problems.empty()) {
     std::string all;
-    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+    for (const auto& p : problems)
+      all += (all.empty() ? "" : "; ") + p;
     throw InputError(file, "", "job", "invalid: " + all);
   }
   return job;
@@ -236,7 +256,8 @@ JobConfig job_config_from_json(const nlohmann::json& value, const std::string& f
 
 JobConfig read_job_file(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw InputError(path, "", "(file)", "cannot be opened for reading");
+  if (!in)
+    throw InputError(path, "", "(file)", "cannot be opened for reading");
   nlohmann::json value;
   try {
     value = nlohmann::json::parse(in);
@@ -245,8 +266,10 @@ JobConfig read_job_file(const std::string& path) {
   }
   JobConfig job = job_config_from_json(value, path);
   const auto base = std::filesystem::path(path).parent_path();
-  for (auto& shard : job.data.train_shards) shard = resolve(shard, base);
-  for (auto& shard : job.data.val_shards) shard = resolve(shard, base);
+  for (auto& shard : job.data.train_shards)
+    shard = resolve(shard, base);
+  for (auto& shard : job.data.val_shards)
+    shard = resolve(shard, base);
   return job;
 }
 
@@ -256,10 +279,12 @@ void write_job_file(const JobConfig& job, const std::string& path) {
   const std::string temporary = path + ".tmp";
   {
     std::ofstream out(temporary, std::ios::trunc);
-    if (!out) throw Error("cannot write " + temporary);
+    if (!out)
+      throw Error("cannot write " + temporary);
     out << j.dump(2) << "\n";
     out.flush();
-    if (!out) throw Error("cannot write " + temporary);
+    if (!out)
+      throw Error("cannot write " + temporary);
   }
   std::filesystem::rename(temporary, path);
 }

@@ -25,14 +25,14 @@ struct TrainingConfig {
   double adamw_beta2 = 0.95;
   double adamw_eps = 1e-10;
   double adamw_weight_decay = 0.0;
-  double muon_lr = 8e-3;            // hidden 2-D matrices and the VE gates
-  double muon_weight_decay = 0.2;   // lambda at step 0, decays linearly to 0
-  double cooldown_fraction = 0.5;   // trapezoid: linear decay to 0 over the last 50% of steps
+  double muon_lr = 8e-3;           // hidden 2-D matrices and the VE gates
+  double muon_weight_decay = 0.2;  // lambda at step 0, decays linearly to 0
+  double cooldown_fraction = 0.5;  // trapezoid: linear decay to 0 over the last 50% of steps
   int warmup_steps = 0;
-  double grad_clip = 1.0;           // global grad-norm clip; <= 0 disables
-  std::string precision = "bf16";   // "bf16" (autocast, fp32 master weights) or "fp32"
-  bool depth_bucketing = false;     // sort an accumulation batch by n_i before cutting (§6)
-  bool unconstrained_decay = false; // ablation: A free (a = exp(-dt*A_raw)), rho may exceed 1
+  double grad_clip = 1.0;            // global grad-norm clip; <= 0 disables
+  std::string precision = "bf16";    // "bf16" (autocast, fp32 master weights) or "fp32"
+  bool depth_bucketing = false;      // sort an accumulation batch by n_i before cutting (§6)
+  bool unconstrained_decay = false;  // ablation: A free (a = exp(-dt*A_raw)), rho may exceed 1
 };
 
 // Validation during and after training (parcae.md §10).
@@ -51,9 +51,9 @@ struct DataConfig {
 };
 
 struct JobConfig {
-  std::string sweep;      // sweep name, for humans and the database
-  std::string cell;       // cell name inside the sweep, e.g. "C1e18-mu4-seed0"
-  std::string budget_id;  // explicit isoFLOP group label, e.g. "1e18"; empty when not isoFLOP
+  std::string sweep;          // sweep name, for humans and the database
+  std::string cell;           // cell name inside the sweep, e.g. "C1e18-mu4-seed0"
+  std::string budget_id;      // explicit isoFLOP group label, e.g. "1e18"; empty when not isoFLOP
   double budget_flops = 0.0;  // nominal C; 0 when the job is defined by tokens alone
   int64_t train_tokens = 0;   // D: the trainer runs floor(D / batch_tokens) optimizer steps
   uint64_t seed = 0;

@@ -24,10 +24,19 @@ void require_object_with_keys(const nlohmann::json& object,
                               const JsonAt& at);
 
 // Each reads object[key] into `out` when present and leaves `out` alone when absent.
-void read_field(const nlohmann::json& object, const std::string& key, const JsonAt& at, double& out);
+void read_field(const nlohmann::json& object,
+                const std::string& key,
+                const JsonAt& at,
+                double& out);
 void read_field(const nlohmann::json& object, const std::string& key, const JsonAt& at, int& out);
-void read_field(const nlohmann::json& object, const std::string& key, const JsonAt& at, int64_t& out);
-void read_field(const nlohmann::json& object, const std::string& key, const JsonAt& at, uint64_t& out);
+void read_field(const nlohmann::json& object,
+                const std::string& key,
+                const JsonAt& at,
+                int64_t& out);
+void read_field(const nlohmann::json& object,
+                const std::string& key,
+                const JsonAt& at,
+                uint64_t& out);
 void read_field(const nlohmann::json& object, const std::string& key, const JsonAt& at, bool& out);
 void read_field(const nlohmann::json& object,
                 const std::string& key,
@@ -43,6 +52,8 @@ void read_field(const nlohmann::json& object,
                 std::vector<std::string>& out);
 
 // An integer-valued JSON number (1e3 counts), else InputError.
-int64_t integer_value(const nlohmann::json& value, const std::string& file, const std::string& field);
+int64_t integer_value(const nlohmann::json& value,
+                      const std::string& file,
+                      const std::string& field);
 
 }  // namespace parcae::sweeps::detail

@@ -8,13 +8,15 @@ namespace parcae::sweeps {
 namespace {
 
 std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t j = 0; j <= b.size(); ++j)
+    row[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
     size_t diagonal = row[0];
     row[0] = i;
@@ -36,7 +38,8 @@ std::string closest_match(const std::string& word, const std::vector<std::string
   for (const auto& candidate : candidates) {
     const std::string c = lower(candidate);
     size_t distance = edit_distance(key, c);
-    if (!key.empty() && c.rfind(key, 0) == 0) distance = std::min<size_t>(distance, 1);
+    if (!key.empty() && c.rfind(key, 0) == 0)
+      distance = std::min<size_t>(distance, 1);
     if (distance < best_distance) {
       best_distance = distance;
       best = candidate;
@@ -47,9 +50,11 @@ std::string closest_match(const std::string& word, const std::vector<std::string
 
 std::string suggestion_hint(const std::string& word, const std::vector<std::string>& candidates) {
   const std::string best = closest_match(word, candidates);
-  if (!best.empty()) return "did you mean '" + best + "'?";
+  if (!best.empty())
+    return "did you mean '" + best + "'?";
   std::string list;
-  for (const auto& c : candidates) list += (list.empty() ? "" : ", ") + c;
+  for (const auto& c : candidates)
+    list += (list.empty() ? "" : ", ") + c;
   return "expected one of: " + list;
 }
 

@@ -28,7 +28,8 @@ ModelConfig load_model(const std::string& spec) {
     } catch (const nlohmann::json::parse_error& e) {
       throw InputError(spec, "", "(file)", std::string("is not valid JSON: ") + e.what());
     }
-    return sweeps::model_config_from_json(value.contains("model") ? value.at("model") : value, spec, "model");
+    return sweeps::model_config_from_json(
+        value.contains("model") ? value.at("model") : value, spec, "model");
   }
   return sweeps::preset(spec);
 }
@@ -73,7 +74,8 @@ nlohmann::json describe(const ModelConfig& model, double budget_flops, int64_t b
 std::string grouped(int64_t n) {
   std::string digits = std::to_string(n < 0 ? -n : n), out;
   for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    if (i > 0 && (digits.size() - i) % 3 == 0)
+      out += ',';
     out += digits[i];
   }
   return n < 0 ? "-" + out : out;
@@ -118,17 +120,20 @@ void print_table(const ModelConfig& model, const nlohmann::json& j) {
   row("model FLOPs per token (MFU)", f.at("model_for_mfu"));
   if (j.contains("budget")) {
     const auto& b = j.at("budget");
-    std::cout << fmt::format("  {:<34}{:>20.4g}\n", "budget C (FLOPs)", b.at("budget_flops").get<double>());
+    std::cout << fmt::format(
+        "  {:<34}{:>20.4g}\n", "budget C (FLOPs)", b.at("budget_flops").get<double>());
     row("tokens D = floor(C / F)", b.at("tokens"));
     row("optimizer steps", b.at("steps"));
-    std::cout << fmt::format("  {:<34}{:>20.6g}\n", "realised C", b.at("realised_flops").get<double>());
+    std::cout << fmt::format(
+        "  {:<34}{:>20.6g}\n", "realised C", b.at("realised_flops").get<double>());
   }
 }
 
 }  // namespace
 
 void add_model_commands(CLI::App& app, CliContext& context) {
-  CLI::App* model = app.add_subcommand("model", "Model presets, parameter counts and FLOPs per token");
+  CLI::App* model =
+      app.add_subcommand("model", "Model presets, parameter counts and FLOPs per token");
   model->require_subcommand(1);
 
   struct DescribeOptions {
@@ -137,9 +142,12 @@ void add_model_commands(CLI::App& app, CliContext& context) {
     int64_t batch_tokens = 524288;
   };
   auto options = std::make_shared<DescribeOptions>();
-  CLI::App* describe_cmd = model->add_subcommand("describe", "Counts and FLOPs of a preset or JSON model");
-  describe_cmd->add_option("model", options->model, "preset name, JSON file or inline JSON")->required();
-  describe_cmd->add_option("--flops", options->budget_flops, "FLOP budget C: also print D = floor(C / F)");
+  CLI::App* describe_cmd =
+      model->add_subcommand("describe", "Counts and FLOPs of a preset or JSON model");
+  describe_cmd->add_option("model", options->model, "preset name, JSON file or inline JSON")
+      ->required();
+  describe_cmd->add_option(
+      "--flops", options->budget_flops, "FLOP budget C: also print D = floor(C / F)");
   describe_cmd->add_option("--batch-tokens", options->batch_tokens, "tokens per optimizer step")
       ->check(CLI::PositiveNumber);
   describe_cmd->add_flag("--json", context.json, "print one JSON document");

@@ -1,0 +1,113 @@
+// The job file: JSON round trip, content ids and the errors a bad job file produces.
+#include "sweeps/job_config.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "sweeps/error.h"
+
+namespace parcae::sweeps {
+namespace {
+
+JobConfig tiny_job() {
+  JobConfig job;
+  job.sweep = "unit";
+  job.cell = "mu4";
+  job.model = preset("parcae-tiny");
+  job.training.batch_tokens = 4096;
+  job.training.micro_batch_size = 8;
+  job.train_tokens = 40960;
+  job.data.train_shards = {"train_000.bin"};
+  job.data.val_shards = {"val_000.bin"};
+  return job;
+}
+
+TEST(JobConfig, JsonRoundTripKeepsEveryFieldAndTheId) {
+  const JobConfig job = tiny_job();
+  const JobConfig back = job_config_from_json(to_json(job), "job.json");
+  EXPECT_EQ(to_json(back), to_json(job));
+  EXPECT_EQ(back.id(), job.id());
+  EXPECT_EQ(job.id().size(), 16u);
+}
+
+TEST(JobConfig, IdChangesWithWhatIsTrainedButNotWithWhereItRuns) {
+  const JobConfig job = tiny_job();
+  JobConfig other_seed = job;
+  other_seed.seed = 1;
+  EXPECT_NE(other_seed.id(), job.id());
+  JobConfig other_mu = job;
+  other_mu.model.mean_recurrence = 6;
+  EXPECT_NE(other_mu.id(), job.id());
+  JobConfig on_gpu = job;
+  on_gpu.device = "cuda";
+  on_gpu.checkpoint_interval_steps = 100;
+  EXPECT_EQ(on_gpu.id(), job.id());
+}
+
+TEST(JobConfig, MaxStepsIsTokensOverBatchRoundedDown) {
+  JobConfig job = tiny_job();
+  job.train_tokens = 4096 * 10 + 4095;
+  EXPECT_EQ(job.max_steps(), 10);
+}
+
+TEST(JobConfig, ValidationReportsEveryProblemAtOnce) {
+  JobConfig job = tiny_job();
+  job.training.batch_tokens = 1000;  // not a multiple of the context
+  job.training.precision = "fp16";
+  job.eval.depths = {0};
+  const auto problems = job.validate();
+  EXPECT_GE(problems.size(), 3u);
+}
+
+TEST(JobConfig, UnknownKeyInTrainingNamesTheFieldPath) {
+  nlohmann::json j = to_json(tiny_job());
+  j["training"]["learning_rate"] = 1e-3;
+  try {
+    job_config_from_json(j, "runs/a/job.json");
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.file(), "runs/a/job.json");
+    EXPECT_EQ(e.field(), "training.learning_rate");
+  }
+}
+
+TEST(JobConfig, ReadJobFileResolvesShardsAgainstItsFolder) {
+  const auto dir = std::filesystem::temp_directory_path() / "parcae_job_config_test";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "job.json").string();
+  write_job_file(tiny_job(), path);
+  const JobConfig job = read_job_file(path);
+  EXPECT_EQ(job.data.train_shards.at(0), (dir / "train_000.bin").string());
+  // Shards are part of what is trained; a job planned with absolute paths keeps its id.
+  JobConfig absolute = tiny_job();
+  absolute.data.train_shards = {(dir / "train_000.bin").string()};
+  absolute.data.val_shards = {(dir / "val_000.bin").string()};
+  EXPECT_EQ(job.id(), absolute.id());
+  write_job_file(absolute, path);
+  EXPECT_EQ(read_job_file(path).id(), absolute.id());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(JobConfig, MalformedJsonNamesTheFile) {
+  const auto dir = std::filesystem::temp_directory_path() / "parcae_job_config_bad";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "job.json").string();
+  std::ofstream(path) << "{\"model\": ";
+  try {
+    read_job_file(path);
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.file(), path);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ContentHash, IsFnv1a64) {
+  EXPECT_EQ(content_hash(""), "cbf29ce484222325");
+  EXPECT_EQ(content_hash("a"), "af63dc4c8601ec8c");
+}
+
+}  // namespace
+}  // namespace parcae::sweeps
