@@ -9,3 +9,4 @@
 #include "sweeps/error.h"       // parcae::Error, parcae::InputError
 #include "sweeps/flop_model.h"  // ModelConfig, count_parameters, train_flops_per_token, preset
 #include "sweeps/job_config.h"  // JobConfig, read_job_file, write_job_file
+#include "sweeps/token_shards.h"  // TokenShard, write_token_shard, prepare_text_shards

@@ -1,0 +1,265 @@
+// llm.c shard reading (mmap) and writing, the byte tokenizer and text-to-shard preparation.
+// The header is read and written as host-order int32, which is little-endian on every machine
+// this project targets (x86-64, aarch64), as llm.c assumes too.
+#include "sweeps/token_shards.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <utility>
+
+#include "sweeps/error.h"
+
+namespace parcae::sweeps {
+namespace {
+
+std::string system_message() {
+  return std::strerror(errno);
+}
+
+// Writes all of `bytes` to fd, retrying short writes.
+bool write_all(int fd, const char* bytes, size_t size) {
+  while (size > 0) {
+    const ssize_t written = ::write(fd, bytes, size);
+    if (written < 0) {
+      if (errno == EINTR)
+        continue;
+      return false;
+    }
+    bytes += written;
+    size -= static_cast<size_t>(written);
+  }
+  return true;
+}
+
+std::string shard_name(const std::string& split, size_t index) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%s_%06zu.bin", split.c_str(), index);
+  return name;
+}
+
+// Writes tokens[first, last) as shards of at most shard_tokens tokens.
+std::vector<std::string> write_split(const std::vector<uint16_t>& tokens,
+                                     size_t first,
+                                     size_t last,
+                                     int64_t shard_tokens,
+                                     const std::filesystem::path& out_dir,
+                                     const std::string& split) {
+  std::vector<std::string> paths;
+  for (size_t begin = first; begin < last; begin += static_cast<size_t>(shard_tokens)) {
+    const size_t end = std::min(last, begin + static_cast<size_t>(shard_tokens));
+    const std::vector<uint16_t> shard(tokens.begin() + static_cast<std::ptrdiff_t>(begin),
+                                      tokens.begin() + static_cast<std::ptrdiff_t>(end));
+    const std::string path = (out_dir / shard_name(split, paths.size())).string();
+    write_token_shard(path, shard);
+    paths.push_back(path);
+  }
+  return paths;
+}
+
+}  // namespace
+
+void write_token_shard(const std::string& path, const std::vector<uint16_t>& tokens) {
+  if (static_cast<int64_t>(tokens.size()) > kShardMaxTokens) {
+    throw InputError(path,
+                     "header.token_count",
+                     std::to_string(tokens.size()),
+                     "expected at most 2147483647 tokens in one shard");
+  }
+  int32_t header[kShardHeaderInts] = {};
+  header[0] = kShardMagic;
+  header[1] = kShardVersion;
+  header[2] = static_cast<int32_t>(tokens.size());
+  const std::string temporary = path + ".tmp";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0)
+    throw Error("cannot write " + temporary + ": " + system_message());
+  const bool ok =
+      write_all(fd, reinterpret_cast<const char*>(header), sizeof(header)) &&
+      write_all(
+          fd, reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(uint16_t)) &&
+      ::fsync(fd) == 0;
+  const std::string message = ok ? "" : system_message();
+  ::close(fd);
+  if (!ok) {
+    std::remove(temporary.c_str());
+    throw Error("cannot write " + temporary + ": " + message);
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    throw Error("cannot rename " + temporary + " to " + path + ": " + system_message());
+  }
+}
+
+TokenShard::TokenShard(const std::string& path, int vocab_size) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0)
+    throw InputError(path, "", "(file)", "cannot be opened: " + system_message());
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    ::close(fd);
+    throw InputError(path, "", "(file)", "cannot be read: " + system_message());
+  }
+  const int64_t file_bytes = info.st_size;
+  if (file_bytes < kShardHeaderBytes) {
+    ::close(fd);
+    throw InputError(path,
+                     "header",
+                     std::to_string(file_bytes) + " bytes",
+                     "truncated: expected a 1024-byte llm.c shard header");
+  }
+  void* mapping = ::mmap(nullptr, static_cast<size_t>(file_bytes), PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (mapping == MAP_FAILED)
+    throw Error("cannot map " + path + ": " + system_message());
+  mapping_ = mapping;
+  mapping_bytes_ = file_bytes;
+
+  int32_t header[3];
+  std::memcpy(header, mapping, sizeof(header));
+  if (header[0] != kShardMagic) {
+    release();
+    throw InputError(path,
+                     "header.magic",
+                     std::to_string(header[0]),
+                     "expected 20240520 (an llm.c token shard)");
+  }
+  if (header[1] != kShardVersion) {
+    release();
+    throw InputError(
+        path, "header.version", std::to_string(header[1]), "expected 1 (uint16 tokens)");
+  }
+  const int64_t count = header[2];
+  const int64_t expected_bytes = kShardHeaderBytes + 2 * count;
+  if (count < 0 || file_bytes != expected_bytes) {
+    release();
+    throw InputError(path,
+                     "size",
+                     std::to_string(file_bytes) + " bytes",
+                     "expected " + std::to_string(expected_bytes) + " bytes for the " +
+                         std::to_string(count) + " tokens the header declares (truncated?)");
+  }
+  count_ = count;
+  tokens_ =
+      reinterpret_cast<const uint16_t*>(static_cast<const char*>(mapping) + kShardHeaderBytes);
+  for (int64_t i = 0; i < count_; ++i) {
+    if (tokens_[i] >= vocab_size) {
+      const int64_t found = tokens_[i];
+      release();
+      throw InputError(path,
+                       "tokens[" + std::to_string(i) + "]",
+                       std::to_string(found),
+                       "expected a token id < vocab_size " + std::to_string(vocab_size));
+    }
+  }
+}
+
+TokenShard::~TokenShard() {
+  release();
+}
+
+TokenShard::TokenShard(TokenShard&& other) noexcept {
+  *this = std::move(other);
+}
+
+TokenShard& TokenShard::operator=(TokenShard&& other) noexcept {
+  if (this != &other) {
+    release();
+    path_ = std::move(other.path_);
+    mapping_ = std::exchange(other.mapping_, nullptr);
+    mapping_bytes_ = std::exchange(other.mapping_bytes_, 0);
+    tokens_ = std::exchange(other.tokens_, nullptr);
+    count_ = std::exchange(other.count_, 0);
+  }
+  return *this;
+}
+
+void TokenShard::release() {
+  if (mapping_ != nullptr)
+    ::munmap(mapping_, static_cast<size_t>(mapping_bytes_));
+  mapping_ = nullptr;
+  mapping_bytes_ = 0;
+  tokens_ = nullptr;
+  count_ = 0;
+}
+
+std::vector<uint16_t> encode_bytes(const std::string& text) {
+  std::vector<uint16_t> ids(text.size());
+  for (size_t i = 0; i < text.size(); ++i)
+    ids[i] = static_cast<unsigned char>(text[i]);
+  return ids;
+}
+
+std::string decode_bytes(const std::vector<uint16_t>& ids) {
+  std::string text(ids.size(), '\0');
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] >= kByteVocabSize) {
+      throw InputError("",
+                       "ids[" + std::to_string(i) + "]",
+                       std::to_string(ids[i]),
+                       "expected a byte token id < 256");
+    }
+    text[i] = static_cast<char>(ids[i]);
+  }
+  return text;
+}
+
+PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
+                                   const std::string& out_dir,
+                                   double val_fraction,
+                                   int64_t shard_tokens) {
+  if (text_files.empty())
+    throw InputError("", "text", "(none)", "expected at least one text file");
+  if (!(val_fraction > 0.0 && val_fraction < 1.0)) {
+    throw InputError(
+        "", "val_fraction", std::to_string(val_fraction), "expected a number in (0, 1)");
+  }
+  if (shard_tokens < 1 || shard_tokens > kShardMaxTokens) {
+    throw InputError(
+        "", "shard_tokens", std::to_string(shard_tokens), "expected between 1 and 2147483647");
+  }
+  std::vector<uint16_t> tokens;
+  for (const auto& file : text_files) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in)
+      throw InputError(file, "", "(file)", "cannot be opened for reading");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad())
+      throw InputError(file, "", "(file)", "cannot be read");
+    const std::vector<uint16_t> ids = encode_bytes(text);
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+  }
+  const auto total = static_cast<int64_t>(tokens.size());
+  const auto val_tokens =
+      static_cast<int64_t>(std::llround(val_fraction * static_cast<double>(total)));
+  if (val_tokens < 1 || val_tokens >= total) {
+    throw InputError(text_files.front(),
+                     "",
+                     std::to_string(total) + " tokens",
+                     "too little text to hold out " + std::to_string(val_fraction) +
+                         " of it and keep both splits non-empty");
+  }
+  std::error_code error;
+  std::filesystem::create_directories(out_dir, error);
+  if (error)
+    throw Error("cannot create " + out_dir + ": " + error.message());
+  const std::filesystem::path out = std::filesystem::absolute(out_dir);
+
+  PreparedShards prepared;
+  const auto split = static_cast<size_t>(total - val_tokens);
+  prepared.train_shards = write_split(tokens, 0, split, shard_tokens, out, "train");
+  prepared.val_shards = write_split(tokens, split, tokens.size(), shard_tokens, out, "val");
+  prepared.train_tokens = total - val_tokens;
+  prepared.val_tokens = val_tokens;
+  return prepared;
+}
+
+}  // namespace parcae::sweeps
