@@ -1,0 +1,93 @@
+// The Huber-sum objectives of the parametric laws in log-sum-exp form, with analytic gradients
+// (§1, §3, §4.2), and a wrapper that holds some parameters fixed. Row weights are multiplicities,
+// so a bootstrap replicate is the same objective with integer weights instead of copied rows.
+// Internal to parcae::fitting; tests include it to check every gradient against finite
+// differences.
+#pragma once
+
+#include <vector>
+
+#include "fitting/fitting.h"
+
+namespace parcae::fitting::detail {
+
+// A smooth objective J(x) for the L-BFGS minimizer.
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  virtual int size() const = 0;
+  // J at x, and dJ/dx into gradient[0, size()) unless gradient is null. Returns false when J is
+  // not finite.
+  virtual bool evaluate(const double* x, double* value, double* gradient) const = 0;
+};
+
+// Rows in log space for the training law; weight 1 for every row when weights is empty.
+struct TrainingLawRows {
+  std::vector<double> log_params;  // ln N (or ln N(mu))
+  std::vector<double> log_tokens;  // ln D
+  std::vector<double> log_loss;    // ln L
+  std::vector<double> weights;     // multiplicity of each row; empty = all 1
+};
+
+// x = (a, b, e, alpha, beta):
+//   log Lhat_i = LSE(a - alpha ln N_i, b - beta ln D_i, e),  r_i = log Lhat_i - ln L_i,
+//   J = sum_i w_i H(r_i), with the gradient of §3.
+class TrainingLawObjective : public Objective {
+ public:
+  TrainingLawObjective(const TrainingLawRows& rows, double huber_delta);
+  int size() const override { return 5; }
+  bool evaluate(const double* x, double* value, double* gradient) const override;
+  // r_i for every row (weights ignored).
+  std::vector<double> residuals(const double* x) const;
+
+ private:
+  const TrainingLawRows& rows_;
+  double delta_;
+};
+
+struct UnifiedRows {
+  std::vector<double> log_params;  // ln N(mu)
+  std::vector<double> log_tokens;  // ln D
+  std::vector<double> log_mu;      // ln mu
+  std::vector<double> test_time;   // T
+  std::vector<double> log_loss;    // ln L
+  std::vector<double> weights;     // empty = all 1
+};
+
+// x = (ln X, ln Y, e, x, y, zeta, omega[, gamma]) (8 entries for kLearnedGamma, else 7):
+//   log Lhat = LSE(ln X - x ln N(mu), ln Y - y ln D, e, zeta - e^omega * s),
+//   s = T / mu (gamma = 1), T mu^-gamma (learned), or T (no mu).
+class UnifiedObjective : public Objective {
+ public:
+  UnifiedObjective(const UnifiedRows& rows, UnifiedVariant variant, double huber_delta);
+  int size() const override { return variant_ == UnifiedVariant::kLearnedGamma ? 8 : 7; }
+  bool evaluate(const double* x, double* value, double* gradient) const override;
+  std::vector<double> residuals(const double* x) const;
+
+ private:
+  double time_scale(double test_time, double log_mu, double gamma) const;
+  const UnifiedRows& rows_;
+  UnifiedVariant variant_;
+  double delta_;
+};
+
+// The objective of `full` over the entries listed in `free`, the others held at `fixed`.
+class SubsetObjective : public Objective {
+ public:
+  SubsetObjective(const Objective& full, std::vector<double> fixed, std::vector<int> free);
+  int size() const override { return static_cast<int>(free_.size()); }
+  bool evaluate(const double* x, double* value, double* gradient) const override;
+  std::vector<double> expand(const double* x) const;  // the full parameter vector
+
+ private:
+  const Objective& full_;
+  std::vector<double> fixed_;
+  std::vector<int> free_;
+};
+
+// Central finite-difference gradient, step h * max(1, |x_j|) (for tests and diagnostics).
+std::vector<double> numeric_gradient(const Objective& objective,
+                                     const std::vector<double>& x,
+                                     double h);
+
+}  // namespace parcae::fitting::detail
