@@ -1,0 +1,380 @@
+// Expansion of a SweepSpec into cells, and the plan's JSON, CSV and table forms.
+#include "sweeps/planner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace parcae::sweeps {
+namespace {
+
+// One value per axis; an axis that is not varied contributes a single "unset" entry.
+struct AxisPick {
+  const Budget* budget = nullptr;
+  const int64_t* train_tokens = nullptr;
+  const ModelChoice* model = nullptr;
+  const int* n_layers = nullptr;
+  const int* n_recurrent = nullptr;
+  const RecurrenceChoice* recurrence = nullptr;
+  uint64_t seed = 0;
+};
+
+template <typename T>
+std::vector<const T*> picks(const std::vector<T>& values) {
+  std::vector<const T*> out;
+  for (const T& v : values)
+    out.push_back(&v);
+  if (out.empty())
+    out.push_back(nullptr);
+  return out;
+}
+
+std::string cell_name(const SweepSpec& spec, const AxisPick& pick, const ModelConfig& model) {
+  std::vector<std::string> parts;
+  if (pick.budget != nullptr)
+    parts.push_back("C" + pick.budget->id);
+  if (pick.train_tokens != nullptr)
+    parts.push_back("D" + std::to_string(*pick.train_tokens));
+  if (spec.axes.models.size() > 1)
+    parts.push_back(pick.model->label);
+  if (pick.n_layers != nullptr)
+    parts.push_back("L" + std::to_string(*pick.n_layers));
+  if (pick.n_recurrent != nullptr)
+    parts.push_back("R" + std::to_string(*pick.n_recurrent));
+  if (pick.recurrence != nullptr) {
+    parts.push_back(pick.recurrence->fixed
+                        ? "mu1fixed"
+                        : "mu" + std::to_string(pick.recurrence->mean_recurrence));
+  } else if (model.is_looped()) {
+    parts.push_back("mu" + std::to_string(model.mean_recurrence));
+  }
+  parts.push_back("seed" + std::to_string(pick.seed));
+  std::string name;
+  for (const auto& p : parts)
+    name += (name.empty() ? "" : "-") + p;
+  return name;
+}
+
+ModelConfig apply_axes(const AxisPick& pick) {
+  ModelConfig model = pick.model->config;
+  if (pick.n_layers != nullptr)
+    model.n_layers = *pick.n_layers;
+  if (pick.n_recurrent != nullptr)
+    model.n_recurrent = *pick.n_recurrent;
+  if (pick.recurrence != nullptr) {
+    if (pick.recurrence->fixed) {
+      model.depth_sampler = DepthSampler::kFixed;
+      model.mean_recurrence = model.mean_backward = 1;
+    } else {
+      model.depth_sampler = DepthSampler::kPoisson;
+      model.mean_recurrence = pick.recurrence->mean_recurrence;
+      model.mean_backward = default_mean_backward(model.mean_recurrence);
+    }
+  }
+  return model;
+}
+
+std::string percent(double fraction) {
+  return fmt::format("{:.3g}%", 100.0 * fraction);
+}
+
+PlannedCell plan_cell(const SweepSpec& spec,
+                      const AxisPick& pick,
+                      std::vector<std::string>& problems) {
+  PlannedCell cell;
+  const ModelConfig model = apply_axes(pick);
+  cell.name = cell_name(spec, pick, model);
+  cell.model_label = pick.model->label;
+  for (const auto& p : model.validate())
+    problems.push_back(spec.file + ": cell " + cell.name + ": model." + p);
+  cell.parameters = count_parameters(model);
+  cell.flops_per_token = train_flops_per_token(model);
+  cell.mean_recurrence = model.is_looped() ? model.mean_recurrence : 1;
+  cell.mean_backward = model.is_looped() ? model.mean_backward : 1;
+  cell.fixed_depth = !model.is_looped() || model.depth_sampler == DepthSampler::kFixed;
+  if (pick.budget != nullptr) {
+    cell.budget_id = pick.budget->id;
+    cell.budget_flops = pick.budget->flops;
+    cell.train_tokens = cell.flops_per_token > 0 ? tokens_for_budget(model, cell.budget_flops) : 0;
+  } else {
+    cell.train_tokens = *pick.train_tokens;
+  }
+  const int64_t batch = spec.training.batch_tokens;
+  cell.steps = batch > 0 ? cell.train_tokens / batch : 0;
+  cell.trained_tokens = cell.steps * batch;
+  cell.achieved_flops =
+      static_cast<double>(cell.trained_tokens) * static_cast<double>(cell.flops_per_token);
+  if (cell.budget_flops > 0)
+    cell.flop_gap = (cell.budget_flops - cell.achieved_flops) / cell.budget_flops;
+  cell.gpu_hours = cell.achieved_flops / spec.plan.throughput_flops_per_s / 3600.0;
+
+  if (cell.steps == 0) {
+    cell.flags.push_back(
+        fmt::format("D = {} tokens is less than one batch of {}: the model is too large for "
+                    "the budget",
+                    cell.train_tokens,
+                    batch));
+  } else if (cell.steps < spec.plan.min_steps) {
+    cell.flags.push_back(fmt::format("only {} optimizer steps, fewer than plan.min_steps = {}",
+                                     cell.steps,
+                                     spec.plan.min_steps));
+  }
+  if (cell.budget_flops > 0 && cell.flop_gap > spec.plan.max_flop_gap) {
+    cell.flags.push_back(
+        fmt::format("achieved FLOPs {} below the budget, more than plan.max_flop_gap = {}",
+                    percent(cell.flop_gap),
+                    percent(spec.plan.max_flop_gap)));
+  }
+  cell.kept = !cell.flagged() || spec.plan.keep_flagged;
+
+  JobConfig& job = cell.job;
+  job.sweep = spec.name;
+  job.cell = cell.name;
+  job.budget_id = cell.budget_id;
+  job.budget_flops = cell.budget_flops;
+  job.train_tokens = cell.train_tokens;
+  job.seed = pick.seed;
+  job.model = model;
+  job.training = spec.training;
+  job.eval = spec.eval;
+  job.data.train_shards = spec.data.train_shards;
+  job.data.val_shards = spec.data.val_shards;
+  job.checkpoint_interval_steps = spec.checkpoint_interval_steps;
+  job.device = spec.device;
+  job.gpus = spec.resources.gpus_per_job;
+  cell.job_id = job.id();
+  if (cell.kept && cell.steps > 0) {
+    for (const auto& p : job.validate()) {
+      // Shards are checked by the sweep reader, which knows the file's patterns.
+      if (p.rfind("data.", 0) == 0)
+        continue;
+      problems.push_back(spec.file + ": cell " + cell.name + ": " + p);
+    }
+  }
+  return cell;
+}
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\n\r") == std::string::npos)
+    return text;
+  std::string out = "\"";
+  for (char c : text)
+    out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string exact(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.17g", value);
+  return buffer;
+}
+
+std::string joined_flags(const PlannedCell& cell) {
+  std::string out;
+  for (const auto& f : cell.flags)
+    out += (out.empty() ? "" : "; ") + f;
+  return out;
+}
+
+}  // namespace
+
+std::vector<const PlannedCell*> Plan::jobs() const {
+  std::vector<const PlannedCell*> out;
+  for (const auto& cell : cells) {
+    if (cell.kept)
+      out.push_back(&cell);
+  }
+  return out;
+}
+
+Plan plan_sweep(const SweepSpec& spec) {
+  std::vector<std::string> problems = spec.validate();
+  if (!problems.empty())
+    throw SweepFileError(spec.file, problems);
+  Plan plan;
+  plan.sweep = spec.name;
+  for (const Budget* budget : picks(spec.budgets)) {
+    for (const int64_t* tokens : picks(spec.axes.train_tokens)) {
+      for (const ModelChoice* model : picks(spec.axes.models)) {
+        for (const int* layers : picks(spec.axes.n_layers)) {
+          for (const int* recurrent : picks(spec.axes.n_recurrent)) {
+            for (const RecurrenceChoice* recurrence : picks(spec.axes.mean_recurrence)) {
+              for (uint64_t seed : spec.axes.seeds) {
+                AxisPick pick{budget, tokens, model, layers, recurrent, recurrence, seed};
+                plan.cells.push_back(plan_cell(spec, pick, problems));
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (!problems.empty())
+    throw SweepFileError(spec.file, problems);
+  std::set<std::string> ids;
+  for (const PlannedCell& cell : plan.cells) {
+    PlanTotals& t = plan.totals;
+    ++t.cells;
+    if (cell.flagged())
+      ++t.flagged;
+    if (!ids.insert(cell.job_id).second) {
+      problems.push_back(spec.file + ": cell " + cell.name +
+                         " trains the same job as an earlier cell");
+    }
+    if (!cell.kept)
+      continue;
+    ++t.jobs;
+    t.target_flops += cell.budget_flops;
+    t.achieved_flops += cell.achieved_flops;
+    t.trained_tokens += cell.trained_tokens;
+    t.steps += cell.steps;
+    t.gpu_hours += cell.gpu_hours;
+    if (cell.budget_flops > 0)
+      t.max_flop_gap = std::max(t.max_flop_gap, cell.flop_gap);
+  }
+  if (!problems.empty())
+    throw SweepFileError(spec.file, problems);
+  return plan;
+}
+
+nlohmann::json to_json(const PlannedCell& cell) {
+  nlohmann::json j = {{"name", cell.name},
+                      {"job_id", cell.job_id},
+                      {"model", cell.model_label},
+                      {"budget_id", cell.budget_id},
+                      {"budget_flops", cell.budget_flops},
+                      {"mean_recurrence", cell.mean_recurrence},
+                      {"mean_backward", cell.mean_backward},
+                      {"fixed_depth", cell.fixed_depth},
+                      {"parameters",
+                       {{"total", cell.parameters.total},
+                        {"noncore", cell.parameters.noncore},
+                        {"core", cell.parameters.core},
+                        {"embedding", cell.parameters.embedding}}},
+                      {"flops_per_token", cell.flops_per_token},
+                      {"train_tokens", cell.train_tokens},
+                      {"steps", cell.steps},
+                      {"trained_tokens", cell.trained_tokens},
+                      {"achieved_flops", cell.achieved_flops},
+                      {"flop_gap", cell.flop_gap},
+                      {"gpu_hours", cell.gpu_hours},
+                      {"seed", cell.job.seed},
+                      {"flags", cell.flags},
+                      {"kept", cell.kept}};
+  return j;
+}
+
+nlohmann::json to_json(const Plan& plan) {
+  nlohmann::json cells = nlohmann::json::array();
+  for (const auto& cell : plan.cells)
+    cells.push_back(to_json(cell));
+  const PlanTotals& t = plan.totals;
+  return {{"sweep", plan.sweep},
+          {"cells", cells},
+          {"totals",
+           {{"cells", t.cells},
+            {"jobs", t.jobs},
+            {"flagged", t.flagged},
+            {"target_flops", t.target_flops},
+            {"achieved_flops", t.achieved_flops},
+            {"trained_tokens", t.trained_tokens},
+            {"steps", t.steps},
+            {"gpu_hours", t.gpu_hours},
+            {"max_flop_gap", t.max_flop_gap}}}};
+}
+
+std::string to_csv(const Plan& plan) {
+  std::string out =
+      "cell,job_id,model,budget_id,budget_flops,mean_recurrence,mean_backward,fixed_depth,"
+      "parameters_total,parameters_noncore,parameters_core,parameters_embedding,flops_per_token,"
+      "train_tokens,steps,trained_tokens,achieved_flops,flop_gap,gpu_hours,seed,kept,flags\n";
+  for (const auto& c : plan.cells) {
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                       csv_field(c.name),
+                       c.job_id,
+                       csv_field(c.model_label),
+                       csv_field(c.budget_id),
+                       exact(c.budget_flops),
+                       c.mean_recurrence,
+                       c.mean_backward,
+                       c.fixed_depth ? 1 : 0,
+                       c.parameters.total,
+                       c.parameters.noncore,
+                       c.parameters.core,
+                       c.parameters.embedding,
+                       c.flops_per_token,
+                       c.train_tokens,
+                       c.steps,
+                       c.trained_tokens,
+                       exact(c.achieved_flops),
+                       exact(c.flop_gap),
+                       exact(c.gpu_hours),
+                       c.job.seed,
+                       c.kept ? 1 : 0,
+                       csv_field(joined_flags(c)));
+  }
+  return out;
+}
+
+std::string to_table(const Plan& plan) {
+  size_t width = 4;
+  for (const auto& c : plan.cells)
+    width = std::max(width, c.name.size());
+  std::string out =
+      fmt::format("{:<{}}  {:>11} {:>11} {:>10} {:>8} {:>12} {:>10} {:>10} {:>8} {:>8} {:>9}\n",
+                  "cell",
+                  width,
+                  "N total",
+                  "N noncore",
+                  "N core",
+                  "mu/bwd",
+                  "D tokens",
+                  "target C",
+                  "achieved",
+                  "gap",
+                  "steps",
+                  "GPU-h");
+  for (const auto& c : plan.cells) {
+    const std::string mu = c.fixed_depth && c.mean_recurrence == 1
+                               ? "1 fixed"
+                               : fmt::format("{}/{}", c.mean_recurrence, c.mean_backward);
+    out += fmt::format(
+        "{:<{}}  {:>11} {:>11} {:>10} {:>8} {:>12} {:>10} {:>10.4g} {:>8} {:>8} {:>9.3g}{}\n",
+        c.name,
+        width,
+        c.parameters.total,
+        c.parameters.noncore,
+        c.parameters.core,
+        mu,
+        c.train_tokens,
+        c.budget_flops > 0 ? fmt::format("{:.4g}", c.budget_flops) : std::string("-"),
+        c.achieved_flops,
+        c.budget_flops > 0 ? percent(c.flop_gap) : std::string("-"),
+        c.steps,
+        c.gpu_hours,
+        c.flagged() ? (c.kept ? "  FLAGGED (kept)" : "  FLAGGED (skipped)") : "");
+  }
+  const PlanTotals& t = plan.totals;
+  out += fmt::format(
+      "totals: {} cells, {} jobs, {} flagged; target {:.4g} FLOPs, achieved {:.4g} FLOPs "
+      "(largest gap {}); {} tokens, {} steps, {:.3g} GPU-hours\n",
+      t.cells,
+      t.jobs,
+      t.flagged,
+      t.target_flops,
+      t.achieved_flops,
+      percent(t.max_flop_gap),
+      t.trained_tokens,
+      t.steps,
+      t.gpu_hours);
+  for (const auto& c : plan.cells) {
+    if (c.flagged())
+      out += fmt::format("flagged {}: {}\n", c.name, joined_flags(c));
+  }
+  return out;
+}
+
+}  // namespace parcae::sweeps

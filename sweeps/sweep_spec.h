@@ -1,0 +1,153 @@
+// The sweep file: one JSON document that declares a whole study, read into a validated SweepSpec.
+//
+// A sweep names its data, a base model, its FLOP budgets (each with an explicit id) or its token
+// counts, the axes to vary, the training and evaluation settings shared by every cell, and the
+// resources per job. The planner (planner.h) expands it into cells. Reading collects every
+// problem of the file before it throws, so a sweep file is fixed in one pass; each problem names
+// the file, the field path and the value. The format is documented in docs/cli.md.
+//
+//   {
+//     "name": "tiny-cpu",
+//     "data": {"train": ["../../demo/data/train_*.bin"], "val": ["../../demo/data/val_*.bin"]},
+//     "model": {"preset": "parcae-tiny", "context_length": 64},
+//     "budgets": [{"id": "2e12", "flops": 2e12}, {"id": "4e12", "flops": 4e12}],
+//     "axes": {"mean_recurrence": ["1-fixed", 2, 4, 6], "seed": [0]},
+//     "training": {"batch_tokens": 4096, "micro_batch_size": 16},
+//     "eval": {"depths": [1, 2, 4, 8]},
+//     "resources": {"gpus_per_job": 1, "jobs_per_gpu": 1},
+//     "device": "cpu",
+//     "plan": {"min_steps": 50}
+//   }
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sweeps/error.h"
+#include "sweeps/flop_model.h"
+#include "sweeps/job_config.h"
+
+namespace parcae::sweeps {
+
+// One isoFLOP group. The id is what tables and fits group by; it is never recovered from the
+// number by rounding. Given in the file as {"id": "1e18", "flops": 1e18}, as a bare number (the id
+// is then its shortest %g spelling, e.g. "1e18"), or from a generator.
+struct Budget {
+  std::string id;
+  double flops = 0.0;  // C, training FLOPs under the convention of flop_model.h
+};
+
+// A value of the mean_recurrence axis: mu_rec with mu_bwd = ceil(mu_rec / 2), or the fixed-depth
+// control "1-fixed" that runs exactly T = 1 (parcae.md §6, decision 7).
+struct RecurrenceChoice {
+  int mean_recurrence = 1;
+  bool fixed = false;
+  // "4" or "1-fixed": the spelling used in files and cell names.
+  std::string label() const;
+};
+
+// A value of the model axis, or the base model when the sweep has no model axis.
+struct ModelChoice {
+  std::string label;  // the config's name; unique within a sweep
+  ModelConfig config;
+};
+
+// The axes; the planner takes their Cartesian product (budgets or train_tokens first, seeds last).
+// An empty list means the axis is not varied.
+struct SweepAxes {
+  std::vector<ModelChoice> models;  // never empty after reading: the base model when not varied
+  std::vector<int> n_layers;        // Transformer family: L
+  std::vector<int> n_recurrent;     // looped family: L_R
+  std::vector<RecurrenceChoice> mean_recurrence;
+  std::vector<int64_t> train_tokens;  // fixed-data cells; exclusive with budgets
+  std::vector<uint64_t> seeds = {0};
+};
+
+// Token shards as written in the file (patterns, relative to the data folder) and as found.
+struct DataSpec {
+  std::vector<std::string> train_patterns;
+  std::vector<std::string> val_patterns;
+  std::vector<std::string> train_shards;  // absolute, sorted, one entry per matching file
+  std::vector<std::string> val_shards;
+};
+
+struct Resources {
+  int gpus_per_job = 1;  // GPUs one job trains on
+  int jobs_per_gpu = 1;  // jobs packed onto one GPU by the local launcher (gpus_per_job == 1 only)
+};
+
+// How the planner judges cells and estimates cost.
+struct PlanSettings {
+  int64_t min_steps = 200;     // cells with fewer optimizer steps are flagged
+  double max_flop_gap = 0.01;  // cells whose achieved FLOPs miss the budget by more are flagged
+  bool keep_flagged = false;   // record flagged cells as jobs anyway (they stay flagged)
+  // Assumed sustained training FLOP/s of one GPU (or of one CPU job), for GPU-hour estimates.
+  // The default is 40% of an H100's dense bf16 peak of 989.4e12 (parcae.md §11).
+  double throughput_flops_per_s = 3.9576e14;
+};
+
+struct SweepSpec {
+  std::string file;  // the file it was read from, as given
+  std::string name;  // [A-Za-z0-9._-]+: it names folders and database rows
+  std::string description;
+  DataSpec data;
+  std::vector<Budget> budgets;  // empty when the cells are defined by axes.train_tokens
+  SweepAxes axes;
+  TrainingConfig training;
+  EvalConfig eval;
+  Resources resources;
+  std::string device = "auto";  // "auto", "cpu" or "cuda", copied into every job
+  int64_t checkpoint_interval_steps = 0;
+  PlanSettings plan;
+  nlohmann::json source;  // the document as read, stored with the sweep in the database
+
+  // Every semantic problem at once, each "FILE: FIELD = VALUE: EXPECTED"; empty when valid.
+  std::vector<std::string> validate() const;
+};
+
+// Options that are not part of the file.
+struct SweepReadOptions {
+  // Folder that relative data patterns are resolved against; empty = the sweep file's folder.
+  std::string data_dir;
+  // Expand data patterns and require each to match at least one file. Off only for planning
+  // reports that never reach a trainer (tests of the arithmetic).
+  bool require_data = true;
+};
+
+// All the problems of one sweep file. what() lists them one per line; the InputError parts
+// (file, field, value) are those of the first problem.
+class SweepFileError : public InputError {
+ public:
+  SweepFileError(const std::string& file, std::vector<std::string> problems);
+  const char* what() const noexcept override { return all_.c_str(); }
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+  std::string all_;
+};
+
+// Reads, parses and validates a sweep file. Throws SweepFileError listing every problem (unknown
+// fields with a did-you-mean, wrong types, bad values, data patterns matching nothing), or
+// InputError when the file cannot be read or is not JSON.
+SweepSpec read_sweep_file(const std::string& path, const SweepReadOptions& options = {});
+
+// The same from a parsed document; `file` names it in messages and locates relative data paths.
+SweepSpec sweep_spec_from_json(const nlohmann::json& document,
+                               const std::string& file,
+                               const SweepReadOptions& options = {});
+
+// The values of a generator, in order: {"logspace": [lo, hi, n]} (geometric, both ends
+// included), {"linspace": [lo, hi, n]} and {"range": [start, stop, step]} (stop included when
+// reached). Throws InputError naming `file` and `field` for a malformed generator.
+std::vector<double> expand_generator(const nlohmann::json& generator,
+                                     const std::string& file,
+                                     const std::string& field);
+
+// "1e18", "2.5e18", "6.4e19", "4096": the shortest %g spelling of a budget, used as a generated id.
+std::string budget_id_for(double flops);
+
+}  // namespace parcae::sweeps
