@@ -1,0 +1,324 @@
+// Ingest of a job's events.jsonl: the trainer's stream of JSON lines turned into rows.
+//
+// The job row remembers how many bytes (and lines) of the file are already in the database. Each
+// call reads from there to the last complete line, applies every line, and stores the new offset,
+// all in one transaction: a SIGKILL in the middle leaves either none or all of a batch, and the
+// next call starts where the last commit ended. Rows are keyed by (job, step) and (job, step,
+// depth) and written with upserts, so the steps a resumed trainer replays after its checkpoint
+// replace the earlier ones, and reading a line twice changes nothing.
+#include <cmath>
+#include <fstream>
+
+#include "results/detail/sqlite.h"
+#include "results/detail/store_impl.h"
+#include "results/results.h"
+#include "sweeps/error.h"
+
+namespace parcae::results {
+namespace {
+
+using detail::Connection;
+using detail::Statement;
+using detail::Transaction;
+
+// Most bytes read in one transaction; a longer backlog is taken in several.
+constexpr int64_t kBatchBytes = 64 << 20;
+
+// A line that is JSON but not a usable event.
+struct BadEvent {
+  std::string message;
+};
+
+const nlohmann::json* member(const nlohmann::json& event, const char* key) {
+  const auto it = event.find(key);
+  return it == event.end() || it->is_null() ? nullptr : &*it;
+}
+
+double required_number(const nlohmann::json& event, const char* key) {
+  const nlohmann::json* v = member(event, key);
+  if (v == nullptr || !v->is_number())
+    throw BadEvent{std::string("\"") + key + "\" is missing or not a number"};
+  return v->get<double>();
+}
+
+int64_t required_integer(const nlohmann::json& event, const char* key) {
+  const nlohmann::json* v = member(event, key);
+  if (v == nullptr || !v->is_number())
+    throw BadEvent{std::string("\"") + key + "\" is missing or not an integer"};
+  if (v->is_number_integer())
+    return v->get<int64_t>();
+  const double d = v->get<double>();
+  if (std::floor(d) != d || std::fabs(d) > 9e18)
+    throw BadEvent{std::string("\"") + key + "\" is not an integer"};
+  return static_cast<int64_t>(d);
+}
+
+// A number, or nullopt for a missing key, null or a non-finite spelling ("nan", "inf").
+std::optional<double> optional_number(const nlohmann::json& event, const char* key) {
+  const nlohmann::json* v = member(event, key);
+  if (v == nullptr || v->is_string())
+    return std::nullopt;
+  if (v->is_boolean())
+    return v->get<bool>() ? 1.0 : 0.0;
+  if (!v->is_number())
+    throw BadEvent{std::string("\"") + key + "\" is not a number"};
+  return v->get<double>();
+}
+
+std::optional<int64_t> optional_integer(const nlohmann::json& event, const char* key) {
+  const nlohmann::json* v = member(event, key);
+  if (v == nullptr)
+    return std::nullopt;
+  if (v->is_boolean())
+    return v->get<bool>() ? 1 : 0;
+  return required_integer(event, key);
+}
+
+std::optional<std::string> optional_text(const nlohmann::json& event, const char* key) {
+  const nlohmann::json* v = member(event, key);
+  if (v == nullptr)
+    return std::nullopt;
+  if (!v->is_string())
+    throw BadEvent{std::string("\"") + key + "\" is not a string"};
+  return v->get<std::string>();
+}
+
+// The statements of one ingest call, prepared once.
+struct Statements {
+  explicit Statements(const Connection& db)
+      : curve(db,
+              "INSERT INTO curve (job, step, time, tokens, flops, loss, lr_adamw, lr_muon, "
+              "grad_norm, tokens_per_s, skipped, mean_depth, log_rho, mean_decay, h_rms) VALUES "
+              "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT "
+              "(job, step) DO UPDATE SET time = excluded.time, tokens = excluded.tokens, flops = "
+              "excluded.flops, loss = excluded.loss, lr_adamw = excluded.lr_adamw, lr_muon = "
+              "excluded.lr_muon, grad_norm = excluded.grad_norm, tokens_per_s = "
+              "excluded.tokens_per_s, skipped = excluded.skipped, mean_depth = "
+              "excluded.mean_depth, log_rho = excluded.log_rho, mean_decay = excluded.mean_decay, "
+              "h_rms = excluded.h_rms"),
+        evaluation(db,
+                   "INSERT INTO evaluations (job, step, depth, time, tokens, loss) VALUES (?1, ?2, "
+                   "?3, ?4, ?5, ?6) ON CONFLICT (job, step, depth) DO UPDATE SET time = "
+                   "excluded.time, tokens = excluded.tokens, loss = excluded.loss"),
+        provenance(db,
+                   "INSERT OR REPLACE INTO provenance (job, events_offset, time, resumed, "
+                   "parcae_version, git_commit, libtorch_version, cuda_version, versions, device, "
+                   "world_size, seed, parameters_total, parameters_noncore, parameters_core, "
+                   "parameters_embedding, flops_per_token, max_steps, train_tokens, budget_flops, "
+                   "config) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+                   "?15, ?16, ?17, ?18, ?19, ?20, config FROM jobs WHERE id = ?1"),
+        started(db,
+                "UPDATE jobs SET final_status = NULL, loss_train = NULL, loss_val = NULL, "
+                "wall_time_s = NULL WHERE id = ?1"),
+        progress(db,
+                 "UPDATE jobs SET steps_done = ?2, tokens_done = ?3, flops_done = ?4, last_loss = "
+                 "?5 WHERE id = ?1"),
+        checkpoint(db, "UPDATE jobs SET checkpoint_step = ?2, checkpoint_path = ?3 WHERE id = ?1"),
+        done(db,
+             "UPDATE jobs SET final_status = ?2, tokens_done = coalesce(?3, tokens_done), "
+             "flops_done = coalesce(?4, flops_done), loss_train = ?5, loss_val = ?6, wall_time_s "
+             "= ?7 WHERE id = ?1"),
+        error(db, "UPDATE jobs SET last_error = ?2 WHERE id = ?1"),
+        offset(db,
+               "UPDATE jobs SET events_offset = ?2, events_lines = ?3, updated_at = ?4 WHERE id = "
+               "?1") {}
+
+  Statement curve, evaluation, provenance, started, progress, checkpoint, done, error, offset;
+};
+
+// Applies one parsed event; throws BadEvent when it is not a usable event.
+void apply(const std::string& job,
+           const nlohmann::json& event,
+           int64_t line_offset,
+           Statements& s,
+           IngestReport& report) {
+  if (!event.is_object())
+    throw BadEvent{"expected a JSON object"};
+  const auto type = optional_text(event, "event");
+  if (!type)
+    throw BadEvent{"\"event\" is missing"};
+  const double time = required_number(event, "time");
+  const int64_t step = required_integer(event, "step");
+  if (*type == "step") {
+    Statement& q = s.curve;
+    q.reset();
+    const int64_t tokens = required_integer(event, "tokens");
+    const double flops = required_number(event, "flops");
+    const std::optional<double> loss = optional_number(event, "loss");
+    q.bind(1, job)
+        .bind(2, step)
+        .bind(3, time)
+        .bind(4, tokens)
+        .bind(5, flops)
+        .bind(6, loss)
+        .bind(7, optional_number(event, "lr_adamw"))
+        .bind(8, optional_number(event, "lr_muon"))
+        .bind(9, optional_number(event, "grad_norm"))
+        .bind(10, optional_number(event, "tokens_per_s"))
+        .bind(11, optional_integer(event, "skipped"))
+        .bind(12, optional_number(event, "mean_depth"))
+        .bind(13, optional_number(event, "log_rho"))
+        .bind(14, optional_number(event, "mean_decay"))
+        .bind(15, optional_number(event, "h_rms"))
+        .run();
+    s.progress.reset();
+    s.progress.bind(1, job).bind(2, step).bind(3, tokens).bind(4, flops).bind(5, loss).run();
+  } else if (*type == "eval") {
+    const int64_t depth = required_integer(event, "depth");
+    if (depth < 1)
+      throw BadEvent{"\"depth\" must be >= 1"};
+    s.evaluation.reset();
+    s.evaluation.bind(1, job)
+        .bind(2, step)
+        .bind(3, depth)
+        .bind(4, time)
+        .bind(5, required_integer(event, "tokens"))
+        .bind(6, optional_number(event, "loss"))
+        .run();
+  } else if (*type == "start") {
+    const nlohmann::json* versions = member(event, "versions");
+    const nlohmann::json no_versions = nlohmann::json::object();
+    const nlohmann::json& v =
+        versions != nullptr && versions->is_object() ? *versions : no_versions;
+    const nlohmann::json* parameters = member(event, "parameters");
+    const nlohmann::json no_parameters = nlohmann::json::object();
+    const nlohmann::json& p =
+        parameters != nullptr && parameters->is_object() ? *parameters : no_parameters;
+    auto version_text = [&](const char* key) -> std::optional<std::string> {
+      const nlohmann::json* x = member(v, key);
+      if (x == nullptr)
+        return std::nullopt;
+      return x->is_string() ? x->get<std::string>() : x->dump();
+    };
+    const auto resumed = member(event, "resumed");
+    s.provenance.reset();
+    s.provenance.bind(1, job)
+        .bind(2, line_offset)
+        .bind(3, time)
+        .bind(4, resumed != nullptr && resumed->is_boolean() && resumed->get<bool>() ? 1 : 0)
+        .bind(5, version_text("parcae"))
+        .bind(6, version_text("git_commit"))
+        .bind(7, version_text("libtorch"))
+        .bind(8, version_text("cuda"))
+        .bind(9, v.dump())
+        .bind(10, optional_text(event, "device"))
+        .bind(11, optional_integer(event, "world_size"))
+        .bind(12, optional_integer(event, "seed"))
+        .bind(13, optional_integer(p, "total"))
+        .bind(14, optional_integer(p, "noncore"))
+        .bind(15, optional_integer(p, "core"))
+        .bind(16, optional_integer(p, "embedding"))
+        .bind(17, optional_integer(event, "flops_per_token"))
+        .bind(18, optional_integer(event, "max_steps"))
+        .bind(19, optional_integer(event, "train_tokens"))
+        .bind(20, optional_number(event, "budget_flops"))
+        .run();
+    s.started.reset();
+    s.started.bind(1, job).run();
+  } else if (*type == "checkpoint") {
+    s.checkpoint.reset();
+    s.checkpoint.bind(1, job).bind(2, step).bind(3, optional_text(event, "path")).run();
+  } else if (*type == "done") {
+    const auto status = optional_text(event, "status");
+    if (!status || (*status != "done" && *status != "diverged")) {
+      throw BadEvent{"\"status\" must be \"done\" or \"diverged\""};
+    }
+    s.done.reset();
+    s.done.bind(1, job)
+        .bind(2, *status)
+        .bind(3, optional_integer(event, "tokens"))
+        .bind(4, optional_number(event, "flops"))
+        .bind(5, optional_number(event, "loss_train"))
+        .bind(6, optional_number(event, "loss_val"))
+        .bind(7, optional_number(event, "wall_time_s"))
+        .run();
+    report.final_status = *status;
+  } else if (*type == "preempted") {
+    report.saw_preempted = true;
+  } else if (*type == "error") {
+    const std::string message = optional_text(event, "message").value_or("(no message)");
+    s.error.reset();
+    s.error.bind(1, job).bind(2, message).run();
+    report.error_message = message;
+  } else {
+    throw BadEvent{"unknown event type \"" + *type + "\""};
+  }
+}
+
+}  // namespace
+
+IngestReport Store::ingest_events(const std::string& job_id, const std::string& events_path) {
+  const Connection& db = impl_->db;
+  IngestReport report;
+  Statements statements(db);
+  while (true) {
+    Transaction transaction(db);
+    Statement position(db, "SELECT events_offset, events_lines FROM jobs WHERE id = ?1");
+    position.bind(1, job_id);
+    if (!position.step())
+      throw Error("results: ingest for unknown job " + job_id);
+    int64_t offset = position.get_int(0);
+    int64_t lines = position.get_int(1);
+
+    std::ifstream in(events_path, std::ios::binary);
+    if (!in)
+      return report;  // not written yet
+    in.seekg(0, std::ios::end);
+    const int64_t size = static_cast<int64_t>(in.tellg());
+    if (size < offset) {
+      // The file was replaced by a shorter one: read it again; upserts make that harmless.
+      offset = 0;
+      lines = 0;
+      report.restarted = true;
+    }
+    const int64_t want = std::min<int64_t>(size - offset, kBatchBytes);
+    std::string buffer(static_cast<size_t>(want), '\0');
+    in.seekg(offset);
+    in.read(buffer.data(), want);
+    buffer.resize(static_cast<size_t>(in.gcount()));
+
+    size_t start = 0;
+    int64_t consumed = 0;
+    while (true) {
+      const size_t end = buffer.find('\n', start);
+      if (end == std::string::npos)
+        break;
+      const int64_t line_offset = offset + static_cast<int64_t>(start);
+      ++lines;
+      ++report.lines;
+      std::string_view text(buffer.data() + start, end - start);
+      if (!text.empty() && text.back() == '\r')
+        text.remove_suffix(1);
+      if (text.find_first_not_of(" \t") != std::string_view::npos) {
+        const nlohmann::json event =
+            nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+        try {
+          if (event.is_discarded())
+            throw BadEvent{"not valid JSON"};
+          apply(job_id, event, line_offset, statements, report);
+          ++report.events;
+        } catch (const BadEvent& bad) {
+          report.bad_lines.push_back({lines, line_offset, bad.message});
+        }
+      }
+      start = end + 1;
+      consumed = static_cast<int64_t>(start);
+    }
+    statements.offset.reset();
+    statements.offset.bind(1, job_id)
+        .bind(2, offset + consumed)
+        .bind(3, lines)
+        .bind(4, unix_now())
+        .run();
+    transaction.commit();
+    report.bytes += consumed;
+    const int64_t remaining = size - (offset + consumed);
+    // A full batch may have cut the backlog mid-line; anything shorter is an unfinished line.
+    if (want < kBatchBytes || consumed == 0) {
+      report.pending_bytes = remaining;
+      return report;
+    }
+  }
+}
+
+}  // namespace parcae::results
