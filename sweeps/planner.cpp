@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <set>
 
 #include <fmt/format.h>
@@ -166,10 +165,9 @@ std::string csv_field(const std::string& text) {
   return out + "\"";
 }
 
+// The shortest text that reads back as the same double.
 std::string exact(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%.17g", value);
-  return buffer;
+  return nlohmann::json(value).dump();
 }
 
 std::string joined_flags(const PlannedCell& cell) {

@@ -214,8 +214,9 @@ void read_data(const nlohmann::json& value,
   });
   if (!options.require_data)
     return;
-  const fs::path base = fs::absolute(options.data_dir.empty() ? fs::path(file).parent_path()
-                                                              : fs::path(options.data_dir));
+  const fs::path folder =
+      options.data_dir.empty() ? fs::path(file).parent_path() : fs::path(options.data_dir);
+  const fs::path base = fs::absolute(folder.empty() ? fs::path(".") : folder).lexically_normal();
   auto expand = [&](const std::vector<std::string>& patterns,
                     const std::string& field,
                     std::vector<std::string>& shards) {

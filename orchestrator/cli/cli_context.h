@@ -17,5 +17,7 @@ struct CliContext {
 };
 
 void add_model_commands(CLI::App& app, CliContext& context);
+void add_sweep_commands(CLI::App& app, CliContext& context);
+void add_export_commands(CLI::App& app, CliContext& context);
 
 }  // namespace parcae::cli

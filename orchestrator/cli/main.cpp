@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   app.add_option("--db", context.db_path, "SQLite results database (env PARCAE_DB)");
 
   parcae::cli::add_model_commands(app, context);
+  parcae::cli::add_sweep_commands(app, context);
+  parcae::cli::add_export_commands(app, context);
 
   try {
     app.parse(argc, argv);

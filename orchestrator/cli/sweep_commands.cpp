@@ -1,0 +1,440 @@
+// `parcae-scale sweep plan|run|status|retry|cancel|list`: flags mapped onto the orchestrator's
+// options, results printed. stdout carries only the result; progress and notes go to stderr,
+// redrawn in place only when stderr is a terminal.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "orchestrator/cli/cli_context.h"
+#include "orchestrator/orchestrator.h"
+#include "sweeps/error.h"
+
+namespace parcae::cli {
+namespace {
+
+using results::JobState;
+
+// The signal that asked `sweep run` to stop; 0 while none has.
+std::atomic<int> g_stop_signal{0};
+
+extern "C" void on_stop_signal(int signal_number) {
+  if (g_stop_signal.load() != 0) {
+    // A second signal: quit at once. The trainers keep running; the next `sweep run` adopts them.
+    ::signal(signal_number, SIG_DFL);
+    ::raise(signal_number);
+    return;
+  }
+  g_stop_signal.store(signal_number);
+}
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: a signal must cut the scheduler's wait short
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+}
+
+std::string optional_number(const std::optional<double>& value, const char* format = "{:.4f}") {
+  return value ? fmt::format(fmt::runtime(format), *value) : std::string("-");
+}
+
+std::string counts_text(const std::map<JobState, int>& counts, int jobs) {
+  std::string out = fmt::format("{} jobs", jobs);
+  for (JobState state : results::all_job_states()) {
+    const auto it = counts.find(state);
+    if (it != counts.end() && it->second > 0)
+      out += fmt::format(", {} {}", it->second, results::to_string(state));
+  }
+  return out;
+}
+
+std::string progress_bar(double fraction, int width) {
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  const int filled = static_cast<int>(fraction * width + 0.5);
+  return "[" + std::string(static_cast<size_t>(filled), '#') +
+         std::string(static_cast<size_t>(width - filled), '.') + "]";
+}
+
+std::string clock_time() {
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  ::localtime_r(&now, &local);
+  char buffer[16];
+  std::strftime(buffer, sizeof(buffer), "%H:%M:%S", &local);
+  return buffer;
+}
+
+// Prints run_sweep()'s progress: one line per state change; on a terminal also a status line
+// at the bottom, redrawn in place.
+class ProgressPrinter {
+ public:
+  ProgressPrinter() : terminal_(::isatty(2) != 0), start_(std::chrono::steady_clock::now()) {}
+
+  void operator()(const orchestrator::ProgressEvent& e) {
+    using Kind = orchestrator::ProgressEvent::Kind;
+    if (!start_flops_)
+      start_flops_ = e.flops_done;
+    std::string line;
+    switch (e.kind) {
+      case Kind::kStarted:
+        line = fmt::format("{}  {}  running  {}", clock_time(), e.cell, e.message);
+        break;
+      case Kind::kAdopted:
+        line = fmt::format("{}  {}  adopted  {}", clock_time(), e.cell, e.message);
+        break;
+      case Kind::kFinished:
+        line = fmt::format(
+            "{}  {}  {}  {}", clock_time(), e.cell, results::to_string(e.state), e.message);
+        break;
+      case Kind::kBadEvents:
+        line = fmt::format("{}  {}  warning  {}", clock_time(), e.cell, e.message);
+        break;
+      case Kind::kNote:
+        line = fmt::format("{}  {}", clock_time(), e.message);
+        break;
+      case Kind::kProgress:
+        break;
+    }
+    if (!line.empty())
+      line += "  [" + counts_text(e.counts, e.jobs) + "]";
+    if (terminal_) {
+      std::cerr << "\r\033[K";
+      if (!line.empty())
+        std::cerr << line << "\n";
+      std::cerr << status_line(e) << std::flush;
+    } else if (!line.empty()) {
+      std::cerr << line << "\n" << std::flush;
+    }
+  }
+
+  void finish() {
+    if (terminal_)
+      std::cerr << "\r\033[K" << std::flush;
+  }
+
+ private:
+  std::string status_line(const orchestrator::ProgressEvent& e) const {
+    const double fraction = e.flops_total > 0 ? e.flops_done / e.flops_total : 0.0;
+    std::string eta = "";
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double gained = e.flops_done - start_flops_.value_or(0.0);
+    if (gained > 0 && elapsed > 1) {
+      const double seconds = (e.flops_total - e.flops_done) * elapsed / gained;
+      eta = seconds < 120 ? fmt::format(", ETA {:.0f} s", seconds)
+                          : fmt::format(", ETA {:.0f} min", seconds / 60);
+    }
+    return fmt::format("{} {:.1f}% of {:.3g} FLOPs, {}{}",
+                       progress_bar(fraction, 24),
+                       100 * fraction,
+                       e.flops_total,
+                       counts_text(e.counts, e.jobs),
+                       eta);
+  }
+
+  bool terminal_;
+  std::chrono::steady_clock::time_point start_;
+  std::optional<double> start_flops_;
+};
+
+void print_status(const orchestrator::SweepStatus& status) {
+  const double fraction = status.flops_total > 0 ? status.flops_done / status.flops_total : 0.0;
+  std::cout << fmt::format("sweep {}: {}; {:.3g} of {:.3g} FLOPs ({:.1f}%)\n",
+                           status.sweep.name,
+                           counts_text(status.counts, static_cast<int>(status.jobs.size())),
+                           status.flops_done,
+                           status.flops_total,
+                           100 * fraction);
+  size_t width = 4;
+  for (const auto& job : status.jobs)
+    width = std::max(width, job.cell.size());
+  std::cout << fmt::format("  {:<{}}  {:<9}  {:>13}  {:>9}  {:>9}  {}\n",
+                           "cell",
+                           width,
+                           "state",
+                           "steps",
+                           "loss",
+                           "val loss",
+                           "job");
+  for (const auto& job : status.jobs) {
+    std::cout << fmt::format("  {:<{}}  {:<9}  {:>13}  {:>9}  {:>9}  {}\n",
+                             job.cell,
+                             width,
+                             results::to_string(job.state),
+                             fmt::format("{}/{}", job.steps_done.value_or(0), job.steps),
+                             optional_number(job.last_loss),
+                             optional_number(job.loss_val),
+                             job.id);
+  }
+  for (const auto& job : status.jobs) {
+    if (job.state != JobState::kFailed)
+      continue;
+    std::cout << fmt::format(
+        "  failed {}: {}\n", job.cell, job.last_error.value_or("(no reason recorded)"));
+    const auto tail = status.log_tails.find(job.id);
+    if (tail == status.log_tails.end())
+      continue;
+    for (const auto& line : tail->second)
+      std::cout << "    | " << line << "\n";
+  }
+}
+
+void add_plan(CLI::App& sweep, CliContext& context) {
+  struct Options {
+    orchestrator::PlanOptions plan;
+    bool csv = false;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd =
+      sweep.add_subcommand("plan", "Expand a sweep file into cells and record them as jobs");
+  cmd->add_option("file", o->plan.sweep_file, "sweep file (JSON)")->required();
+  auto* json = cmd->add_flag("--json", context.json, "print {\"cells\": [...], \"totals\": {...}}");
+  cmd->add_flag("--csv", o->csv, "print one CSV line per cell")->excludes(json);
+  cmd->add_flag("--dry-run", o->plan.dry_run, "plan and print, write nothing");
+  cmd->add_option("--data-dir",
+                  o->plan.data_dir,
+                  "resolve relative data paths here instead of the sweep file's folder");
+  cmd->add_option(
+      "--jobs-dir", o->plan.jobs_root, "root of run folders (default: runs/ beside the database)");
+  cmd->callback([o, &context] {
+    context.run = [o, &context] {
+      o->plan.db_path = context.db_path;
+      const orchestrator::PlanOutcome outcome = orchestrator::plan_sweep_file(o->plan);
+      if (context.json) {
+        std::cout << sweeps::to_json(outcome.plan).dump(2) << "\n";
+      } else if (o->csv) {
+        std::cout << sweeps::to_csv(outcome.plan);
+      } else {
+        std::cout << sweeps::to_table(outcome.plan);
+      }
+      const auto& t = outcome.plan.totals;
+      if (t.flagged > 0) {
+        std::cerr << fmt::format("parcae-scale: {} of {} cells flagged ({}); see the table\n",
+                                 t.flagged,
+                                 t.cells,
+                                 outcome.spec.plan.keep_flagged ? "kept, as plan.keep_flagged asks"
+                                                                : "not recorded as jobs");
+      }
+      if (!outcome.recorded) {
+        std::cerr << "parcae-scale: dry run: nothing was written\n";
+        return 0;
+      }
+      const auto& r = *outcome.recorded;
+      std::cerr << fmt::format(
+          "parcae-scale: sweep {} in {}: {} new jobs, {} unchanged, {} replaced; run folders in "
+          "{}\n",
+          outcome.spec.name,
+          context.db_path,
+          r.inserted,
+          r.unchanged,
+          r.replaced,
+          outcome.jobs_dir);
+      if (!r.stale_cells.empty()) {
+        std::string cells;
+        for (const auto& c : r.stale_cells)
+          cells += (cells.empty() ? "" : ", ") + c;
+        std::cerr << fmt::format(
+            "parcae-scale: {} jobs of the sweep are not in this file any more and were left as "
+            "they are: {}\n",
+            r.stale_cells.size(),
+            cells);
+      }
+      return 0;
+    };
+  });
+}
+
+void add_run(CLI::App& sweep, CliContext& context) {
+  auto o = std::make_shared<orchestrator::RunOptions>();
+  auto backend = std::make_shared<std::string>("local");
+  CLI::App* cmd =
+      sweep.add_subcommand("run", "Dispatch planned jobs, resume interrupted ones, ingest results");
+  cmd->add_option("sweep", o->sweep, "sweep name in the database, or a sweep file (planned first)");
+  cmd->add_option("--backend", *backend, "where jobs run")->check(CLI::IsMember({"local"}));
+  cmd->add_option("--gpus", o->gpus, "GPUs to use: auto, all, none (CPU) or a list such as 0-3,6");
+  cmd->add_option("--jobs-per-gpu",
+                  o->jobs_per_gpu,
+                  "trainers sharing one GPU (default: the sweep's resources)");
+  cmd->add_option("--max-parallel",
+                  o->max_parallel,
+                  "most trainers at once (default: one per GPU slot, 1 on the CPU)");
+  cmd->add_option("--retries", o->retries, "re-runs of a job after failed attempts")
+      ->capture_default_str();
+  cmd->add_option(
+         "--preemption-retries", o->preemption_retries, "re-runs of a job after preemptions")
+      ->capture_default_str();
+  cmd->add_option("--trainer",
+                  o->trainer,
+                  "parcae-train binary (default: $PARCAE_TRAIN, else beside parcae-scale)");
+  cmd->add_option("--jobs-dir", o->jobs_root, "root of run folders for jobs that have not started");
+  cmd->add_option("--data-dir", o->data_dir, "with a sweep file: resolve relative data paths here");
+  cmd->add_option("--poll-interval", o->poll_interval_s, "seconds between ingests of running jobs")
+      ->capture_default_str();
+  cmd->add_option(
+         "--stop-grace", o->stop_grace_s, "seconds trainers get to save on stop before SIGKILL")
+      ->capture_default_str();
+  cmd->add_flag("--dry-run", o->dry_run, "show what would be launched or resumed, change nothing");
+  cmd->callback([o, &context] {
+    context.run = [o, &context] {
+      o->db_path = context.db_path;
+      if (o->dry_run) {
+        const orchestrator::RunSummary summary = orchestrator::run_sweep(*o);
+        for (const auto& cell : summary.would_launch)
+          std::cout << cell << "\n";
+        std::cerr << fmt::format(
+            "parcae-scale: dry run: {} jobs of sweep {} would be launched or resumed\n",
+            summary.would_launch.size(),
+            summary.sweep);
+        return 0;
+      }
+      install_stop_handlers();
+      o->stop_signal = &g_stop_signal;
+      auto printer = std::make_shared<ProgressPrinter>();
+      o->on_progress = [printer](const orchestrator::ProgressEvent& e) { (*printer)(e); };
+      const orchestrator::RunSummary summary = orchestrator::run_sweep(*o);
+      printer->finish();
+      int jobs = 0;
+      for (const auto& [state, n] : summary.counts)
+        jobs += n;
+      std::cerr << fmt::format(
+          "parcae-scale: sweep {}: {}", summary.sweep, counts_text(summary.counts, jobs));
+      if (summary.elsewhere > 0)
+        std::cerr << fmt::format("; {} still running under another orchestrator",
+                                 summary.elsewhere);
+      if (summary.stopped_by_signal != 0) {
+        std::cerr << fmt::format("; stopped by signal {}, run the same command to resume",
+                                 summary.stopped_by_signal);
+      }
+      std::cerr << "\n";
+      return summary.exit_code();
+    };
+  });
+}
+
+void add_status(CLI::App& sweep, CliContext& context) {
+  auto name = std::make_shared<std::string>();
+  CLI::App* cmd = sweep.add_subcommand("status", "One line per job: state, steps, losses");
+  cmd->add_option("sweep", *name, "sweep name (default: every sweep)");
+  cmd->add_flag("--json", context.json, "print one JSON document");
+  cmd->callback([name, &context] {
+    context.run = [name, &context] {
+      const auto statuses = orchestrator::sweep_status(context.db_path, *name);
+      if (context.json) {
+        if (!name->empty()) {
+          std::cout << orchestrator::to_json(statuses.front()).dump(2) << "\n";
+        } else {
+          nlohmann::json all = nlohmann::json::array();
+          for (const auto& s : statuses)
+            all.push_back(orchestrator::to_json(s));
+          std::cout << nlohmann::json{{"sweeps", all}}.dump(2) << "\n";
+        }
+        return 0;
+      }
+      for (const auto& s : statuses)
+        print_status(s);
+      return 0;
+    };
+  });
+}
+
+void add_retry(CLI::App& sweep, CliContext& context) {
+  auto targets = std::make_shared<std::vector<std::string>>();
+  CLI::App* cmd = sweep.add_subcommand("retry", "Send failed or cancelled jobs back to planned");
+  cmd->add_option("targets", *targets, "job ids (or unique prefixes) or sweep names")->required();
+  cmd->callback([targets, &context] {
+    context.run = [targets, &context] {
+      const auto moved = orchestrator::retry(context.db_path, *targets);
+      for (const auto& id : moved)
+        std::cout << id << "\n";
+      std::cerr << fmt::format("parcae-scale: {} jobs back to planned; `sweep run` runs them\n",
+                               moved.size());
+      return 0;
+    };
+  });
+}
+
+void add_cancel(CLI::App& sweep, CliContext& context) {
+  auto targets = std::make_shared<std::vector<std::string>>();
+  auto grace = std::make_shared<double>(30.0);
+  CLI::App* cmd =
+      sweep.add_subcommand("cancel", "Stop jobs (SIGTERM, grace, SIGKILL) and mark them cancelled");
+  cmd->add_option("targets", *targets, "sweep names or job ids (or unique prefixes)")->required();
+  cmd->add_option("--grace", *grace, "seconds a trainer gets to save before SIGKILL")
+      ->capture_default_str();
+  cmd->callback([targets, grace, &context] {
+    context.run = [targets, grace, &context] {
+      const auto result = orchestrator::cancel(context.db_path, *targets, *grace);
+      for (const auto& id : result.cancelled)
+        std::cout << id << "\n";
+      std::cerr << fmt::format("parcae-scale: {} jobs cancelled, {} trainers stopped",
+                               result.cancelled.size(),
+                               result.stopped.size());
+      if (!result.killed.empty())
+        std::cerr << fmt::format(", {} killed after the grace period", result.killed.size());
+      if (!result.unreachable.empty()) {
+        std::cerr << fmt::format(", {} running on another host (marked, not signalled)",
+                                 result.unreachable.size());
+      }
+      std::cerr << "\n";
+      return 0;
+    };
+  });
+}
+
+void add_list(CLI::App& sweep, CliContext& context) {
+  CLI::App* cmd = sweep.add_subcommand("list", "The sweeps in the database");
+  cmd->add_flag("--json", context.json, "print one JSON document");
+  cmd->callback([&context] {
+    context.run = [&context] {
+      const auto statuses = orchestrator::sweep_status(context.db_path, "");
+      if (context.json) {
+        nlohmann::json all = nlohmann::json::array();
+        for (const auto& s : statuses) {
+          nlohmann::json counts = nlohmann::json::object();
+          for (const auto& [state, n] : s.counts)
+            counts[results::to_string(state)] = n;
+          all.push_back({{"name", s.sweep.name},
+                         {"file", s.sweep.file},
+                         {"jobs", s.jobs.size()},
+                         {"counts", counts},
+                         {"flops_done", s.flops_done},
+                         {"flops_total", s.flops_total}});
+        }
+        std::cout << all.dump(2) << "\n";
+        return 0;
+      }
+      for (const auto& s : statuses) {
+        std::cout << fmt::format("{}  {}  ({})\n",
+                                 s.sweep.name,
+                                 counts_text(s.counts, static_cast<int>(s.jobs.size())),
+                                 s.sweep.file);
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace
+
+void add_sweep_commands(CLI::App& app, CliContext& context) {
+  CLI::App* sweep = app.add_subcommand("sweep", "Plan, run and follow sweeps");
+  sweep->require_subcommand(1);
+  add_plan(*sweep, context);
+  add_run(*sweep, context);
+  add_status(*sweep, context);
+  add_retry(*sweep, context);
+  add_cancel(*sweep, context);
+  add_list(*sweep, context);
+}
+
+}  // namespace parcae::cli

@@ -1,0 +1,168 @@
+// parcae::orchestrator — from a sweep file to finished jobs in the results database.
+//
+// plan_sweep_file() reads a sweep file, plans its cells (sweeps/planner.h) and records them as
+// jobs. run_sweep() dispatches a sweep's planned jobs as trainer processes (`parcae-train --job
+// DIR/job.json --out DIR`), one per slot: on a GPU machine each job is pinned with
+// CUDA_VISIBLE_DEVICES and several small jobs may share a GPU; without GPUs up to max_parallel
+// jobs run on the CPU. While they run it ingests their events.jsonl; when one exits it decides
+// the attempt's outcome from the exit code and the events (docs/cli.md has the table), retries
+// failures within a budget, requeues preemptions (exit 143) on a separate budget, and fails bad
+// input (exit 2) at once. It is safe to stop at any moment: on a stop signal it stops
+// dispatching, passes SIGTERM to its trainers, waits for them to save, ingests and returns; after
+// a SIGKILL the next run_sweep() adopts trainers still alive and resumes those that are gone
+// from their checkpoints. Only this library writes the database, through parcae::results.
+//
+// Run folders live at <jobs root>/<sweep>/<job id>/ with job.json, events.jsonl, checkpoint/
+// and trainer.log (the trainer's stdout and stderr); the jobs root defaults to `runs` beside the
+// database. The launcher is an interface (detail/launcher.h), so that a cluster backend can be
+// added beside the local one.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "results/results.h"
+#include "sweeps/planner.h"
+#include "sweeps/sweep_spec.h"
+
+namespace parcae::orchestrator {
+
+// <folder of db_path>/runs: the default root of run folders.
+std::string default_jobs_root(const std::string& db_path);
+
+// ---------------------------------------------------------------------------------------------
+// plan
+
+struct PlanOptions {
+  std::string sweep_file;
+  std::string db_path = "parcae.sqlite";
+  std::string data_dir;      // resolves relative data paths instead of the sweep file's folder
+  std::string jobs_root;     // run folders go to <jobs_root>/<sweep>/<job id>; empty = default
+  bool dry_run = false;      // plan and report, write nothing (the database is not even opened)
+  bool require_data = true;  // data patterns must match files (off only for reports)
+};
+
+struct PlanOutcome {
+  sweeps::SweepSpec spec;
+  sweeps::Plan plan;
+  std::optional<results::PlanRecordResult> recorded;  // nullopt for a dry run
+  std::string jobs_dir;                               // <jobs_root>/<sweep>
+};
+
+// Throws SweepFileError / InputError for a bad sweep file or database (nothing written).
+PlanOutcome plan_sweep_file(const PlanOptions& options);
+
+// ---------------------------------------------------------------------------------------------
+// run
+
+// One line's worth of news from run_sweep(), for the progress display.
+struct ProgressEvent {
+  enum class Kind {
+    kStarted,    // a job was launched (attempt, pid, devices in `message`)
+    kAdopted,    // a trainer left by a killed orchestrator is still alive and is watched again
+    kFinished,   // an attempt ended; `state` is the job's new state, `message` the reason
+    kBadEvents,  // events.jsonl had lines that are not events (message names them)
+    kProgress,   // new steps were ingested (for a redrawn status line; not a state change)
+    kNote,       // anything else worth a line (stopping, waiting for trainers to save, ...)
+  };
+  Kind kind = Kind::kNote;
+  std::string job_id;
+  std::string cell;
+  results::JobState state = results::JobState::kPlanned;
+  int attempt = 0;
+  std::string message;
+  std::map<results::JobState, int> counts;  // the sweep's jobs by state after this event
+  int jobs = 0;                             // the sweep's jobs
+  double flops_done = 0.0;                  // FLOPs reported by the trainers so far
+  double flops_total = 0.0;                 // FLOPs of every job as planned
+};
+
+struct RunOptions {
+  std::string db_path = "parcae.sqlite";
+  // A sweep name in the database, or a sweep file (planned first, as plan_sweep_file does).
+  // Empty: the database's only sweep.
+  std::string sweep;
+  std::string data_dir;          // for a sweep file, as PlanOptions::data_dir
+  std::string jobs_root;         // moves run folders of jobs that never started; empty = keep
+  int max_parallel = 0;          // most trainers at once; 0 = one per GPU slot, or 1 on the CPU
+  int jobs_per_gpu = 0;          // trainers sharing one GPU; 0 = the sweep's resources.jobs_per_gpu
+  std::string gpus = "auto";     // "auto" or "all" (discover), "none" (CPU), or a list "0-3,6"
+  int retries = 2;               // re-runs after a failed attempt (exit 1, crash) per job
+  int preemption_retries = 100;  // re-runs after a preempted or lost attempt per job
+  // parcae-train to run; empty = $PARCAE_TRAIN, else parcae-train beside this executable.
+  std::string trainer;
+  double poll_interval_s = 0.5;  // ingest cadence while trainers run, s
+  double stop_grace_s = 600.0;   // time trainers get to save after SIGTERM before SIGKILL, s
+  // Set (by a signal handler) to the number of a signal to stop; checked between waits.
+  const std::atomic<int>* stop_signal = nullptr;
+  std::function<void(const ProgressEvent&)> on_progress;
+  bool dry_run = false;  // show what would be launched or resumed, change nothing
+};
+
+struct RunSummary {
+  std::string sweep;
+  std::map<results::JobState, int> counts;  // the sweep's jobs by state at the end
+  int launched = 0;                         // attempts started by this call
+  int adopted = 0;                          // trainers of a killed orchestrator watched again
+  int elsewhere = 0;                        // jobs left running under another live orchestrator
+  int stopped_by_signal = 0;  // the signal that stopped the run, 0 when it ran to the end
+  std::vector<std::string> would_launch;  // dry run: cells that would be launched or resumed
+  // 128 + signal when stopped; 1 when a job failed; else 0.
+  int exit_code() const;
+};
+
+// Throws InputError for a bad sweep (file or name), database, flag value or missing trainer,
+// before anything is claimed. Trainer failures are outcomes in the summary, never thrown.
+RunSummary run_sweep(const RunOptions& options);
+
+// ---------------------------------------------------------------------------------------------
+// status, list, retry, cancel, export
+
+struct SweepStatus {
+  results::SweepRecord sweep;
+  std::vector<results::JobRecord> jobs;
+  std::map<results::JobState, int> counts;
+  double flops_done = 0.0;   // sum of the jobs' flops_done
+  double flops_total = 0.0;  // sum of the jobs' planned achieved_flops
+  std::map<std::string, std::vector<std::string>> log_tails;  // failed job id -> last log lines
+};
+
+// One sweep (by name) or every sweep (empty name). Throws InputError for an unknown name.
+std::vector<SweepStatus> sweep_status(const std::string& db_path, const std::string& sweep);
+nlohmann::json to_json(const SweepStatus& status);
+
+// Job ids for targets that are sweep names (all their jobs) or job ids (or unique prefixes).
+// Throws InputError naming a target that is neither.
+std::vector<std::string> resolve_targets(const results::Store& store,
+                                         const std::vector<std::string>& targets);
+
+// Failed or cancelled jobs back to planned with fresh retry budgets. Returns the ids moved.
+std::vector<std::string> retry(const std::string& db_path, const std::vector<std::string>& targets);
+
+struct CancelResult {
+  std::vector<std::string> cancelled;    // jobs now cancelled
+  std::vector<std::string> stopped;      // of those, jobs whose local trainer was signalled
+  std::vector<std::string> killed;       // trainers that needed SIGKILL after the grace period
+  std::vector<std::string> unreachable;  // running on another host: marked, not signalled
+};
+
+// Marks jobs cancelled and stops their local trainers: SIGTERM, up to grace_s to save, SIGKILL.
+CancelResult cancel(const std::string& db_path,
+                    const std::vector<std::string>& targets,
+                    double grace_s = 30.0);
+
+// ---------------------------------------------------------------------------------------------
+// helpers shared with the command line
+
+// The CPU-mode parallelism, GPU list parsing and trainer lookup, exposed for their tests.
+// "0-3,6" -> {0, 1, 2, 3, 6}; throws InputError naming `flag` for anything else.
+std::vector<int> parse_gpu_list(const std::string& text, const std::string& flag = "--gpus");
+// The trainer binary: `explicit_path`, else $PARCAE_TRAIN, else parcae-train beside the running
+// executable. Throws InputError saying where it looked when none is an executable file.
+std::string find_trainer(const std::string& explicit_path);
+
+}  // namespace parcae::orchestrator
