@@ -108,10 +108,10 @@ CREATE TABLE provenance (
   device TEXT,                     -- device the trainer ran on, e.g. 'cuda:0', 'cpu'
   world_size INTEGER,              -- data-parallel ranks
   seed INTEGER,                    -- training seed the trainer reported
-  parameters_total INTEGER,        -- parameter counts of the built module
-  parameters_noncore INTEGER,
-  parameters_core INTEGER,
-  parameters_embedding INTEGER,
+  parameters_total INTEGER,        -- all parameters of the module the trainer built
+  parameters_noncore INTEGER,      -- its N_noncore
+  parameters_core INTEGER,         -- its N_core
+  parameters_embedding INTEGER,    -- its numel(W_E)
   flops_per_token INTEGER,         -- F the trainer counts with
   max_steps INTEGER,               -- optimizer steps the trainer will run
   train_tokens INTEGER,            -- D the trainer was given
