@@ -19,5 +19,8 @@ struct CliContext {
 void add_model_commands(CLI::App& app, CliContext& context);
 void add_sweep_commands(CLI::App& app, CliContext& context);
 void add_export_commands(CLI::App& app, CliContext& context);
+void add_data_commands(CLI::App& app, CliContext& context);
+void add_fit_commands(CLI::App& app, CliContext& context);
+void add_plot_commands(CLI::App& app, CliContext& context);
 
 }  // namespace parcae::cli

@@ -19,6 +19,9 @@ int main(int argc, char** argv) {
   parcae::cli::add_model_commands(app, context);
   parcae::cli::add_sweep_commands(app, context);
   parcae::cli::add_export_commands(app, context);
+  parcae::cli::add_data_commands(app, context);
+  parcae::cli::add_fit_commands(app, context);
+  parcae::cli::add_plot_commands(app, context);
 
   try {
     app.parse(argc, argv);
