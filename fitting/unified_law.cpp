@@ -83,6 +83,7 @@ UnifiedRows unified_rows(const UnifiedData& data, const EffectiveParameters& par
     rows.log_tokens.push_back(std::log(data.tokens[i]));
     rows.log_mu.push_back(std::log(data.mean_recurrence[i]));
     rows.test_time.push_back(data.test_time[i]);
+    rows.time_per_mu.push_back(data.test_time[i] / data.mean_recurrence[i]);
     rows.log_loss.push_back(std::log(data.loss[i]));
   }
   return rows;

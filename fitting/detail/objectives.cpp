@@ -36,12 +36,14 @@ bool TrainingLawObjective::evaluate(const double* x, double* value, double* grad
     }
   }
   *value = total;
+  bool finite = std::isfinite(total);
   if (gradient != nullptr) {
     for (int j = 0; j < 5; ++j) {
       gradient[j] = g[j];
+      finite = finite && std::isfinite(g[j]);
     }
   }
-  return std::isfinite(total);
+  return finite;
 }
 
 std::vector<double> TrainingLawObjective::residuals(const double* x) const {
@@ -59,16 +61,16 @@ UnifiedObjective::UnifiedObjective(const UnifiedRows& rows,
                                    double huber_delta)
     : rows_(rows), variant_(variant), delta_(huber_delta) {}
 
-double UnifiedObjective::time_scale(double test_time, double log_mu, double gamma) const {
+double UnifiedObjective::time_scale(std::size_t i, double gamma) const {
   switch (variant_) {
     case UnifiedVariant::kGammaOne:
-      return test_time * std::exp(-log_mu);
+      return rows_.time_per_mu[i];
     case UnifiedVariant::kLearnedGamma:
-      return test_time * std::exp(-gamma * log_mu);
+      return rows_.test_time[i] * std::exp(-gamma * rows_.log_mu[i]);
     case UnifiedVariant::kNoMu:
       break;
   }
-  return test_time;
+  return rows_.test_time[i];
 }
 
 bool UnifiedObjective::evaluate(const double* x, double* value, double* gradient) const {
@@ -83,7 +85,7 @@ bool UnifiedObjective::evaluate(const double* x, double* value, double* gradient
     if (w == 0.0) {
       continue;
     }
-    const double s = time_scale(rows_.test_time[i], rows_.log_mu[i], gamma);
+    const double s = time_scale(i, gamma);
     const double terms[4] = {x[0] - x[3] * rows_.log_params[i],
                              x[1] - x[4] * rows_.log_tokens[i],
                              x[2],
@@ -106,12 +108,16 @@ bool UnifiedObjective::evaluate(const double* x, double* value, double* gradient
     }
   }
   *value = total;
+  // A point far out (z = e^omega overflowing) can give a finite J with an inf * 0 gradient;
+  // reporting it as invalid makes the line search step back instead of failing.
+  bool finite = std::isfinite(total);
   if (gradient != nullptr) {
     for (int j = 0; j < size(); ++j) {
       gradient[j] = g[j];
+      finite = finite && std::isfinite(g[j]);
     }
   }
-  return std::isfinite(total);
+  return finite;
 }
 
 std::vector<double> UnifiedObjective::residuals(const double* x) const {
@@ -119,7 +125,7 @@ std::vector<double> UnifiedObjective::residuals(const double* x) const {
   const double rate = std::exp(x[6]);
   std::vector<double> r(rows_.log_loss.size());
   for (std::size_t i = 0; i < r.size(); ++i) {
-    const double s = time_scale(rows_.test_time[i], rows_.log_mu[i], gamma);
+    const double s = time_scale(i, gamma);
     const double terms[4] = {x[0] - x[3] * rows_.log_params[i],
                              x[1] - x[4] * rows_.log_tokens[i],
                              x[2],

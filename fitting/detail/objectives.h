@@ -16,8 +16,8 @@ class Objective {
  public:
   virtual ~Objective() = default;
   virtual int size() const = 0;
-  // J at x, and dJ/dx into gradient[0, size()) unless gradient is null. Returns false when J is
-  // not finite.
+  // J at x, and dJ/dx into gradient[0, size()) unless gradient is null. Returns false when J or
+  // the gradient is not finite (Ceres must never see a valid value with a NaN gradient).
   virtual bool evaluate(const double* x, double* value, double* gradient) const = 0;
 };
 
@@ -46,12 +46,13 @@ class TrainingLawObjective : public Objective {
 };
 
 struct UnifiedRows {
-  std::vector<double> log_params;  // ln N(mu)
-  std::vector<double> log_tokens;  // ln D
-  std::vector<double> log_mu;      // ln mu
-  std::vector<double> test_time;   // T
-  std::vector<double> log_loss;    // ln L
-  std::vector<double> weights;     // empty = all 1
+  std::vector<double> log_params;   // ln N(mu)
+  std::vector<double> log_tokens;   // ln D
+  std::vector<double> log_mu;       // ln mu
+  std::vector<double> test_time;    // T
+  std::vector<double> time_per_mu;  // T / mu, so the default variant needs no exp per point
+  std::vector<double> log_loss;     // ln L
+  std::vector<double> weights;      // empty = all 1
 };
 
 // x = (ln X, ln Y, e, x, y, zeta, omega[, gamma]) (8 entries for kLearnedGamma, else 7):
@@ -65,7 +66,7 @@ class UnifiedObjective : public Objective {
   std::vector<double> residuals(const double* x) const;
 
  private:
-  double time_scale(double test_time, double log_mu, double gamma) const;
+  double time_scale(std::size_t i, double gamma) const;
   const UnifiedRows& rows_;
   UnifiedVariant variant_;
   double delta_;

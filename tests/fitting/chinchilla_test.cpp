@@ -2,6 +2,8 @@
 // extraction, tests/testdata/chinchilla_epoch_svg_extracted.csv): the file itself, the objective
 // at fixed parameters, the closed-form allocation, the full 4,500-start fit and the bootstrap.
 #include <cmath>
+#include <ostream>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -37,6 +39,11 @@ struct FixedObjectiveRow {
   double j_all;
 };
 
+// Parameterised tests are listed by name, not by bytes.
+void PrintTo(const FixedObjectiveRow& row, std::ostream* os) {
+  *os << row.name;
+}
+
 class ChinchillaFixedObjective : public ::testing::TestWithParam<FixedObjectiveRow> {};
 
 TEST_P(ChinchillaFixedObjective, MatchesTheSpecTableToOnePartInABillion) {
@@ -50,15 +57,16 @@ TEST_P(ChinchillaFixedObjective, MatchesTheSpecTableToOnePartInABillion) {
 
 // clang-format off
 INSTANTIATE_TEST_SUITE_P(SpecTable, ChinchillaFixedObjective, ::testing::Values(
-    FixedObjectiveRow{"Hoffmann rounded",
+    FixedObjectiveRow{"HoffmannRounded",
         TrainingLawParameters::from_coefficients(406.4, 410.7, 1.69, 0.34, 0.28),
         0.004121009136, 0.005017983503},
-    FixedObjectiveRow{"Hoffmann TeX",
+    FixedObjectiveRow{"HoffmannTex",
         {6.0073404, 6.0179186, 0.5267228, 0.33917084, 0.2849083},
         0.001231162603, 0.002323350896},
-    FixedObjectiveRow{"Epoch estimate",
+    FixedObjectiveRow{"EpochEstimate",
         {6.17795598, 7.64273236, 0.59711196, 0.34781303, 0.36585412},
-        0.001018644705, 0.001930899907}));
+        0.001018644705, 0.001930899907}),
+    [](const ::testing::TestParamInfo<FixedObjectiveRow>& row) { return row.param.name; });
 // clang-format on
 
 // §7, "Closed-form allocation" at C = 5.76e23. The table prints a_N, b_D to 5 decimals, G to
@@ -69,6 +77,10 @@ struct AllocationRow {
   TrainingLawParameters theta;
   double a_N, b_D, G, G_half_unit, n_opt, d_opt, ratio;
 };
+
+void PrintTo(const AllocationRow& row, std::ostream* os) {
+  *os << row.name;
+}
 
 class ChinchillaAllocation : public ::testing::TestWithParam<AllocationRow> {};
 
@@ -88,15 +100,16 @@ TEST_P(ChinchillaAllocation, MatchesTheSpecTableToThePrintedDigits) {
 
 // clang-format off
 INSTANTIATE_TEST_SUITE_P(SpecTable, ChinchillaAllocation, ::testing::Values(
-    AllocationRow{"Hoffmann rounded",
+    AllocationRow{"HoffmannRounded",
         TrainingLawParameters::from_coefficients(406.4, 410.7, 1.69, 0.34, 0.28),
         0.45161, 0.54839, 1.344711, 0.5e-6, 3.219e10, 2.982e12, 92.6},
-    AllocationRow{"Hoffmann TeX",
+    AllocationRow{"HoffmannTex",
         {6.0073404, 6.0179186, 0.5267228, 0.33917084, 0.2849083},
         0.45653, 0.54347, 1.300046, 0.5e-6, 4.036e10, 2.379e12, 58.9},
-    AllocationRow{"Epoch estimate",
+    AllocationRow{"EpochEstimate",
         {6.17795598, 7.64273236, 0.59711196, 0.34781303, 0.36585412},
-        0.51264, 0.48736, 0.119633, 0.5e-6, 7.236e10, 1.327e12, 18.3}));
+        0.51264, 0.48736, 0.119633, 0.5e-6, 7.236e10, 1.327e12, 18.3}),
+    [](const ::testing::TestParamInfo<AllocationRow>& row) { return row.param.name; });
 // clang-format on
 
 // §7 procedure: the 4,500-start grid, Huber 1e-3 summed, L-BFGS, best successful run.

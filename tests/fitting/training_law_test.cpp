@@ -132,6 +132,24 @@ TEST(ParcaeLawRecovery, S2bNoisyDesignRecoversTheTokenExponentAndThePrediction) 
   EXPECT_NEAR(fit.predict(8.0, 11.2e9), fit.value("L(mu=8,D=1.12e+10)"), 1e-15);
 }
 
+// §1: the kept run is the lowest J among successes, ties to the lower start index, so the result
+// is the same on one thread or several.
+TEST(ParcaeLawRecovery, TheKeptStartDoesNotDependOnTheThreadCount) {
+  ParcaeLawOptions options;
+  options.grid_starts = false;
+  options.random_starts = 300;
+  options.threads = 1;
+  const ParcaeLawFit one = fit_parcae_law(s2_data(1e-3, 5), testing::kParcae140mParams, options);
+  options.threads = 2;
+  const ParcaeLawFit two = fit_parcae_law(s2_data(1e-3, 5), testing::kParcae140mParams, options);
+  ASSERT_EQ(one.status, FitStatus::kOk);
+  EXPECT_EQ(one.best_start, two.best_start);
+  EXPECT_EQ(one.successes, two.successes);
+  EXPECT_EQ(one.objective, two.objective);
+  EXPECT_EQ(one.theta.alpha, two.theta.alpha);
+  EXPECT_EQ(one.theta.log_A, two.theta.log_A);
+}
+
 // §4.1 frontier: golden-section in ln mu must find the minimum of L(mu, C / F(mu, mu/2)); checked
 // against a brute-force scan, and the loss must not fall at the neighbouring mu.
 TEST(ParcaeFrontier, GoldenSectionFindsTheMinimumOfTheLawAlongEachBudget) {
