@@ -134,5 +134,19 @@ TEST(ChinchillaFit, FullGridReachesTheKnownOptimumWithinTheSpecTolerances) {
   EXPECT_NEAR(chinchilla_objective(data, fit.theta), fit.objective, 1e-15);
 }
 
+// §1: with the tight tolerances, a single start at Hoffmann's published (TeX) values reaches the
+// optimum of §7; loose tolerances stop early at J = 0.0011633 on the sum.
+TEST(ChinchillaFit, TightTolerancesTakeTheHoffmannStartToTheOptimum) {
+  const ChinchillaData data = chinchilla_data(read_chinchilla_rows(), false);
+  ChinchillaOptions options;
+  options.starts = {{6.0073404, 6.0179186, 0.5267228, 0.33917084, 0.2849083}};
+  const ChinchillaFit fit = fit_chinchilla(data, options);
+  ASSERT_EQ(fit.status, FitStatus::kOk) << fit.report();
+  EXPECT_EQ(fit.starts, 1);
+  EXPECT_NEAR(fit.objective, 0.0010182740, 1e-8);
+  EXPECT_NEAR(fit.value("alpha"), 0.34730, 0.002);
+  EXPECT_NEAR(fit.value("beta"), 0.36717, 0.002);
+}
+
 }  // namespace
 }  // namespace parcae::fitting
