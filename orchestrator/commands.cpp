@@ -221,8 +221,10 @@ CancelResult cancel(const std::string& db_path,
       result.stopped.push_back(id);
       victims.push_back(v);
     }
-    if (detail::owner_state(attempt->owner) != detail::OwnerState::kAlive)
+    // A live orchestrator (this process included) records the end of its own attempt.
+    if (detail::owner_state(attempt->owner) == detail::OwnerState::kDead) {
       orphans.emplace_back(id, *attempt);
+    }
   }
   // Wait for the trainers to save and exit; pidfds wake us at each exit.
   const auto deadline = std::chrono::steady_clock::now() +

@@ -124,6 +124,7 @@ struct RunningJob {
   std::vector<int> gpus;
   std::string out_dir;
   std::optional<int64_t> steps_seen;
+  std::optional<std::string> error_message;  // the last error event ingested so far
 };
 
 std::string devices_text(const std::vector<int>& gpus) {
@@ -276,7 +277,12 @@ class Scheduler {
   }
 
   // Records how an attempt ended, from what its events say and how its process exited.
-  void record_end(const std::string& id, int attempt, std::optional<int> exit_code, bool stopping) {
+  // `error_message` is the last error event ingested while the attempt ran, if any.
+  void record_end(const std::string& id,
+                  int attempt,
+                  std::optional<int> exit_code,
+                  bool stopping,
+                  std::optional<std::string> error_message = std::nullopt) {
     const auto job = store_.find_job(id);
     if (!job)
       return;
@@ -286,7 +292,7 @@ class Scheduler {
     detail::ExitFacts facts;
     facts.exit_code = exit_code;
     facts.final_status = fresh->final_status;
-    facts.error_message = report.error_message;
+    facts.error_message = report.error_message ? report.error_message : error_message;
     facts.failures = fresh->failures;
     facts.preemptions = fresh->preemptions;
     facts.stopping = stopping;
@@ -322,7 +328,8 @@ class Scheduler {
           launcher_->adopt(job.id, attempt->attempt, *attempt->backend_id)) {
         const std::vector<int> gpus = detail::parse_device_list(attempt->devices.value_or(""));
         pool_.occupy(gpus);
-        running_[job.id] = {job.cell, attempt->attempt, gpus, job.out_dir, job.steps_done};
+        running_[job.id] = {
+            job.cell, attempt->attempt, gpus, job.out_dir, job.steps_done, std::nullopt};
         ++summary_.adopted;
         ProgressEvent e;
         e.kind = ProgressEvent::Kind::kAdopted;
@@ -386,7 +393,7 @@ class Scheduler {
       const detail::Launched launched = launcher_->launch(request);
       store_.set_attempt_process(job.id, attempt, launched.pid, launched.backend_id);
       launcher_->release(job.id);
-      running_[job.id] = {job.cell, attempt, gpus, job.out_dir, job.steps_done};
+      running_[job.id] = {job.cell, attempt, gpus, job.out_dir, job.steps_done, std::nullopt};
       ++summary_.launched;
       ProgressEvent e;
       e.kind = ProgressEvent::Kind::kStarted;
@@ -422,6 +429,8 @@ class Scheduler {
     for (auto& [id, job] : running_) {
       const results::IngestReport report = store_.ingest_events(id, events_path(job.out_dir));
       report_bad_lines(id, job.cell, report);
+      if (report.error_message)
+        job.error_message = report.error_message;
       if (report.events == 0)
         continue;
       const auto fresh = store_.find_job(id);
@@ -450,7 +459,7 @@ class Scheduler {
     const RunningJob job = it->second;
     running_.erase(it);
     pool_.release(job.gpus);
-    record_end(exited.job_id, exited.attempt, exited.exit_code, stopping);
+    record_end(exited.job_id, exited.attempt, exited.exit_code, stopping, job.error_message);
   }
 
   const RunOptions& options_;

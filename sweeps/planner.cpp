@@ -123,8 +123,8 @@ PlannedCell plan_cell(const SweepSpec& spec,
   }
   if (cell.budget_flops > 0 && cell.flop_gap > spec.plan.max_flop_gap) {
     cell.flags.push_back(
-        fmt::format("achieved FLOPs {} below the budget, more than plan.max_flop_gap = {}",
-                    percent(cell.flop_gap),
+        fmt::format("achieved FLOPs {:.3f}% below the budget, more than plan.max_flop_gap = {}",
+                    100.0 * cell.flop_gap,
                     percent(spec.plan.max_flop_gap)));
   }
   cell.kept = !cell.flagged() || spec.plan.keep_flagged;
