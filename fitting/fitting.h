@@ -177,7 +177,8 @@ struct IsoflopOptions {
   // keeps the argmin and k neighbours on each side.
   int window_neighbours = -1;
   // F(x) in FLOPs per token, so that D* = C / F(x*) (§2 step 6): F(mu, mu/2) for Parcae, 6 * N
-  // for a 6N family with x = N. Empty: D* is x* when x_is_tokens, else not computed.
+  // for a 6N family with x = N. Empty: D* is x* when x_is_tokens, else not computed. The
+  // bootstrap calls it from several threads at once, so it must not modify shared state.
   std::function<double(double x)> flops_per_token;
   bool x_is_tokens = false;
   // Fit the power laws over extrapolated minima too (§2 step 4 leaves them out by default).
@@ -365,8 +366,9 @@ struct FrontierOptions {
   std::vector<double> budgets;  // C in FLOPs, > 0
   double mu_min = 1.0;
   double mu_max = 12.0;
-  std::function<double(double mu)> flops_per_token;  // F(mu, mu/2), FLOPs per token, > 0
-  double tolerance_log_mu = 1e-10;                   // width of the final bracket in ln mu
+  // F(mu, mu/2) in FLOPs per token, > 0; called concurrently by the bootstraps.
+  std::function<double(double mu)> flops_per_token;
+  double tolerance_log_mu = 1e-10;  // width of the final bracket in ln mu
 };
 
 struct FrontierPoint {
@@ -552,8 +554,10 @@ struct SatExpOptions {
 // coefficients: "y_inf", "Z", "z" (L_inf, Z, z; no "y_inf" for kPowerNoFloor), SEs from
 // (J'J)^-1 s^2 with s^2 = RSS / (n - p), +infinity along a direction the data do not determine.
 // objective: sum of squared log residuals (or the Huber sum); residuals ln Lhat_i - ln L_i.
-// status: ok, flat (Z < flat_amplitude, or the term below flat_amplitude at the smallest T: the
-// curve does not decay; L_inf is then the level), or failed (no start gave a finite fit).
+// status: ok; flat when Z < flat_amplitude or the fitted curve falls by less than flat_amplitude
+// nats between the smallest and the largest T (a constant or rising curve: the coefficients are
+// then finite but not identified, and predict() reproduces the level); or failed (no start gave a
+// finite fit).
 struct SatExpFit : Fit {
   TestTimeForm form = TestTimeForm::kExponential;
   double l_inf = kNotComputed;       // L_inf (0 for kPowerNoFloor)
@@ -609,7 +613,8 @@ struct BootstrapOptions {
   // local optima of the full-sample multi-start (ChinchillaFit::local_optima), or, for the
   // unified law, from the optimum and its 30 structured starts.
   int local_optima_starts = 4;
-  // Extra starts for every replicate (for example a single published fit, to mirror [E]).
+  // Extra starts for every replicate of a training law (for example a single published fit, to
+  // mirror [E]'s procedure); the unified law ignores them.
   std::vector<TrainingLawParameters> extra_starts;
   int threads = 0;  // 0: hardware_concurrency(); results do not depend on it
 };

@@ -159,6 +159,21 @@ void validate_parcae_options(const ParcaeLawOptions& options) {
   if (!options.grid_starts && options.random_starts == 0 && options.extra_starts.empty()) {
     throw InputError("options", "asks for no starts; expected grid, random or extra starts");
   }
+  if (!options.frontier.budgets.empty()) {
+    // Checked now rather than after the multi-start, which may take seconds.
+    check_positive(options.frontier.budgets, "options.frontier.budgets", "budget in FLOPs");
+    if (!options.frontier.flops_per_token) {
+      throw InputError("options.frontier.flops_per_token",
+                       "is empty; expected F(mu, mu/2) in FLOPs per token");
+    }
+    if (!(options.frontier.mu_min > 0.0) || !(options.frontier.mu_max > options.frontier.mu_min) ||
+        !std::isfinite(options.frontier.mu_max)) {
+      throw InputError("options.frontier",
+                       "mu_min = " + format_number(options.frontier.mu_min) +
+                           ", mu_max = " + format_number(options.frontier.mu_max) +
+                           ": expected 0 < mu_min < mu_max");
+    }
+  }
   for (std::size_t i = 0; i < options.predictions.size(); ++i) {
     const TrainingLawQuery& q = options.predictions[i];
     if (!(q.mean_recurrence >= 1.0) || !(q.tokens > 0.0) || !std::isfinite(q.tokens)) {

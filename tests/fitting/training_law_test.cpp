@@ -2,6 +2,7 @@
 // law-evaluation known answers of §4.1, and the compute-optimal frontier of §4.1.
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -196,6 +197,51 @@ TEST(ParcaeFrontier, AMinimumBeyondTheRangeIsReportedAtTheBound) {
   EXPECT_TRUE(frontier.points[0].at_bound);
   EXPECT_DOUBLE_EQ(frontier.points[0].mu_star, 4.0);
   EXPECT_EQ(frontier.mu_star_law.status, FitStatus::kFailed);
+}
+
+// Input errors are found before the multi-start, and name the input.
+TEST(ParcaeLawErrors, BadDataAndIncompleteOptionsThrowBeforeFitting) {
+  auto input_of = [](const ParcaeData& data, const ParcaeLawOptions& options) {
+    try {
+      fit_parcae_law(data, testing::kParcae140mParams, options);
+    } catch (const InputError& e) {
+      return e.input();
+    }
+    return std::string("(no error)");
+  };
+  const ParcaeData good = s2_data(0.0, 1);
+  ParcaeLawOptions options;
+  options.frontier.budgets = {1e18};
+  EXPECT_EQ(input_of(good, options), "options.frontier.flops_per_token");
+  options = {};
+  ParcaeData bad = good;
+  bad.loss[4] = -1.0;
+  EXPECT_EQ(input_of(bad, options), "data.loss[4]");
+  bad = good;
+  bad.mean_recurrence[0] = 0.5;
+  EXPECT_EQ(input_of(bad, options), "data.mean_recurrence[0]");
+  bad = good;
+  bad.tokens.pop_back();
+  EXPECT_EQ(input_of(bad, options), "data.tokens");
+  bad.tokens.resize(3);
+  bad.loss.resize(3);
+  bad.mean_recurrence.resize(3);
+  EXPECT_EQ(input_of(bad, options), "data");
+  options.grid_starts = false;
+  options.random_starts = 0;
+  EXPECT_EQ(input_of(good, options), "options");
+}
+
+TEST(ChinchillaErrors, ANonPositiveValueWhereALogIsTakenThrowsNamingTheRow) {
+  ChinchillaData data = testing::chinchilla_data(testing::read_chinchilla_rows(), false);
+  data.tokens[12] = 0.0;
+  try {
+    fit_chinchilla(data);
+    ADD_FAILURE() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.input(), "data.tokens[12]");
+    EXPECT_NE(std::string(e.what()).find("token count"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
