@@ -58,17 +58,19 @@ class InputError : public std::invalid_argument {
 };
 
 // ok: the fit is what it claims. no_minimum: a parabola with c2 <= 0. extrapolated: a vertex
-// outside the sampled range. flat: a test-time curve with no visible decay (Z < 1e-6). failed: no
-// start succeeded, or too little data for the method (the message says which).
+// outside the sampled range. flat: a test-time curve with no visible decay (Z < 1e-6, or less than
+// 1e-6 nats of decay over the sampled T). failed: no start succeeded, or too little data for the
+// method (the message says which).
 enum class FitStatus { kOk, kNoMinimum, kExtrapolated, kFlat, kFailed };
 
 // "ok", "no_minimum", "extrapolated", "flat", "failed" (the spellings of §1).
 const char* to_string(FitStatus status);
 
 // One reported quantity: a fitted coefficient or a derived one (a_N, a prediction). se is the
-// standard error (OLS or delta method where the law has one, the bootstrap SD once a bootstrap
-// has run); ci_low and ci_high are bootstrap percentile limits at Fit::ci_level. A field that was
-// not computed is NaN; an SE that the data cannot bound (a flat direction) is +infinity.
+// standard error: from OLS or the delta method where the law has one (power, isoflop, satexp),
+// the SD over replicates once a bootstrap over runs has filled it (chinchilla, parcae, unified).
+// ci_low and ci_high are bootstrap percentile limits at Fit::ci_level. A field that was not
+// computed is NaN; an SE that the data cannot bound (a flat direction) is +infinity.
 struct Coefficient {
   std::string name;  // the spec's symbol: "E", "A", "alpha", "a", "k18", "y_inf", "Z", ...
   double value = kNotComputed;
@@ -260,6 +262,8 @@ IsoflopFit fit_isoflop(const std::vector<IsoflopRun>& runs, const IsoflopOptions
 // ---------------------------------------------------------------------------------------------
 
 // The optimizer settings of §1: L-BFGS (Ceres GradientProblemSolver) with analytic gradients.
+// The first solve raises glog's minloglevel to ERROR for the process, so that Ceres's line-search
+// warnings never reach stderr (a library does not print; outcomes are in the result).
 struct MinimizerOptions {
   int max_iterations = 10000;
   double function_tolerance = 1e-15;   // relative change of J
