@@ -1,0 +1,512 @@
+// train(): job file -> model, data, optimizer -> steps, evaluations, checkpoints, events.
+//
+// One optimizer step (parcae.md §6, §8): draw the step's rows and every micro-batch's depth plan
+// from the seeded streams, optionally sort rows by depth (bucketing), run forward and backward
+// per micro-batch with the loss scaled by 1/micro-batches, clip the global gradient norm, skip
+// the update when that norm is not finite, and stop the run when the loss is not finite.
+#include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "sweeps/error.h"
+#include "sweeps/flop_model.h"
+#include "sweeps/job_config.h"
+#include "trainer/checkpoint.h"
+#include "trainer/data.h"
+#include "trainer/events.h"
+#include "trainer/model.h"
+#include "trainer/optimizer.h"
+#include "trainer/sampling.h"
+#include "trainer/torch_compat.h"
+#include "trainer/trainer.h"
+
+#ifndef PARCAE_VERSION
+#define PARCAE_VERSION "unknown"
+#endif
+
+namespace parcae::trainer {
+namespace {
+
+// log rho(A-bar), the mean decay and the RMS of h_T go into every N-th step event (and the
+// first), which [P] (appendix `stability.tex`) reads to diagnose divergence.
+constexpr int64_t kStabilityIntervalSteps = 10;
+// One process trains one rank; data-parallel ranks are not implemented yet.
+constexpr int kRank = 0;
+constexpr int kWorldSize = 1;
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string printf_string(const char* format, ...) {
+  char buffer[512];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(buffer, sizeof(buffer), format, args);
+  va_end(args);
+  return buffer;
+}
+
+torch::Device choose_device(const sweeps::JobConfig& job, const std::string& job_file) {
+  if (job.device == "cpu")
+    return torch::Device(torch::kCPU);
+  if (compat::cuda_available())
+    return torch::Device(torch::kCUDA, 0);
+  if (job.device == "cuda") {
+    throw InputError(job_file,
+                     "device",
+                     "\"cuda\"",
+                     "no CUDA device is visible to this build of parcae-train (LibTorch " +
+                         compat::libtorch_version() + ")",
+                     "use \"auto\" or \"cpu\"");
+  }
+  return torch::Device(torch::kCPU);
+}
+
+struct StepOutcome {
+  double loss = 0.0;       // mean over the step's rows
+  double grad_norm = 0.0;  // before clipping
+  bool skipped = false;    // non-finite grad norm: no update
+  double mean_depth = 1.0;
+  double seconds = 0.0;
+  torch::Tensor last_state;  // h_T of the last micro-batch, detached
+};
+
+class Trainer {
+ public:
+  Trainer(const TrainOptions& options, EventLog& events, int64_t& current_step)
+      : options_(options),
+        events_(events),
+        current_step_(current_step),
+        job_(sweeps::read_job_file(options.job_path)),
+        device_(choose_device(job_, options.job_path)) {}
+
+  TrainResult run() {
+    const Clock::time_point session_start = Clock::now();
+    setup();
+    TrainResult result;
+    result.steps = step_;
+    result.tokens = tokens_;
+    result.flops = flops_;
+    result.loss_train = loss_train_;
+    emit_start();
+
+    for (; step_ < max_steps_; ++step_) {
+      const StepOutcome outcome = train_step(step_);
+      tokens_ += job_.training.batch_tokens;
+      flops_ = static_cast<double>(tokens_) * static_cast<double>(flops_per_token_);
+      current_step_ = step_ + 1;
+      loss_train_ = outcome.loss;
+      emit_step(step_, outcome);
+      if (!std::isfinite(outcome.loss)) {
+        result.status = TrainStatus::kDiverged;
+        break;
+      }
+      const int64_t done_steps = step_ + 1;
+      const bool last = done_steps == max_steps_;
+      const int64_t eval_every = job_.eval.interval_steps;
+      if (!last && eval_every > 0 && done_steps % eval_every == 0)
+        evaluate(done_steps, false);
+      const int64_t checkpoint_every = job_.checkpoint_interval_steps;
+      const bool stop = options_.stop_requested != nullptr && options_.stop_requested->load();
+      if (stop || last || (checkpoint_every > 0 && done_steps % checkpoint_every == 0)) {
+        result.checkpoint = checkpoint(done_steps, session_start);
+      }
+      if (stop && !last) {
+        ++step_;
+        result.status = TrainStatus::kPreempted;
+        events_.write("preempted", done_steps, nlohmann::json::object());
+        say(printf_string("preempted after step %lld; checkpoint %s",
+                          static_cast<long long>(done_steps),
+                          result.checkpoint.c_str()));
+        break;
+      }
+    }
+    result.steps = current_step_;
+    result.tokens = tokens_;
+    result.flops = flops_;
+    result.loss_train = loss_train_;
+    result.wall_time_s = previous_wall_time_s_ + seconds_since(session_start);
+    if (result.status == TrainStatus::kPreempted)
+      return result;
+    if (result.status == TrainStatus::kDone) {
+      if (step_ == start_step_ && result.checkpoint.empty()) {
+        // Resumed from the final checkpoint: nothing left to train, only to evaluate again.
+        result.checkpoint = latest_checkpoint(options_.out_dir).value_or("");
+      }
+      result.loss_val = evaluate(max_steps_, true);
+    }
+    events_.write("done",
+                  current_step_,
+                  {{"status", to_string(result.status)},
+                   {"tokens", result.tokens},
+                   {"flops", result.flops},
+                   {"loss_train", result.loss_train},
+                   {"loss_val", result.loss_val},
+                   {"wall_time_s", result.wall_time_s}});
+    return result;
+  }
+
+ private:
+  void say(const std::string& line) {
+    if (options_.progress != nullptr)
+      *options_.progress << "parcae-train: " << line << std::endl;
+  }
+
+  void setup() {
+    const sweeps::ModelConfig& config = job_.model;
+    if (job_.gpus != kWorldSize) {
+      throw InputError(options_.job_path,
+                       "gpus",
+                       std::to_string(job_.gpus),
+                       "expected 1: parcae-train trains one rank per job");
+    }
+    seq_ = config.context_length;
+    rows_per_step_ = job_.training.batch_tokens / seq_ / kWorldSize;
+    micro_rows_ = job_.training.micro_batch_size;
+    n_micro_ = rows_per_step_ / micro_rows_;
+    max_steps_ = job_.max_steps();
+    flops_per_token_ = sweeps::train_flops_per_token(config);
+    autocast_ = device_.is_cuda() && job_.training.precision == "bf16";
+
+    // Data first: a bad shard is bad input and must be reported before any compute.
+    windows_.emplace(
+        job_.data.train_shards, config.vocab_size, seq_, job_.seed, kRank, options_.job_path);
+    validation_ = validation_rows(
+        job_.data.val_shards, config.vocab_size, seq_, job_.eval.val_sequences, options_.job_path);
+
+    torch::manual_seed(job_.seed);
+    ModelOptions model_options;
+    model_options.unconstrained_decay = job_.training.unconstrained_decay;
+    model_ = LanguageModel(config, model_options);
+    model_->to(device_);
+    std::vector<NamedParameter> parameters;
+    for (const auto& item : model_->named_parameters()) {
+      parameters.push_back({item.key(), item.value()});
+    }
+    optimizer_.emplace(parameters,
+                       job_.training,
+                       max_steps_,
+                       device_.is_cuda() ? torch::kBFloat16 : torch::kFloat);
+
+    if (const auto path = latest_checkpoint(options_.out_dir)) {
+      const CheckpointMeta meta =
+          load_checkpoint(*path, job_.id(), options_.job_path, *model_, *optimizer_, device_);
+      step_ = meta.step;
+      tokens_ = meta.tokens;
+      flops_ = meta.flops;
+      loss_train_ = meta.loss_train;
+      previous_wall_time_s_ = meta.wall_time_s;
+      windows_->set_cursor(meta.data_cursor);
+      resumed_ = true;
+      say(printf_string(
+          "resuming from %s (step %lld)", path->c_str(), static_cast<long long>(step_)));
+    }
+    start_step_ = step_;
+    current_step_ = step_;
+  }
+
+  void emit_start() {
+    const sweeps::ParameterCounts counts = sweeps::count_parameters(job_.model);
+    events_.write("start",
+                  step_,
+                  {{"job_id", job_.id()},
+                   {"resumed", resumed_},
+                   {"versions",
+                    {{"parcae", PARCAE_VERSION},
+                     {"libtorch", compat::libtorch_version()},
+                     {"cuda", compat::cuda_version()}}},
+                   {"device", compat::device_name(device_)},
+                   {"world_size", kWorldSize},
+                   {"parameters",
+                    {{"total", model_->parameter_count()},
+                     {"noncore", counts.noncore},
+                     {"core", counts.core},
+                     {"embedding", counts.embedding}}},
+                   {"flops_per_token", flops_per_token_},
+                   {"max_steps", max_steps_},
+                   {"train_tokens", job_.train_tokens},
+                   {"seed", job_.seed},
+                   {"budget_flops", job_.budget_flops},
+                   {"events_version", kEventsVersion}});
+    say(printf_string("%s job %s on %s: %lld parameters, %lld steps of %lld tokens, F = %lld",
+                      resumed_ ? "resumed" : "started",
+                      job_.id().c_str(),
+                      compat::device_name(device_).c_str(),
+                      static_cast<long long>(model_->parameter_count()),
+                      static_cast<long long>(max_steps_),
+                      static_cast<long long>(job_.training.batch_tokens),
+                      static_cast<long long>(flops_per_token_)));
+  }
+
+  StepOutcome train_step(int64_t step) {
+    const Clock::time_point start = Clock::now();
+    const sweeps::ModelConfig& config = job_.model;
+    torch::Tensor rows = windows_->next(rows_per_step_);  // (rows, seq + 1), CPU
+    std::vector<DepthPlan> plans;
+    for (int64_t m = 0; m < n_micro_; ++m) {
+      plans.push_back(draw_depth_plan(config,
+                                      static_cast<int>(micro_rows_),
+                                      step_stream_seed(job_.seed, Stream::kDepth, step, m, kRank)));
+    }
+    DepthPlan all = concatenate(plans);
+    if (job_.training.depth_bucketing && config.is_looped() &&
+        config.depth_granularity == sweeps::DepthGranularity::kPerSequence) {
+      const std::vector<int> order = bucketing_order(all);
+      rows = rows.index_select(0, torch::tensor(std::vector<int64_t>(order.begin(), order.end())));
+      DepthPlan sorted;
+      for (const int i : order) {
+        sorted.no_grad.push_back(all.no_grad[static_cast<size_t>(i)]);
+        sorted.graded.push_back(all.graded[static_cast<size_t>(i)]);
+      }
+      for (int64_t m = 0; m < n_micro_; ++m) {
+        const auto first = static_cast<std::ptrdiff_t>(m * micro_rows_);
+        const auto last = first + static_cast<std::ptrdiff_t>(micro_rows_);
+        plans[static_cast<size_t>(m)].no_grad.assign(sorted.no_grad.begin() + first,
+                                                     sorted.no_grad.begin() + last);
+        plans[static_cast<size_t>(m)].graded.assign(sorted.graded.begin() + first,
+                                                    sorted.graded.begin() + last);
+      }
+    }
+
+    StepOutcome outcome;
+    outcome.mean_depth = config.is_looped() ? all.mean_depth() : 1.0;
+    torch::Tensor loss_sum =
+        torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    for (int64_t m = 0; m < n_micro_; ++m) {
+      const torch::Tensor batch = rows.narrow(0, m * micro_rows_, micro_rows_).to(device_);
+      const torch::Tensor inputs = batch.narrow(1, 0, seq_);
+      const torch::Tensor targets = batch.narrow(1, 1, seq_);
+      torch::Tensor h0;
+      if (config.is_looped()) {
+        at::Generator generator = compat::make_generator(
+            device_, step_stream_seed(job_.seed, Stream::kInitialState, step, m, kRank));
+        h0 = model_->sample_initial_state(micro_rows_, seq_, generator);
+      }
+      ModelOutput output;
+      {
+        compat::AutocastGuard autocast(device_.type(), torch::kBFloat16, autocast_);
+        output = model_->forward(inputs, plans[static_cast<size_t>(m)], h0);
+      }
+      const torch::Tensor loss = torch::nn::functional::cross_entropy(
+          output.logits.reshape({-1, output.logits.size(-1)}), targets.reshape({-1}));
+      (loss / static_cast<double>(n_micro_)).backward();
+      loss_sum += loss.detach().to(torch::kDouble);
+      if (m + 1 == n_micro_ && output.state.defined())
+        outcome.last_state = output.state.detach();
+    }
+    outcome.loss = loss_sum.item<double>() / static_cast<double>(n_micro_);
+    if (std::isfinite(outcome.loss)) {
+      outcome.grad_norm = clip_gradient_norm(model_->parameters(), job_.training.grad_clip);
+      outcome.skipped = !std::isfinite(outcome.grad_norm);
+      if (!outcome.skipped)
+        optimizer_->step(step);
+    }
+    model_->zero_grad(/*set_to_none=*/true);
+    if (device_.is_cuda())
+      torch::cuda::synchronize();
+    outcome.seconds = seconds_since(start);
+    return outcome;
+  }
+
+  void emit_step(int64_t step, const StepOutcome& outcome) {
+    const StepHyperparameters hp = optimizer_->hyperparameters(step);
+    const int64_t number = step + 1;
+    nlohmann::json fields = {
+        {"tokens", tokens_},
+        {"flops", flops_},
+        {"loss", outcome.loss},
+        {"lr_adamw", hp.lr_adamw},
+        {"lr_muon", hp.lr_muon},
+        {"grad_norm", outcome.grad_norm},
+        {"tokens_per_s", static_cast<double>(job_.training.batch_tokens) / outcome.seconds},
+        {"skipped", outcome.skipped},
+        {"mean_depth", outcome.mean_depth}};
+    if (job_.model.is_looped() && (number == 1 || number % kStabilityIntervalSteps == 0)) {
+      torch::NoGradGuard no_grad;
+      const torch::Tensor log_decay = model_->injection->log_decay();
+      if (log_decay.defined()) {
+        fields["log_rho"] = log_decay.max().item<double>();
+        fields["mean_decay"] = log_decay.exp().mean().item<double>();
+      }
+      if (outcome.last_state.defined()) {
+        fields["h_rms"] =
+            outcome.last_state.to(torch::kDouble).square().mean().sqrt().item<double>();
+      }
+    }
+    events_.write("step", number, fields);
+    const int64_t every = std::max<int64_t>(1, max_steps_ / 100);
+    if (number == 1 || number % every == 0 || number == max_steps_ ||
+        !std::isfinite(outcome.loss)) {
+      say(printf_string("step %lld/%lld loss %.4f lr %.2e grad norm %.3f%s tokens/s %.0f",
+                        static_cast<long long>(number),
+                        static_cast<long long>(max_steps_),
+                        outcome.loss,
+                        hp.lr_adamw,
+                        outcome.grad_norm,
+                        outcome.skipped ? " (skipped)" : "",
+                        static_cast<double>(job_.training.batch_tokens) / outcome.seconds));
+    }
+  }
+
+  // Validation loss at each test-time depth; emits one eval event per depth. With `final`, also
+  // evaluates T = mu_rec when the grid lacks it, and returns the loss at mu_rec (the only depth
+  // of a Transformer). Otherwise returns NaN.
+  double evaluate(int64_t done_steps, bool final) {
+    const sweeps::ModelConfig& config = job_.model;
+    std::vector<int> depths = config.is_looped() ? job_.eval.depths : std::vector<int>{1};
+    const bool fixed = config.depth_sampler == sweeps::DepthSampler::kFixed;
+    const int reference = config.is_looped() && !fixed ? config.mean_recurrence : 1;
+    if (final && std::find(depths.begin(), depths.end(), reference) == depths.end()) {
+      depths.push_back(reference);
+    }
+    torch::NoGradGuard no_grad;
+    const int64_t rows = validation_.size(0);
+    double reference_loss = std::numeric_limits<double>::quiet_NaN();
+    for (const int depth : depths) {
+      torch::Tensor total =
+          torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+      int64_t index = 0;
+      for (int64_t first = 0; first < rows; first += micro_rows_, ++index) {
+        const int64_t n = std::min<int64_t>(micro_rows_, rows - first);
+        const torch::Tensor batch = validation_.narrow(0, first, n).to(device_);
+        torch::Tensor h0;
+        if (config.is_looped()) {
+          at::Generator generator =
+              compat::make_generator(device_,
+                                     stream_seed({job_.eval.eval_seed,
+                                                  static_cast<uint64_t>(Stream::kEvalState),
+                                                  static_cast<uint64_t>(index)}));
+          h0 = model_->sample_initial_state(n, seq_, generator);
+        }
+        ModelOutput output;
+        {
+          compat::AutocastGuard autocast(device_.type(), torch::kBFloat16, autocast_);
+          output = model_->forward(
+              batch.narrow(1, 0, seq_), DepthPlan::uniform(static_cast<int>(n), depth, 0), h0);
+        }
+        total += torch::nn::functional::cross_entropy(
+                     output.logits.reshape({-1, output.logits.size(-1)}),
+                     batch.narrow(1, 1, seq_).reshape({-1}),
+                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                     .to(torch::kDouble);
+      }
+      const double loss = total.item<double>() / static_cast<double>(rows * seq_);
+      events_.write("eval", done_steps, {{"tokens", tokens_}, {"depth", depth}, {"loss", loss}});
+      say(printf_string(
+          "eval step %lld depth %d loss %.4f", static_cast<long long>(done_steps), depth, loss));
+      if (depth == reference)
+        reference_loss = loss;
+    }
+    return final ? reference_loss : std::numeric_limits<double>::quiet_NaN();
+  }
+
+  std::string checkpoint(int64_t done_steps, Clock::time_point session_start) {
+    CheckpointMeta meta;
+    meta.job_id = job_.id();
+    meta.step = done_steps;
+    meta.data_cursor = windows_->cursor();
+    meta.tokens = tokens_;
+    meta.flops = flops_;
+    meta.loss_train = loss_train_;
+    meta.wall_time_s = previous_wall_time_s_ + seconds_since(session_start);
+    meta.seed = job_.seed;
+    meta.rank = kRank;
+    meta.world_size = kWorldSize;
+    meta.job = sweeps::to_json(job_);
+    const std::string path = save_checkpoint(options_.out_dir, *model_, *optimizer_, meta);
+    events_.write("checkpoint", done_steps, {{"path", path}});
+    return path;
+  }
+
+  const TrainOptions& options_;
+  EventLog& events_;
+  int64_t& current_step_;  // for the error event
+  sweeps::JobConfig job_;
+  torch::Device device_;
+  bool autocast_ = false;
+  int64_t seq_ = 0;
+  int64_t rows_per_step_ = 0;
+  int64_t micro_rows_ = 0;
+  int64_t n_micro_ = 0;
+  int64_t max_steps_ = 0;
+  int64_t flops_per_token_ = 0;
+
+  std::optional<TrainWindows> windows_;
+  torch::Tensor validation_;
+  LanguageModel model_{nullptr};
+  std::optional<MuonAdamW> optimizer_;
+
+  int64_t step_ = 0;  // optimizer steps completed
+  int64_t start_step_ = 0;
+  int64_t tokens_ = 0;
+  double flops_ = 0.0;
+  double loss_train_ = std::numeric_limits<double>::quiet_NaN();
+  double previous_wall_time_s_ = 0.0;
+  bool resumed_ = false;
+};
+
+std::string error_message(const std::exception& e) {
+  if (const auto* torch_error = dynamic_cast<const c10::Error*>(&e)) {
+    return torch_error->what_without_backtrace();
+  }
+  return e.what();
+}
+
+}  // namespace
+
+std::string to_string(TrainStatus status) {
+  switch (status) {
+    case TrainStatus::kDone:
+      return "done";
+    case TrainStatus::kDiverged:
+      return "diverged";
+    case TrainStatus::kPreempted:
+      return "preempted";
+  }
+  return "?";
+}
+
+std::string TrainResult::summary() const {
+  return printf_string(
+      "%s after %lld steps: %lld tokens, %.4g FLOPs, train loss %.4f, val loss %.4f, %.1f s",
+      to_string(status).c_str(),
+      static_cast<long long>(steps),
+      static_cast<long long>(tokens),
+      flops,
+      loss_train,
+      loss_val,
+      wall_time_s);
+}
+
+TrainResult train(const TrainOptions& options) {
+  std::error_code error;
+  std::filesystem::create_directories(options.out_dir, error);
+  if (error) {
+    throw InputError("", "--out", options.out_dir, "cannot be created: " + error.message());
+  }
+  EventLog events((std::filesystem::path(options.out_dir) / "events.jsonl").string());
+  int64_t current_step = 0;
+  try {
+    Trainer trainer(options, events, current_step);
+    return trainer.run();
+  } catch (const std::exception& e) {
+    try {
+      events.write("error", current_step, {{"message", error_message(e)}});
+    } catch (const std::exception&) {
+      // The original error matters more than a failure to log it.
+    }
+    if (dynamic_cast<const Error*>(&e) != nullptr)
+      throw;
+    throw Error(error_message(e));
+  }
+}
+
+}  // namespace parcae::trainer

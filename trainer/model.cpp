@@ -1,0 +1,384 @@
+// The model modules, their forward passes (parcae.md §2, §3, §5, §6) and initialisation (§4).
+#include "trainer/model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "trainer/torch_compat.h"
+
+namespace parcae::trainer {
+namespace {
+
+using sweeps::Injection;
+
+torch::Dtype compute_dtype(const torch::Tensor& x) {
+  return x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+}
+
+torch::nn::Linear linear(int64_t in, int64_t out) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+}
+
+// Rotates adjacent pairs (2i, 2i+1) of the last dim. x: (batch, seq, heads, hd).
+torch::Tensor apply_rotary(const torch::Tensor& x, const RotaryTable& rope) {
+  const auto b = x.size(0), s = x.size(1), h = x.size(2), hd = x.size(3);
+  const torch::Tensor pairs = x.reshape({b, s, h, hd / 2, 2});
+  const torch::Tensor x0 = pairs.select(-1, 0), x1 = pairs.select(-1, 1);
+  const torch::Tensor cos = rope.cos.view({1, s, 1, hd / 2});
+  const torch::Tensor sin = rope.sin.view({1, s, 1, hd / 2});
+  return torch::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1).reshape({b, s, h, hd});
+}
+
+// Samples TruncNormal(0, sigma^2) cut at +-3 sigma by inverting the normal CDF on a uniform
+// draw restricted to [Phi(-3), Phi(3)], as torch.nn.init.trunc_normal_ does.
+torch::Tensor truncated_normal(const torch::Tensor& uniform, double sigma) {
+  const double lower = 0.5 * std::erfc(3.0 / std::sqrt(2.0));  // Phi(-3)
+  const double upper = 1.0 - lower;
+  const torch::Tensor p = uniform * (upper - lower) + lower;
+  return (torch::erfinv(2.0 * p - 1.0) * (std::sqrt(2.0) * sigma)).clamp(-3.0 * sigma, 3.0 * sigma);
+}
+
+// Ortho(sigma) of parcae.md §4: Q of the QR of a Gaussian matrix (its transpose for a wide
+// weight), signs of diag(R) folded in, scaled so that each entry has std sigma.
+void init_orthogonal(torch::Tensor& weight, double sigma) {
+  const int64_t rows = weight.size(0), cols = weight.size(1);
+  const bool wide = rows < cols;
+  const torch::Tensor gaussian =
+      torch::randn(wide ? std::vector<int64_t>{cols, rows} : std::vector<int64_t>{rows, cols},
+                   torch::TensorOptions().dtype(torch::kDouble));
+  auto [q, r] = torch::linalg::qr(gaussian, "reduced");
+  const torch::Tensor signs = torch::where(
+      r.diagonal() >= 0, torch::ones_like(r.diagonal()), -torch::ones_like(r.diagonal()));
+  q = q * signs.unsqueeze(0);
+  if (wide)
+    q = q.t();
+  weight.copy_(q * (sigma * std::sqrt(static_cast<double>(std::max(rows, cols)))));
+}
+
+}  // namespace
+
+RotaryTable make_rotary_table(
+    int64_t seq, int64_t head_dim, double theta, torch::Device device, torch::Dtype dtype) {
+  const auto options = torch::TensorOptions().dtype(torch::kDouble);
+  const torch::Tensor i = torch::arange(head_dim / 2, options);
+  const torch::Tensor inverse_frequency =
+      torch::pow(theta, -2.0 * i / static_cast<double>(head_dim));
+  const torch::Tensor angles = torch::outer(torch::arange(seq, options), inverse_frequency);
+  return {angles.cos().to(device, dtype), angles.sin().to(device, dtype)};
+}
+
+torch::Tensor rms_normalize(const torch::Tensor& x, double eps) {
+  const torch::Tensor wide = x.to(compute_dtype(x));
+  return (wide * torch::rsqrt(wide.pow(2).mean(-1, /*keepdim=*/true) + eps)).to(x.scalar_type());
+}
+
+RMSNormImpl::RMSNormImpl(int64_t dim) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  return rms_normalize(x, kNormEps) * weight.to(x.scalar_type());
+}
+
+AttentionImpl::AttentionImpl(const sweeps::ModelConfig& config, bool gated)
+    : n_heads_(config.n_heads),
+      head_dim_(config.head_dim),
+      gate_channels_(config.ve_gate_channels) {
+  const int64_t d = config.d_model, inner = n_heads_ * head_dim_;
+  query = register_module("query", linear(d, inner));
+  key = register_module("key", linear(d, inner));
+  value = register_module("value", linear(d, inner));
+  output = register_module("output", linear(inner, d));
+  if (gated)
+    value_gate = register_module("value_gate", linear(gate_channels_, n_heads_));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& z,
+                                     const torch::Tensor& value_embedding,
+                                     const RotaryTable& rope) {
+  const int64_t b = z.size(0), s = z.size(1);
+  torch::Tensor q = query(z).view({b, s, n_heads_, head_dim_});
+  torch::Tensor k = key(z).view({b, s, n_heads_, head_dim_});
+  torch::Tensor v = value(z).view({b, s, n_heads_, head_dim_});
+  if (value_gate) {
+    const torch::Tensor gate =
+        2.0 * torch::sigmoid(value_gate(z.narrow(-1, 0, gate_channels_)));  // (b, s, H)
+    const torch::Tensor added =
+        gate.unsqueeze(-1) * value_embedding.view({b, s, n_heads_, head_dim_});
+    v = v + added.to(v.scalar_type());
+  }
+  // RoPE, then QK-norm, both in fp32; cast to v's dtype (bf16 under autocast) for attention.
+  q = rms_normalize(apply_rotary(q.to(compute_dtype(q)), rope), kQkNormEps).to(v.scalar_type());
+  k = rms_normalize(apply_rotary(k.to(compute_dtype(k)), rope), kQkNormEps).to(v.scalar_type());
+  const torch::Tensor y = compat::causal_attention(
+      q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));  // (b, H, s, hd)
+  return output(y.transpose(1, 2).reshape({b, s, n_heads_ * head_dim_}));
+}
+
+MlpImpl::MlpImpl(const sweeps::ModelConfig& config) {
+  up = register_module("up", linear(config.d_model, config.d_ff));
+  down = register_module("down", linear(config.d_ff, config.d_model));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return down(0.5 * torch::relu(up(x)).square());
+}
+
+BlockImpl::BlockImpl(const sweeps::ModelConfig& config, bool has_value_embedding) {
+  attention_norm = register_module("attention_norm", RMSNorm(config.d_model));
+  attention = register_module("attention", Attention(config, has_value_embedding));
+  mlp_norm = register_module("mlp_norm", RMSNorm(config.d_model));
+  mlp = register_module("mlp", Mlp(config));
+  if (has_value_embedding) {
+    value_embedding = register_module(
+        "value_embedding",
+        torch::nn::Embedding(config.vocab_size,
+                             static_cast<int64_t>(config.n_heads) * config.head_dim));
+  }
+}
+
+torch::Tensor BlockImpl::forward(const torch::Tensor& x,
+                                 const torch::Tensor& value_embedding_rows,
+                                 const RotaryTable& rope) {
+  const torch::Tensor h = x + attention(attention_norm(x), value_embedding_rows, rope);
+  return h + mlp(mlp_norm(h));
+}
+
+torch::Tensor BlockImpl::lookup_value_embedding(const torch::Tensor& ids) {
+  return value_embedding ? value_embedding(ids) : torch::Tensor();
+}
+
+LoopInjectionImpl::LoopInjectionImpl(const sweeps::ModelConfig& config, bool unconstrained_decay)
+    : kind(config.injection), unconstrained(unconstrained_decay) {
+  const int64_t d = config.d_model;
+  if (kind == Injection::kDiagonal) {
+    if (unconstrained) {
+      a_raw = register_parameter("a_raw", torch::ones({d}));
+    } else {
+      log_a = register_parameter("log_a", torch::zeros({d}));
+    }
+    dt_bias = register_parameter("dt_bias", torch::zeros({d}));
+    input = register_module("input", linear(d, d));
+  } else if (kind == Injection::kLinear) {
+    adapter = register_module("adapter", linear(2 * d, d));
+  }
+}
+
+LoopInjectionImpl::Constants LoopInjectionImpl::constants(const torch::Tensor& e) {
+  if (kind != Injection::kDiagonal)
+    return {torch::Tensor(), e};
+  const torch::Tensor delta = torch::softplus(dt_bias);
+  const torch::Tensor rate = unconstrained ? a_raw : torch::exp(log_a);
+  const torch::Tensor decay = torch::exp(-delta * rate);
+  return {decay, delta * input(e)};
+}
+
+torch::Tensor LoopInjectionImpl::apply(const torch::Tensor& h, const Constants& constants) {
+  switch (kind) {
+    case Injection::kDiagonal:
+      return constants.decay * h + constants.input;
+    case Injection::kLinear:
+      return adapter(torch::cat({h, constants.input.to(h.scalar_type())}, -1));
+    case Injection::kAdd:
+      return h + constants.input;
+  }
+  return h;
+}
+
+torch::Tensor LoopInjectionImpl::decay() {
+  switch (kind) {
+    case Injection::kDiagonal:
+      return torch::exp(-torch::softplus(dt_bias) * (unconstrained ? a_raw : torch::exp(log_a)));
+    case Injection::kAdd:
+      return torch::ones({1}, torch::TensorOptions().dtype(torch::kFloat));
+    case Injection::kLinear:
+      return torch::Tensor();
+  }
+  return torch::Tensor();
+}
+
+torch::Tensor LoopInjectionImpl::log_decay() {
+  switch (kind) {
+    case Injection::kDiagonal: {
+      const torch::Tensor rate =
+          unconstrained ? a_raw.to(torch::kDouble) : torch::exp(log_a.to(torch::kDouble));
+      return -torch::softplus(dt_bias.to(torch::kDouble)) * rate;
+    }
+    case Injection::kAdd:
+      return torch::zeros({1}, torch::TensorOptions().dtype(torch::kDouble));
+    case Injection::kLinear:
+      return torch::Tensor();
+  }
+  return torch::Tensor();
+}
+
+LanguageModelImpl::LanguageModelImpl(const sweeps::ModelConfig& config, const ModelOptions& options)
+    : config_(config) {
+  TORCH_CHECK(config.validate().empty(), "invalid model config ", config.name);
+  embedding = register_module("embedding", torch::nn::Embedding(config.vocab_size, config.d_model));
+  auto add_stage = [&](const std::string& name, int first, int count, std::vector<Block>& out) {
+    torch::nn::ModuleList list;
+    for (int i = first; i < first + count; ++i) {
+      out.push_back(Block(config, config.has_value_embedding(i)));
+      list->push_back(out.back());
+    }
+    register_module(name, list);
+  };
+  if (config.is_looped()) {
+    add_stage("prelude", 0, config.n_prelude, prelude);
+    if (config.prelude_norm)
+      prelude_norm = register_module("prelude_norm", RMSNorm(config.d_model));
+    injection = register_module(
+        "injection",
+        LoopInjection(config,
+                      options.unconstrained_decay && config.injection == Injection::kDiagonal));
+    add_stage("core", config.n_prelude, config.n_recurrent, core);
+    readout = register_module("readout", linear(config.d_model, config.d_model));
+    add_stage("coda", config.n_prelude + config.n_recurrent, config.n_coda, coda);
+  } else {
+    add_stage("blocks", 0, config.n_layers, blocks);
+  }
+  final_norm = register_module("final_norm", RMSNorm(config.d_model));
+  if (options.initialize)
+    initialize();
+}
+
+void LanguageModelImpl::initialize() {
+  torch::NoGradGuard no_grad;
+  const double sigma = std::sqrt(2.0 / (5.0 * config_.d_model));
+  init_orthogonal(embedding->weight, sigma);
+  auto init_block = [&](Block& block) {
+    init_orthogonal(block->attention->query->weight, sigma);
+    init_orthogonal(block->attention->key->weight, sigma);
+    init_orthogonal(block->attention->value->weight, sigma);
+    block->attention->output->weight.zero_();
+    init_orthogonal(block->mlp->up->weight, sigma);
+    block->mlp->down->weight.zero_();
+    block->attention_norm->weight.fill_(1.0);
+    block->mlp_norm->weight.fill_(1.0);
+    if (block->value_embedding)
+      block->value_embedding->weight.normal_(0.0, 1.0);
+    if (block->attention->value_gate) {
+      const double bound = 1.0 / std::sqrt(static_cast<double>(config_.ve_gate_channels));
+      block->attention->value_gate->weight.uniform_(-bound, bound);
+    }
+  };
+  for (auto* stage : {&blocks, &prelude, &core, &coda}) {
+    for (auto& block : *stage)
+      init_block(block);
+  }
+  if (prelude_norm)
+    prelude_norm->weight.fill_(1.0);
+  final_norm->weight.fill_(1.0);
+  if (injection) {
+    if (injection->log_a.defined())
+      injection->log_a.zero_();
+    if (injection->a_raw.defined())
+      injection->a_raw.fill_(1.0);
+    if (injection->dt_bias.defined()) {
+      // softplus^-1(ln(5)/2) = ln(sqrt(5) - 1), so Delta = 0.804719 and a = 1/sqrt(5).
+      injection->dt_bias.fill_(std::log(std::sqrt(5.0) - 1.0));
+    }
+    if (injection->input) {
+      injection->input->weight.copy_(torch::eye(config_.d_model));
+    }
+    if (injection->adapter) {
+      injection->adapter->weight.copy_(
+          truncated_normal(torch::rand(injection->adapter->weight.sizes(), torch::kDouble), sigma));
+    }
+  }
+  if (readout)
+    init_orthogonal(readout->weight, sigma);
+}
+
+torch::Tensor LanguageModelImpl::head(const torch::Tensor& y) {
+  const torch::Tensor normed = final_norm(y);
+  const torch::Tensor logits = torch::nn::functional::linear(normed, embedding->weight);
+  return logits.to(compute_dtype(embedding->weight));
+}
+
+ModelOutput LanguageModelImpl::forward(const torch::Tensor& ids,
+                                       const DepthPlan& plan,
+                                       const torch::Tensor& initial_state) {
+  const int64_t b = ids.size(0), seq = ids.size(1);
+  const RotaryTable rope = make_rotary_table(
+      seq, config_.head_dim, config_.rope_theta, ids.device(), compute_dtype(embedding->weight));
+  torch::Tensor x = embedding(ids);  // (b, seq, d)
+  if (!config_.is_looped()) {
+    for (auto& block : blocks)
+      x = block(x, block->lookup_value_embedding(ids), rope);
+    return {head(x), torch::Tensor()};
+  }
+  TORCH_CHECK(plan.rows() == b, "depth plan has ", plan.rows(), " rows, batch has ", b);
+  TORCH_CHECK(initial_state.defined() && initial_state.size(0) == b && initial_state.size(1) == seq,
+              "initial state must be (batch, seq, d)");
+  for (auto& block : prelude)
+    x = block(x, block->lookup_value_embedding(ids), rope);
+  const torch::Tensor e = prelude_norm ? prelude_norm(x) : x;
+
+  // Looked up once: a core layer's VE is the same on every loop and keeps its graph, so the
+  // graded loops send gradient into the tables (parcae.md §6).
+  std::vector<torch::Tensor> core_values;
+  for (auto& block : core)
+    core_values.push_back(block->lookup_value_embedding(ids));
+  const LoopInjectionImpl::Constants constants = injection->constants(e);
+  auto recur = [&](const torch::Tensor& h) {
+    torch::Tensor u = injection->apply(h, constants);
+    for (size_t j = 0; j < core.size(); ++j)
+      u = core[j](u, core_values[j], rope);
+    return u;
+  };
+  // Row i advances while s < its count; a finished row keeps its state (parcae.md §6).
+  auto run_phase = [&](torch::Tensor h, const std::vector<int>& counts, int steps) {
+    const torch::Tensor count_rows =
+        torch::tensor(std::vector<int64_t>(counts.begin(), counts.end()), torch::kLong)
+            .to(ids.device())
+            .view({b, 1, 1});
+    for (int s = 0; s < steps; ++s) {
+      const torch::Tensor next = recur(h);
+      const bool all_active =
+          std::all_of(counts.begin(), counts.end(), [s](int count) { return count > s; });
+      h = all_active ? next : torch::where(count_rows > s, next, h);
+    }
+    return h;
+  };
+  torch::Tensor h = initial_state;
+  if (plan.max_no_grad() > 0) {
+    torch::NoGradGuard no_grad;
+    h = run_phase(h, plan.no_grad, plan.max_no_grad());
+  }
+  compat::clear_autocast_cache();
+  h = run_phase(h, plan.graded, plan.max_graded());
+
+  torch::Tensor y = readout(h);
+  for (auto& block : coda)
+    y = block(y, block->lookup_value_embedding(ids), rope);
+  return {head(y), h};
+}
+
+torch::Tensor LanguageModelImpl::sample_initial_state(int64_t rows,
+                                                      int64_t seq,
+                                                      at::Generator& generator) const {
+  const double sigma = std::sqrt(2.0 / (5.0 * config_.d_model));
+  const auto options = torch::TensorOptions().dtype(dtype()).device(device());
+  return truncated_normal(torch::rand({rows, seq, config_.d_model}, generator, options), sigma);
+}
+
+int64_t LanguageModelImpl::parameter_count() const {
+  int64_t total = 0;
+  for (const auto& p : parameters())
+    total += p.numel();
+  return total;
+}
+
+bool is_muon_parameter(const std::string& name, const torch::Tensor& parameter) {
+  if (parameter.dim() != 2 || name.find("value_embedding") != std::string::npos)
+    return false;
+  for (const char* stage : {"blocks.", "prelude.", "core.", "coda."}) {
+    if (name.rfind(stage, 0) == 0)
+      return true;
+  }
+  return false;
+}
+
+}  // namespace parcae::trainer

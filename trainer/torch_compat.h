@@ -1,0 +1,191 @@
+// The one place for differences between LibTorch versions and builds (1.13 CPU from Debian,
+// 2.x CUDA from PyTorch's wheels): attention, autocast, seeded generators, device facts.
+//
+// Everything else in trainer/ is written against the API common to both and calls these
+// functions where the two differ. CUDA-only calls sit behind PARCAE_WITH_CUDA (a CUDA LibTorch
+// build) and a runtime check, so the same sources build and run on a CPU-only machine.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <mutex>
+#include <string>
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#if PARCAE_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+// True when the LibTorch headers are at least version major.minor.
+#define PARCAE_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) ||         \
+   (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace parcae::trainer::compat {
+
+// "1.13.0", "2.5.1": the headers this binary was built against.
+inline std::string libtorch_version() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+
+inline bool cuda_available() {
+  return torch::cuda::is_available();
+}
+
+// The CUDA toolkit version LibTorch was built with ("12.4"), or "" on a CPU build or when no GPU
+// is visible. PARCAE_CUDA_VERSION comes from CMake's view of the toolkit.
+inline std::string cuda_version() {
+#if PARCAE_WITH_CUDA && defined(PARCAE_CUDA_VERSION)
+  return cuda_available() ? std::string(PARCAE_CUDA_VERSION) : std::string();
+#else
+  return "";
+#endif
+}
+
+// "cpu", or the GPU's marketing name ("NVIDIA H100 80GB HBM3").
+inline std::string device_name(const torch::Device& device) {
+#if PARCAE_WITH_CUDA
+  if (device.is_cuda()) {
+    return at::cuda::getDeviceProperties(device.has_index() ? device.index() : 0)->name;
+  }
+#endif
+  return device.is_cuda() ? "cuda" : "cpu";
+}
+
+// Peak bytes held by tensors on `device` since the process started; 0 on the CPU.
+inline int64_t peak_memory_bytes(const torch::Device& device) {
+#if PARCAE_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
+    return stats.allocated_bytes[0].peak;  // StatType::AGGREGATE
+  }
+#endif
+  (void)device;
+  return 0;
+}
+
+// A private generator on `device`, seeded with `seed`, independent of the global one. On the GPU
+// it is a clone of the default CUDA generator re-seeded, which needs no CUDA headers.
+inline at::Generator make_generator(const torch::Device& device, uint64_t seed) {
+  at::Generator generator = device.is_cuda() ? at::globalContext().defaultGenerator(device).clone()
+                                             : at::detail::createCPUGenerator(seed);
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_current_seed(seed);
+  return generator;
+}
+
+// Causal softmax attention with scale 1/sqrt(hd). q, k, v: (batch, heads, seq, hd), one dtype.
+// LibTorch 2.x has fused kernels (flash / memory-efficient on CUDA) behind
+// at::scaled_dot_product_attention; 1.13 has none, so it gets the plain math, with the softmax
+// in fp32 (or fp64 for fp64 inputs).
+inline torch::Tensor causal_attention(const torch::Tensor& q,
+                                      const torch::Tensor& k,
+                                      const torch::Tensor& v) {
+#if PARCAE_TORCH_AT_LEAST(2, 0)
+  return at::scaled_dot_product_attention(q,
+                                          k,
+                                          v,
+                                          /*attn_mask=*/{},
+                                          /*dropout_p=*/0.0,
+                                          /*is_causal=*/true);
+#else
+  const int64_t seq = q.size(2);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  const auto softmax_dtype = q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1)).to(softmax_dtype) * scale;
+  const torch::Tensor future =
+      torch::ones({seq, seq}, torch::TensorOptions().dtype(torch::kBool).device(q.device()))
+          .triu(1);
+  scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
+  const torch::Tensor weights = torch::softmax(scores, -1).to(v.scalar_type());
+  return torch::matmul(weights, v);
+#endif
+}
+
+// Empties autocast's cache of low-precision weight casts. Casts made under NoGradGuard are cached
+// without autograd history and would be reused by later graded iterations, so that no gradient
+// reaches the core weights (PyTorch issue 112583); the looped forward calls this between its
+// no-grad and graded phases.
+inline void clear_autocast_cache() {
+  at::autocast::clear_cache();
+}
+
+// Enables autocast to `dtype` on `device_type` (kCUDA or kCPU) for its lifetime, when `enabled`.
+// Restores the previous state on exit and, like Python's torch.autocast, clears the cast cache
+// when the outermost guard ends, so casts never outlive the graph they belong to.
+class AutocastGuard {
+ public:
+  AutocastGuard(torch::DeviceType device_type, at::ScalarType dtype, bool enabled)
+      : device_type_(device_type), active_(enabled) {
+    if (!active_)
+      return;
+    previous_enabled_ = is_enabled();
+    previous_dtype_ = get_dtype();
+    set_enabled(true);
+    set_dtype(dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!active_)
+      return;
+    if (at::autocast::decrement_nesting() == 0)
+      at::autocast::clear_cache();
+    set_enabled(previous_enabled_);
+    set_dtype(previous_dtype_);
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+#if PARCAE_TORCH_AT_LEAST(2, 4)
+  bool is_enabled() const {
+    return at::autocast::is_autocast_enabled(device_type_);
+  }
+  at::ScalarType get_dtype() const {
+    return at::autocast::get_autocast_dtype(device_type_);
+  }
+  void set_enabled(bool on) const {
+    at::autocast::set_autocast_enabled(device_type_, on);
+  }
+  void set_dtype(at::ScalarType dtype) const {
+    at::autocast::set_autocast_dtype(device_type_, dtype);
+  }
+#else
+  bool is_enabled() const {
+    return device_type_ == torch::kCUDA ? at::autocast::is_enabled()
+                                        : at::autocast::is_cpu_enabled();
+  }
+  at::ScalarType get_dtype() const {
+    return device_type_ == torch::kCUDA ? at::autocast::get_autocast_gpu_dtype()
+                                        : at::autocast::get_autocast_cpu_dtype();
+  }
+  void set_enabled(bool on) const {
+    if (device_type_ == torch::kCUDA) {
+      at::autocast::set_enabled(on);
+    } else {
+      at::autocast::set_cpu_enabled(on);
+    }
+  }
+  void set_dtype(at::ScalarType dtype) const {
+    if (device_type_ == torch::kCUDA) {
+      at::autocast::set_autocast_gpu_dtype(dtype);
+    } else {
+      at::autocast::set_autocast_cpu_dtype(dtype);
+    }
+  }
+#endif
+
+  torch::DeviceType device_type_;
+  bool active_;
+  bool previous_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kFloat;
+};
+
+}  // namespace parcae::trainer::compat
