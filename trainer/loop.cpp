@@ -150,7 +150,8 @@ class Trainer {
                    {"flops", result.flops},
                    {"loss_train", result.loss_train},
                    {"loss_val", result.loss_val},
-                   {"wall_time_s", result.wall_time_s}});
+                   {"wall_time_s", result.wall_time_s},
+                   {"peak_memory_bytes", compat::peak_memory_bytes(device_)}});
     return result;
   }
 

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <torch/version.h>

@@ -321,6 +321,7 @@ TEST(TrainingRun, ATinyParcaeLearnsAndItsEventsFollowTheContract) {
   EXPECT_EQ(done.at("loss_train"), steps.back().at("loss"));
   EXPECT_EQ(done.at("loss_val").get<double>(), final_loss.at(2));
   EXPECT_GT(done.at("wall_time_s").get<double>(), 0.0);
+  EXPECT_EQ(done.at("peak_memory_bytes"), 0);  // CPU
 
   // It learned: from ln(256) = 5.55 at the start to well below what byte frequencies give.
   EXPECT_GT(steps.front().at("loss").get<double>(), 5.0);
