@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -27,6 +28,7 @@
 #include "sweeps/flop_model.h"
 #include "sweeps/job_config.h"
 #include "sweeps/token_shards.h"
+#include "trainer/data.h"
 #include "trainer/optimizer.h"
 #include "trainer/sampling.h"
 #include "trainer/trainer.h"
@@ -328,6 +330,83 @@ TEST(TrainingRun, ATinyParcaeLearnsAndItsEventsFollowTheContract) {
   // (The grammar's words carry ~0.2 nats a byte; this run reaches ~0.4 against ~2.9.)
   EXPECT_LT(done.at("loss_val").get<double>(), 0.5 * corpus.unigram_cross_entropy)
       << "unigram cross-entropy " << corpus.unigram_cross_entropy;
+}
+
+TEST(TrainingRun, DepthBucketingReordersRowsButDrawsTheSameDepths) {
+  const ScratchDir dir;
+  const Corpus corpus = write_corpus(dir);
+  json plain = micro_job(corpus, "parcae-micro", 8);
+  json bucketed = plain;
+  bucketed["training"]["depth_bucketing"] = true;
+  ASSERT_EQ(train_in_process(write_job(dir, "plain.json", plain), dir.file("plain")).status,
+            TrainStatus::kDone);
+  ASSERT_EQ(
+      train_in_process(write_job(dir, "bucketed.json", bucketed), dir.file("bucketed")).status,
+      TrainStatus::kDone);
+  const std::vector<json> a = of_type(read_events(dir.file("plain")), "step");
+  const std::vector<json> b = of_type(read_events(dir.file("bucketed")), "step");
+  ASSERT_EQ(a.size(), b.size());
+  int differing_losses = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].at("mean_depth"), b[i].at("mean_depth")) << "step " << i + 1;
+    EXPECT_TRUE(std::isfinite(b[i].at("loss").get<double>()));
+    differing_losses += a[i].at("loss") != b[i].at("loss") ? 1 : 0;
+  }
+  // Rows meet other h0 draws once sorted, so the losses move a little: bucketing is active.
+  EXPECT_GT(differing_losses, 0);
+}
+
+TEST(TrainingData, ValidationIsTheFirstConsecutiveWindowsOfTheShards) {
+  const ScratchDir dir;
+  std::vector<uint16_t> tokens(100);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<uint16_t>(i);
+  sweeps::write_token_shard(dir.file("a.bin"), tokens);
+  sweeps::write_token_shard(dir.file("b.bin"),
+                            std::vector<uint16_t>(tokens.begin(), tokens.begin() + 30));
+  // seq 15: windows of 16 tokens; a.bin holds 6 (96 tokens), b.bin 1.
+  const torch::Tensor rows =
+      validation_rows({dir.file("a.bin"), dir.file("b.bin")}, 256, 15, 7, "job.json");
+  ASSERT_EQ(rows.size(0), 7);
+  ASSERT_EQ(rows.size(1), 16);
+  for (int64_t r = 0; r < 6; ++r)
+    EXPECT_EQ(rows[r][0].item<int64_t>(), r * 16);
+  EXPECT_EQ(rows[6][0].item<int64_t>(), 0);  // the first window of b.bin
+  EXPECT_EQ(rows[6][15].item<int64_t>(), 15);
+  try {
+    validation_rows({dir.file("a.bin"), dir.file("b.bin")}, 256, 15, 8, "job.json");
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("eval.val_sequences = 8"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("only 7 windows"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TrainingData, TrainingWindowsAreContiguousAndReplayFromTheirCursor) {
+  const ScratchDir dir;
+  std::vector<uint16_t> tokens(1000);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<uint16_t>(i);
+  sweeps::write_token_shard(dir.file("a.bin"), tokens);
+  TrainWindows windows({dir.file("a.bin")}, 1000, 31, /*seed=*/9, /*rank=*/0, "job.json");
+  EXPECT_EQ(windows.windows(), 1000 - 31);
+  const torch::Tensor first = windows.next(64);
+  EXPECT_EQ(windows.cursor(), 64);
+  for (int64_t r = 0; r < 64; ++r) {
+    const int64_t start = first[r][0].item<int64_t>();
+    EXPECT_LE(start + 31, 999);
+    for (int64_t t = 0; t < 32; ++t)
+      ASSERT_EQ(first[r][t].item<int64_t>(), start + t);
+  }
+  std::set<int64_t> starts;
+  for (int64_t r = 0; r < 64; ++r)
+    starts.insert(first[r][0].item<int64_t>());
+  EXPECT_GT(starts.size(), 50u);  // spread over the shard
+  const torch::Tensor second = windows.next(8);
+  windows.set_cursor(64);
+  EXPECT_TRUE(torch::equal(windows.next(8), second));
+  TrainWindows other_rank({dir.file("a.bin")}, 1000, 31, 9, /*rank=*/1, "job.json");
+  EXPECT_FALSE(torch::equal(other_rank.next(64), first));
 }
 
 TEST(TrainingRun, TheTransformerEvaluatesOneDepthAndLogsNoLoopDiagnostics) {
