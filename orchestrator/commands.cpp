@@ -16,6 +16,7 @@
 #include "orchestrator/detail/process.h"
 #include "orchestrator/orchestrator.h"
 #include "sweeps/error.h"
+#include "sweeps/job_config.h"
 #include "sweeps/suggest.h"
 
 namespace parcae::orchestrator {
@@ -76,7 +77,56 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
   outcome.recorded = store.record_plan(outcome.spec, outcome.plan, outcome.jobs_dir);
   if (!options.jobs_root.empty())
     store.set_jobs_dir(outcome.spec.name, outcome.jobs_dir);
+  if (options.require_data) {
+    // Each run folder is complete from the start, so that the jobs can also be trained where
+    // parcae-scale is not installed (scripts/run-jobs) and ingested later with `sweep sync`.
+    for (const auto& job : store.jobs(outcome.spec.name, {JobState::kPlanned})) {
+      const std::string job_file = (fs::path(job.out_dir) / "job.json").string();
+      if (fs::exists(job_file) || !store.attempts(job.id).empty())
+        continue;
+      fs::create_directories(job.out_dir);
+      sweeps::write_job_file(
+          sweeps::job_config_from_json(job.config, "(database: job " + job.id + ")"), job_file);
+    }
+  }
   return outcome;
+}
+
+SyncResult sync(const std::string& db_path, const std::string& sweep) {
+  Store store = Store::open(db_path, Store::Mode::kExisting);
+  if (!store.find_sweep(sweep)) {
+    throw InputError(db_path, "sweep", sweep, "no such sweep in the database");
+  }
+  SyncResult result;
+  for (const auto& job : store.jobs(sweep, {JobState::kPlanned, JobState::kPreempted})) {
+    const results::IngestReport report =
+        store.ingest_events(job.id, (fs::path(job.out_dir) / "events.jsonl").string());
+    if (report.lines > 0)
+      result.ingested.push_back(job.id);
+    for (const auto& bad : report.bad_lines) {
+      result.bad_lines.push_back(
+          fmt::format("{} ({}): line {}: {}", job.cell, job.id, bad.line, bad.message));
+    }
+    const auto fresh = store.find_job(job.id);
+    if (!fresh->final_status)
+      continue;
+    // Trained elsewhere: recorded as one attempt of the "external" backend.
+    results::AttemptStart start;
+    start.backend = "external";
+    start.host = "(unknown)";
+    start.owner = "sweep sync on " + detail::self_owner();
+    const auto attempt = store.claim_job(job.id, start);
+    if (!attempt)
+      continue;
+    const bool diverged = *fresh->final_status == "diverged";
+    results::AttemptEnd end;
+    end.outcome = diverged ? results::Outcome::kDiverged : results::Outcome::kDone;
+    end.next_state = diverged ? JobState::kDiverged : JobState::kDone;
+    end.reason = "trained elsewhere; events ingested by `sweep sync`";
+    store.finish_attempt(job.id, *attempt, end);
+    result.finished.push_back(job.id);
+  }
+  return result;
 }
 
 std::vector<SweepStatus> sweep_status(const std::string& db_path, const std::string& sweep) {

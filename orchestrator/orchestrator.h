@@ -1,16 +1,17 @@
 // parcae::orchestrator — from a sweep file to finished jobs in the results database.
 //
-// plan_sweep_file() reads a sweep file, plans its cells (sweeps/planner.h) and records them as
-// jobs. run_sweep() dispatches a sweep's planned jobs as trainer processes (`parcae-train --job
-// DIR/job.json --out DIR`), one per slot: on a GPU machine each job is pinned with
-// CUDA_VISIBLE_DEVICES and several small jobs may share a GPU; without GPUs up to max_parallel
-// jobs run on the CPU. While they run it ingests their events.jsonl; when one exits it decides
-// the attempt's outcome from the exit code and the events (docs/cli.md has the table), retries
-// failures within a budget, requeues preemptions (exit 143) on a separate budget, and fails bad
-// input (exit 2) at once. It is safe to stop at any moment: on a stop signal it stops
-// dispatching, passes SIGTERM to its trainers, waits for them to save, ingests and returns; after
-// a SIGKILL the next run_sweep() adopts trainers still alive and resumes those that are gone
-// from their checkpoints. Only this library writes the database, through parcae::results.
+// plan_sweep_file() reads a sweep file, plans its cells (sweeps/planner.h), records them as
+// jobs and writes each new job's run folder with its job.json. run_sweep() dispatches a sweep's
+// planned jobs as trainer processes (`parcae-train --job DIR/job.json --out DIR`), one per slot: on
+// a GPU machine each job is pinned with CUDA_VISIBLE_DEVICES and several small jobs may share a
+// GPU; without GPUs up to max_parallel jobs run on the CPU. While they run it ingests their
+// events.jsonl; when one exits it decides the attempt's outcome from the exit code and the events
+// (docs/cli.md has the table), retries failures within a budget, requeues preemptions (exit 143) on
+// a separate budget, and fails bad input (exit 2) at once. It is safe to stop at any moment: on a
+// stop signal it stops dispatching, passes SIGTERM to its trainers, waits for them to save, ingests
+// and returns; after a SIGKILL the next run_sweep() adopts trainers still alive and resumes those
+// that are gone from their checkpoints. Only this library writes the database, through
+// parcae::results.
 //
 // Run folders live at <jobs root>/<sweep>/<job id>/ with job.json, events.jsonl, checkpoint/
 // and trainer.log (the trainer's stdout and stderr); the jobs root defaults to `runs` beside the
@@ -149,6 +150,18 @@ struct CancelResult {
   std::vector<std::string> killed;       // trainers that needed SIGKILL after the grace period
   std::vector<std::string> unreachable;  // running on another host: marked, not signalled
 };
+
+struct SyncResult {
+  std::vector<std::string> ingested;   // jobs with new events
+  std::vector<std::string> finished;   // of those, jobs now done or diverged
+  std::vector<std::string> bad_lines;  // "cell (id): line N: reason" for lines that are not events
+};
+
+// Ingests the events of a sweep's planned and preempted jobs from their run folders, for jobs
+// trained without parcae-scale (scripts/run-jobs on another host, folders copied back). A job
+// whose events end with a done event becomes done (or diverged), with one attempt of backend
+// "external". Running jobs are left to `sweep run`.
+SyncResult sync(const std::string& db_path, const std::string& sweep);
 
 // Marks jobs cancelled and stops their local trainers: SIGTERM, up to grace_s to save, SIGKILL.
 CancelResult cancel(const std::string& db_path,

@@ -391,6 +391,33 @@ void add_cancel(CLI::App& sweep, CliContext& context) {
   });
 }
 
+void add_sync(CLI::App& sweep, CliContext& context) {
+  auto name = std::make_shared<std::string>();
+  CLI::App* cmd = sweep.add_subcommand(
+      "sync", "Ingest run folders trained elsewhere (scripts/run-jobs) into the database");
+  cmd->add_option("sweep", *name, "sweep name")->required();
+  cmd->add_flag("--json", context.json, "print one JSON document");
+  cmd->callback([name, &context] {
+    context.run = [name, &context] {
+      const auto result = orchestrator::sync(context.db_path, *name);
+      for (const auto& line : result.bad_lines)
+        std::cerr << "parcae-scale: skipped " << line << "\n";
+      if (context.json) {
+        std::cout
+            << nlohmann::json{{"ingested", result.ingested}, {"finished", result.finished}}.dump(2)
+            << "\n";
+      } else {
+        for (const auto& id : result.finished)
+          std::cout << id << "\n";
+      }
+      std::cerr << fmt::format("parcae-scale: {} jobs with new events, {} now finished\n",
+                               result.ingested.size(),
+                               result.finished.size());
+      return 0;
+    };
+  });
+}
+
 void add_list(CLI::App& sweep, CliContext& context) {
   CLI::App* cmd = sweep.add_subcommand("list", "The sweeps in the database");
   cmd->add_flag("--json", context.json, "print one JSON document");
@@ -434,6 +461,7 @@ void add_sweep_commands(CLI::App& app, CliContext& context) {
   add_status(*sweep, context);
   add_retry(*sweep, context);
   add_cancel(*sweep, context);
+  add_sync(*sweep, context);
   add_list(*sweep, context);
 }
 

@@ -169,6 +169,38 @@ TEST_F(Cli, RunStatusListRetryAndExportWorkTogether) {
   EXPECT_EQ(rows[0].at("budget_id"), "2e11");
 }
 
+TEST_F(Cli, JobsTrainedElsewhereFromTheirPlannedFoldersAreIngestedBySync) {
+  const std::string file = test_support::write_sweep(dir_.path(), "tiny", {2, 4});
+  ASSERT_EQ(run_cli(with_db({"sweep", "plan", file}, db_)).exit_code, 0);
+  const auto jobs = Store::open(db_).jobs("tiny");
+  ASSERT_EQ(jobs.size(), 2u);
+  for (const auto& job : jobs)
+    EXPECT_TRUE(std::filesystem::exists(job.out_dir + "/job.json"));
+  // What scripts/run-jobs does on a host without parcae-scale, for the first job only.
+  const std::string command =
+      trainer_ + " --job " + jobs[0].out_dir + "/job.json --out " + jobs[0].out_dir;
+  ASSERT_EQ(std::system(command.c_str()), 0);
+
+  const auto synced = run_cli(with_db({"sweep", "sync", "tiny"}, db_));
+  EXPECT_EQ(synced.exit_code, 0) << synced.err;
+  EXPECT_EQ(synced.out, jobs[0].id + "\n");
+  {
+    const Store store = Store::open(db_);
+    EXPECT_EQ(store.find_job(jobs[0].id)->state, JobState::kDone);
+    EXPECT_EQ(store.curve(jobs[0].id).size(), 6u);
+    const auto attempt = store.last_attempt(jobs[0].id);
+    EXPECT_EQ(attempt->backend, "external");
+    EXPECT_EQ(attempt->outcome, results::Outcome::kDone);
+    EXPECT_EQ(store.find_job(jobs[1].id)->state, JobState::kPlanned);
+  }
+  const auto run = run_cli(
+      with_db({"sweep", "run", "tiny", "--trainer", trainer_, "--poll-interval", "0.05"}, db_),
+      env_);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(test_support::read_text(jobs[0].out_dir + "/fake_attempts"), "1\n");
+  EXPECT_EQ(Store::open(db_).find_job(jobs[1].id)->state, JobState::kDone);
+}
+
 TEST_F(Cli, ForeignOrMissingDatabasesAndUnknownSweepsExitTwo) {
   test_support::write_text(dir_.file("notes.sqlite"), "not a database at all");
   const auto foreign = run_cli({"--db", dir_.file("notes.sqlite"), "sweep", "status"});
