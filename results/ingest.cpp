@@ -126,11 +126,22 @@ struct Statements {
   Statement curve, evaluation, provenance, started, progress, checkpoint, done, error, offset;
 };
 
+// The last step event of a batch: the job row's progress columns are written once per batch,
+// not once per step.
+struct Progress {
+  bool seen = false;
+  int64_t step = 0;
+  int64_t tokens = 0;
+  double flops = 0.0;
+  std::optional<double> loss;
+};
+
 // Applies one parsed event; throws BadEvent when it is not a usable event.
 void apply(const std::string& job,
            const nlohmann::json& event,
            int64_t line_offset,
            Statements& s,
+           Progress& progress,
            IngestReport& report) {
   if (!event.is_object())
     throw BadEvent{"expected a JSON object"};
@@ -161,8 +172,7 @@ void apply(const std::string& job,
         .bind(14, optional_number(event, "mean_decay"))
         .bind(15, optional_number(event, "h_rms"))
         .run();
-    s.progress.reset();
-    s.progress.bind(1, job).bind(2, step).bind(3, tokens).bind(4, flops).bind(5, loss).run();
+    progress = {true, step, tokens, flops, loss};
   } else if (*type == "eval") {
     const int64_t depth = required_integer(event, "depth");
     if (depth < 1)
@@ -279,6 +289,7 @@ IngestReport Store::ingest_events(const std::string& job_id, const std::string& 
 
     size_t start = 0;
     int64_t consumed = 0;
+    Progress progress;
     while (true) {
       const size_t end = buffer.find('\n', start);
       if (end == std::string::npos)
@@ -295,7 +306,7 @@ IngestReport Store::ingest_events(const std::string& job_id, const std::string& 
         try {
           if (event.is_discarded())
             throw BadEvent{"not valid JSON"};
-          apply(job_id, event, line_offset, statements, report);
+          apply(job_id, event, line_offset, statements, progress, report);
           ++report.events;
         } catch (const BadEvent& bad) {
           report.bad_lines.push_back({lines, line_offset, bad.message});
@@ -303,6 +314,15 @@ IngestReport Store::ingest_events(const std::string& job_id, const std::string& 
       }
       start = end + 1;
       consumed = static_cast<int64_t>(start);
+    }
+    if (progress.seen) {
+      statements.progress.reset();
+      statements.progress.bind(1, job_id)
+          .bind(2, progress.step)
+          .bind(3, progress.tokens)
+          .bind(4, progress.flops)
+          .bind(5, progress.loss)
+          .run();
     }
     statements.offset.reset();
     statements.offset.bind(1, job_id)
