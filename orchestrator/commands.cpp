@@ -98,7 +98,8 @@ SyncResult sync(const std::string& db_path, const std::string& sweep) {
     throw InputError(db_path, "sweep", sweep, "no such sweep in the database");
   }
   SyncResult result;
-  for (const auto& job : store.jobs(sweep, {JobState::kPlanned, JobState::kPreempted})) {
+  for (const auto& job : store.jobs(
+           sweep, {JobState::kPlanned, JobState::kPreempted}, Store::JobFields::kWithoutConfig)) {
     const results::IngestReport report =
         store.ingest_events(job.id, (fs::path(job.out_dir) / "events.jsonl").string());
     if (report.lines > 0)
@@ -152,7 +153,7 @@ std::vector<SweepStatus> sweep_status(const std::string& db_path, const std::str
   for (const auto& record : records) {
     SweepStatus status;
     status.sweep = record;
-    status.jobs = store.jobs(record.name);
+    status.jobs = store.jobs(record.name, {}, Store::JobFields::kWithoutConfig);
     const results::SweepCounts counts = store.counts(record.name);
     status.counts = counts.by_state;
     status.flops_done = counts.flops_done;
@@ -207,7 +208,7 @@ std::vector<std::string> resolve_targets(const Store& store,
   std::set<std::string> seen;
   for (const auto& target : targets) {
     if (store.find_sweep(target)) {
-      for (const auto& job : store.jobs(target)) {
+      for (const auto& job : store.jobs(target, {}, Store::JobFields::kWithoutConfig)) {
         if (seen.insert(job.id).second)
           ids.push_back(job.id);
       }

@@ -219,7 +219,9 @@ class Scheduler {
     }
     const int max_parallel = gpus.empty() && options_.max_parallel <= 0 ? 1 : options_.max_parallel;
     pool_ = detail::SlotPool(gpus, jobs_per_gpu, max_parallel);
-    for (const JobRecord& job : store_.jobs(sweep_, {JobState::kPlanned, JobState::kPreempted})) {
+    for (const JobRecord& job : store_.jobs(sweep_,
+                                            {JobState::kPlanned, JobState::kPreempted},
+                                            Store::JobFields::kWithoutConfig)) {
       if (!pool_.cpu() && job.gpus > pool_.gpu_count()) {
         throw InputError("",
                          "--gpus",
@@ -312,7 +314,8 @@ class Scheduler {
   }
 
   void reconcile() {
-    for (const JobRecord& job : store_.jobs(sweep_, {JobState::kRunning})) {
+    for (const JobRecord& job :
+         store_.jobs(sweep_, {JobState::kRunning}, Store::JobFields::kWithoutConfig)) {
       const auto attempt = store_.last_attempt(job.id);
       if (!attempt || attempt->ended_at)
         continue;
@@ -348,7 +351,9 @@ class Scheduler {
   void dispatch() {
     if (pool_.running() >= pool_.capacity())
       return;
-    for (const JobRecord& job : store_.jobs(sweep_, {JobState::kPlanned, JobState::kPreempted})) {
+    for (const JobRecord& job : store_.jobs(sweep_,
+                                            {JobState::kPlanned, JobState::kPreempted},
+                                            Store::JobFields::kWithoutConfig)) {
       if (pool_.running() >= pool_.capacity())
         return;
       if (running_.count(job.id) > 0)
@@ -387,9 +392,10 @@ class Scheduler {
     }
     try {
       fs::create_directories(job.out_dir);
-      sweeps::write_job_file(
-          sweeps::job_config_from_json(job.config, "(database: job " + job.id + ")"),
-          request.job_file);
+      // The queue is listed without configs; only the job being launched needs its own.
+      const nlohmann::json config = store_.find_job(job.id)->config;
+      sweeps::write_job_file(sweeps::job_config_from_json(config, "(database: job " + job.id + ")"),
+                             request.job_file);
       const detail::Launched launched = launcher_->launch(request);
       store_.set_attempt_process(job.id, attempt, launched.pid, launched.backend_id);
       launcher_->release(job.id);

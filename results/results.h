@@ -261,9 +261,14 @@ class Store {
                                const std::string& jobs_dir);
   std::optional<SweepRecord> find_sweep(const std::string& name) const;
   std::vector<SweepRecord> sweeps() const;
-  // Jobs of a sweep in plan order; only those in `states` when it is not empty.
+  // Which columns jobs() reads: parsing every job's config JSON dominates a listing of a large
+  // sweep, and only launching a job needs it.
+  enum class JobFields { kAll, kWithoutConfig };
+  // Jobs of a sweep in plan order; only those in `states` when it is not empty. With
+  // kWithoutConfig, JobRecord::config is left null.
   std::vector<JobRecord> jobs(const std::string& sweep,
-                              const std::vector<JobState>& states = {}) const;
+                              const std::vector<JobState>& states = {},
+                              JobFields fields = JobFields::kAll) const;
   // Jobs by state and FLOPs done of total, in one query.
   SweepCounts counts(const std::string& sweep) const;
   // By full id or by a unique prefix of at least 4 hex digits.

@@ -39,7 +39,7 @@ const char kJobColumns[] =
     "checkpoint_path, final_status, loss_train, loss_val, wall_time_s, last_error, created_at, "
     "updated_at";
 
-JobRecord read_job(const Statement& s) {
+JobRecord read_job(const Statement& s, bool with_config = true) {
   JobRecord j;
   int i = 0;
   j.id = s.get_text(i++);
@@ -63,7 +63,9 @@ JobRecord read_job(const Statement& s) {
   j.achieved_flops = s.get_double(i++);
   j.gpu_hours_estimate = s.get_double(i++);
   j.gpus = static_cast<int>(s.get_int(i++));
-  j.config = nlohmann::json::parse(s.get_text(i++), nullptr, false);
+  if (with_config)
+    j.config = nlohmann::json::parse(s.get_text(i), nullptr, false);
+  ++i;
   j.out_dir = s.get_text(i++);
   j.failures = static_cast<int>(s.get_int(i++));
   j.preemptions = static_cast<int>(s.get_int(i++));
@@ -406,7 +408,8 @@ std::vector<SweepRecord> Store::sweeps() const {
 }
 
 std::vector<JobRecord> Store::jobs(const std::string& sweep,
-                                   const std::vector<JobState>& states) const {
+                                   const std::vector<JobState>& states,
+                                   JobFields fields) const {
   std::string filter;
   for (JobState state : states)
     filter += (filter.empty() ? "'" : ", '") + to_string(state) + "'";
@@ -417,7 +420,7 @@ std::vector<JobRecord> Store::jobs(const std::string& sweep,
   s.bind(1, sweep);
   std::vector<JobRecord> out;
   while (s.step())
-    out.push_back(read_job(s));
+    out.push_back(read_job(s, fields == JobFields::kAll));
   return out;
 }
 
