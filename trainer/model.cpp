@@ -46,7 +46,7 @@ void init_orthogonal(torch::Tensor& weight, double sigma) {
   const torch::Tensor gaussian =
       torch::randn(wide ? std::vector<int64_t>{cols, rows} : std::vector<int64_t>{rows, cols},
                    torch::TensorOptions().dtype(torch::kDouble));
-  auto [q, r] = torch::linalg::qr(gaussian, "reduced");
+  auto [q, r] = torch::linalg_qr(gaussian, "reduced");
   const torch::Tensor signs = torch::where(
       r.diagonal() >= 0, torch::ones_like(r.diagonal()), -torch::ones_like(r.diagonal()));
   q = q * signs.unsqueeze(0);
