@@ -215,7 +215,7 @@ int run_fit(const FitOptions& o, const CliContext& context) {
         all_ok = all_ok && fit.status != fitting::FitStatus::kFailed;
         if (!context.json) {
           std::cout << fmt::format(
-              "{:<28}{:>5}  {:<8}{:>10.5f}{:>10.4f}{:>9.3f}{:>9.2f}{:>10.3f}%{:>12.3g}\n",
+              "{:<28}{:>5}  {:<8}{:>10.5f}{:>10.4g}{:>9.4g}{:>9.3g}{:>10.3f}%{:>12.3g}\n",
               run.cell,
               run.mean_recurrence,
               fitting::to_string(fit.status),
