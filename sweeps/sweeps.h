@@ -6,9 +6,9 @@
 // isoFLOP planner (sweep_spec.h, planner.h). Nothing here depends on LibTorch or SQLite.
 #pragma once
 
-#include "sweeps/error.h"       // parcae::Error, parcae::InputError
-#include "sweeps/flop_model.h"  // ModelConfig, count_parameters, train_flops_per_token, preset
-#include "sweeps/job_config.h"  // JobConfig, read_job_file, write_job_file
-#include "sweeps/planner.h"     // Plan, PlannedCell, plan_sweep
-#include "sweeps/sweep_spec.h"  // SweepSpec, read_sweep_file, SweepFileError
+#include "sweeps/error.h"         // parcae::Error, parcae::InputError
+#include "sweeps/flop_model.h"    // ModelConfig, count_parameters, train_flops_per_token, preset
+#include "sweeps/job_config.h"    // JobConfig, read_job_file, write_job_file
+#include "sweeps/planner.h"       // Plan, PlannedCell, plan_sweep
+#include "sweeps/sweep_spec.h"    // SweepSpec, read_sweep_file, SweepFileError
 #include "sweeps/token_shards.h"  // TokenShard, write_token_shard, prepare_text_shards
