@@ -1,6 +1,7 @@
 // `parcae-scale fit LAW (--sweep NAME | --csv FILE)`: scaling laws with intervals, from a sweep in
 // the database or from any CSV. The arithmetic is in fitting/; the sweep-to-input rules are in
 // orchestrator/analysis.h; this file maps flags and prints.
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -34,6 +35,7 @@ struct FitOptions {
   bool x_is_tokens = false;
   double params_noncore = 0, params_core = 0;
   std::vector<double> predict_budgets;
+  int drop_top_losses = 0;
 };
 
 void require(bool ok, const std::string& flag, const std::string& why) {
@@ -259,6 +261,25 @@ int run_fit(const FitOptions& o, const CliContext& context) {
       data.tokens.push_back(o.tokens_col.empty() ? columns.values[1][i] / (6 * data.params[i])
                                                  : columns.values[1][i]);
     }
+    if (o.drop_top_losses > 0) {
+      // Epoch's filter (scaling-laws.md §7): keep rows whose loss is strictly below the K-th
+      // largest loss, which drops the K highest-loss runs.
+      std::vector<double> sorted = data.loss;
+      std::sort(sorted.begin(), sorted.end(), std::greater<double>());
+      const size_t k = std::min(static_cast<size_t>(o.drop_top_losses), sorted.size());
+      const double threshold = sorted[k - 1];
+      fitting::ChinchillaData kept;
+      for (size_t i = 0; i < data.loss.size(); ++i) {
+        if (data.loss[i] >= threshold)
+          continue;
+        kept.params.push_back(data.params[i]);
+        kept.tokens.push_back(data.tokens[i]);
+        kept.loss.push_back(data.loss[i]);
+      }
+      std::cerr << "fit: kept " << kept.loss.size() << " of " << data.loss.size()
+                << " rows (loss below the " << k << "-th largest, " << threshold << ")\n";
+      data = kept;
+    }
     fitting::ChinchillaOptions options;
     fitting::ChinchillaFit fit = fitting::fit_chinchilla(data, options);
     if (o.bootstrap > 0) {
@@ -364,6 +385,9 @@ void add_fit_commands(CLI::App& app, CliContext& context) {
   cmd->add_option("--mu-col", o->mu_col, "CSV column of mu_rec (parcae)");
   cmd->add_option("--params-noncore", o->params_noncore, "N_noncore of N(mu) (parcae from a CSV)");
   cmd->add_option("--params-core", o->params_core, "N_core of N(mu) (parcae from a CSV)");
+  cmd->add_option("--drop-top-losses",
+                  o->drop_top_losses,
+                  "chinchilla: keep rows with loss strictly below the K-th largest (Epoch: 5)");
   cmd->add_flag("--x-is-tokens", o->x_is_tokens, "isoflop: x is D, so D* = x*");
   cmd->add_option(
       "--predict", o->predict_budgets, "isoflop: budgets C at which to predict x* with CIs");

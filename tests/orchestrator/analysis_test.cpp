@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -92,6 +93,37 @@ TEST(FitCommand, AMissingColumnIsBadInputNamingTheColumn) {
       test_support::run_cli({"fit", "power", "--csv", csv, "--x-col", "x", "--y-col", "z"});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("'z'"), std::string::npos) << result.err;
+}
+
+// scaling-laws.md §7: Epoch's Chinchilla data, 240 rows after the filter, the full start grid.
+TEST(FitCommand, ChinchillaFromTheEpochCsvReproducesTheKnownAnswer) {
+  const std::string csv =
+      std::string(PARCAE_SOURCE_DIR) + "/tests/testdata/chinchilla_epoch_svg_extracted.csv";
+  const auto result = test_support::run_cli({"fit",
+                                             "chinchilla",
+                                             "--csv",
+                                             csv,
+                                             "--params-col",
+                                             "Model Size",
+                                             "--flops-col",
+                                             "Training FLOP",
+                                             "--loss-col",
+                                             "loss",
+                                             "--drop-top-losses",
+                                             "5",
+                                             "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const nlohmann::json fit = nlohmann::json::parse(result.out);
+  EXPECT_EQ(fit.at("n"), 240);
+  EXPECT_NEAR(fit.at("objective").get<double>(), 0.0010182740, 1e-8);
+  std::map<std::string, double> value;
+  for (const auto& c : fit.at("coefficients"))
+    value[c.at("name")] = c.at("value").get<double>();
+  EXPECT_NEAR(value.at("A"), 477.8, 0.01 * 477.8);
+  EXPECT_NEAR(value.at("B"), 2143.2, 0.01 * 2143.2);
+  EXPECT_NEAR(value.at("E"), 1.81720, 0.002);
+  EXPECT_NEAR(value.at("alpha"), 0.34730, 0.002);
+  EXPECT_NEAR(value.at("beta"), 0.36717, 0.002);
 }
 
 TEST(Plots, AFigureIsRenderedToPngAndSvgWithItsScript) {
