@@ -83,7 +83,11 @@ std::vector<std::string> render_figure(const Figure& figure, const std::string& 
   const std::filesystem::path dir(directory);
   const std::string stem = (dir / figure.name).string();
 
+  // Only series with points get a data block, so gnuplot's block indices stay contiguous
+  // (an empty block would merge with its neighbour).
   std::ofstream data(stem + ".dat");
+  data.precision(10);
+  std::vector<size_t> plotted;
   for (size_t i = 0; i < figure.series.size(); ++i) {
     const Series& s = figure.series[i];
     if (s.x.size() != s.y.size()) {
@@ -92,14 +96,19 @@ std::vector<std::string> render_figure(const Figure& figure, const std::string& 
                        std::to_string(s.x.size()) + " x, " + std::to_string(s.y.size()) + " y",
                        "expected as many x as y values");
     }
+    size_t finite = 0;
+    for (size_t k = 0; k < s.x.size(); ++k) {
+      finite += std::isfinite(s.x[k]) && std::isfinite(s.y[k]) ? 1 : 0;
+    }
+    if (finite == 0)
+      continue;
     data << "# " << s.title << "\n";
     for (size_t k = 0; k < s.x.size(); ++k) {
-      if (!std::isfinite(s.x[k]) || !std::isfinite(s.y[k]))
-        continue;
-      data.precision(10);
-      data << s.x[k] << " " << s.y[k] << "\n";
+      if (std::isfinite(s.x[k]) && std::isfinite(s.y[k]))
+        data << s.x[k] << " " << s.y[k] << "\n";
     }
     data << "\n\n";  // gnuplot index separator
+    plotted.push_back(i);
   }
   data.close();
 
@@ -125,10 +134,9 @@ std::vector<std::string> render_figure(const Figure& figure, const std::string& 
   std::ostringstream plot;
   plot << "plot ";
   bool first = true;
-  for (size_t i = 0; i < figure.series.size(); ++i) {
-    if (figure.series[i].x.empty())
-      continue;
-    plot << (first ? "" : ", \\\n     ") << "\"" << figure.name << ".dat\" index " << i
+  for (size_t block = 0; block < plotted.size(); ++block) {
+    const size_t i = plotted[block];
+    plot << (first ? "" : ", \\\n     ") << "\"" << figure.name << ".dat\" index " << block
          << " using 1:2 " << style_clause(figure.series[i], i);
     first = false;
   }
