@@ -35,7 +35,8 @@ namespace {
 // log rho(A-bar), the mean decay and the RMS of h_T go into every N-th step event (and the
 // first), which [P] (appendix `stability.tex`) reads to diagnose divergence.
 constexpr int64_t kStabilityIntervalSteps = 10;
-// One process trains one rank; data-parallel ranks are not implemented yet.
+// One process trains one rank; a job asking for gpus > 1 is refused as bad input. TODO(#9):
+// data-parallel ranks over NCCL.
 constexpr int kRank = 0;
 constexpr int kWorldSize = 1;
 
