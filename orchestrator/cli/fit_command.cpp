@@ -52,6 +52,15 @@ orchestrator::NumericColumns read_columns(const FitOptions& o,
   return columns;
 }
 
+// The --bootstrap, --seed and --ci flags as the parametric laws' bootstrap settings.
+fitting::BootstrapOptions bootstrap_options(const FitOptions& o) {
+  fitting::BootstrapOptions bootstrap;
+  bootstrap.resamples = o.bootstrap;
+  bootstrap.seed = o.seed;
+  bootstrap.ci_level = o.ci;
+  return bootstrap;
+}
+
 void print_isoflop(const fitting::IsoflopFit& fit) {
   std::cout << fmt::format("{:<10}{:>12}{:>4}  {:<13}{:>9}{:>22}{:>10}{:>14}\n",
                            "budget",
@@ -283,11 +292,7 @@ int run_fit(const FitOptions& o, const CliContext& context) {
     fitting::ChinchillaOptions options;
     fitting::ChinchillaFit fit = fitting::fit_chinchilla(data, options);
     if (o.bootstrap > 0) {
-      fitting::BootstrapOptions bootstrap;
-      bootstrap.resamples = o.bootstrap;
-      bootstrap.seed = o.seed;
-      bootstrap.ci_level = o.ci;
-      fit = fitting::bootstrap_chinchilla(data, fit, options, bootstrap);
+      fit = fitting::bootstrap_chinchilla(data, fit, options, bootstrap_options(o));
     }
     all_ok = fit.status == fitting::FitStatus::kOk;
     output = orchestrator::fit_to_json(fit);
@@ -318,11 +323,7 @@ int run_fit(const FitOptions& o, const CliContext& context) {
     options.seed = o.seed;
     fitting::ParcaeLawFit fit = fitting::fit_parcae_law(data, params_of_mu, options);
     if (o.bootstrap > 0) {
-      fitting::BootstrapOptions bootstrap;
-      bootstrap.resamples = o.bootstrap;
-      bootstrap.seed = o.seed;
-      bootstrap.ci_level = o.ci;
-      fit = fitting::bootstrap_parcae_law(data, params_of_mu, fit, options, bootstrap);
+      fit = fitting::bootstrap_parcae_law(data, params_of_mu, fit, options, bootstrap_options(o));
     }
     all_ok = fit.status == fitting::FitStatus::kOk;
     output = orchestrator::fit_to_json(fit);
