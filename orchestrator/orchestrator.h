@@ -82,6 +82,28 @@ struct ProgressEvent {
   double flops_total = 0.0;                 // FLOPs of every job as planned
 };
 
+// The Slurm backend's settings (docs/slurm.md). Each value reaches sbatch as one argument, never
+// through a shell.
+struct SlurmOptions {
+  std::string partition;      // sbatch --partition; empty = the cluster's default
+  std::string account;        // --account; empty = the user's default
+  std::string qos;            // --qos; empty = the default
+  std::string time;           // --time, such as 04:00:00; empty = the partition's default
+  int array_throttle = 0;     // tasks of one array running at once (--array=...%K); 0 = no limit
+  std::string template_file;  // batch script template; empty = the built-in one
+  int signal_grace_s = 300;   // --signal=B:USR2@SECONDS: warning before the time limit, s
+  int cpus_per_task = 0;      // --cpus-per-task; 0 = the cluster's default
+  // Most jobs of this sweep queued or running at once (an association's MaxSubmitJobs, which
+  // scontrol does not show); 0 = the controller's MaxJobCount. The rest are submitted by a later
+  // `sweep run` as slots free up.
+  int max_submit = 0;
+  std::vector<std::string> sbatch_args;  // more sbatch arguments, passed as they are
+  // A law ("isoflop", ...): after the training jobs (afterok), a job runs
+  // `parcae-scale --db DB fit LAW --sweep NAME`. Empty = none.
+  std::string fit_after;
+  bool detach = false;  // submit and return; else poll until no job is queued or running
+};
+
 struct RunOptions {
   std::string db_path = "parcae.sqlite";
   // A sweep name in the database, or a sweep file (planned first, as plan_sweep_file does).
@@ -102,6 +124,7 @@ struct RunOptions {
   const std::atomic<int>* stop_signal = nullptr;
   std::function<void(const ProgressEvent&)> on_progress;
   bool dry_run = false;  // show what would be launched or resumed, change nothing
+  SlurmOptions slurm;    // used by run_sweep_slurm() only
 };
 
 struct RunSummary {
@@ -112,6 +135,8 @@ struct RunSummary {
   int elsewhere = 0;                        // jobs left running under another live orchestrator
   int stopped_by_signal = 0;  // the signal that stopped the run, 0 when it ran to the end
   std::vector<std::string> would_launch;  // dry run: cells that would be launched or resumed
+  std::vector<std::string> slurm_jobs;    // Slurm: the job ids sbatch gave this call
+  std::string slurm_fit_job;              // Slurm: the --fit-after job, if one was submitted
   // 128 + signal when stopped; 1 when a job failed; else 0.
   int exit_code() const;
 };
@@ -119,6 +144,43 @@ struct RunSummary {
 // Throws InputError for a bad sweep (file or name), database, flag value or missing trainer,
 // before anything is claimed. Trainer failures are outcomes in the summary, never thrown.
 RunSummary run_sweep(const RunOptions& options);
+
+// ---------------------------------------------------------------------------------------------
+// run on Slurm (docs/slurm.md)
+
+// The Slurm backend of `sweep run`. First reconciles the sweep's Slurm jobs (as reconcile_slurm),
+// then submits every planned or preempted job with `sbatch --parsable`: jobs with the same
+// resources go into job arrays of at most MaxArraySize tasks (`scontrol show config`), at most
+// slurm.max_submit jobs queued at once. Each job is claimed before it is submitted, and its
+// attempt records the Slurm id ("<job>" or "<array job>_<task>") as backend "slurm". With
+// slurm.detach it returns after submitting; else it reconciles every poll_interval_s and submits
+// what becomes runnable again (failed attempts within --retries, preempted jobs that Slurm did not
+// requeue itself) until no job is planned, preempted or running, or until stop_signal is set (the
+// Slurm jobs keep running; a later run or `sweep status` picks them up). Batch scripts go to
+// <jobs dir>/slurm-scripts/, Slurm's own output to <jobs dir>/slurm-logs/.
+// Throws InputError for a bad sweep, option or template, and parcae::Error when sbatch or
+// scontrol fail (the claims of a failed submission are released: the jobs stay runnable).
+RunSummary run_sweep_slurm(const RunOptions& options);
+
+struct SlurmReconcileResult {
+  int checked = 0;                     // running Slurm attempts looked at
+  std::vector<std::string> ended;      // "cell: how" for each attempt that ended
+  std::vector<std::string> bad_lines;  // "cell (id): line N: reason" for skipped event lines
+};
+
+// Brings the sweep's running Slurm jobs up to date without waiting: ingests their events.jsonl,
+// reads each batch script's run log (<run folder>/slurm-runs.log) and the job's state from squeue
+// (sacct for jobs squeue no longer shows, when accounting is enabled), and ends the attempts whose
+// run ended. A run that saved and exited 143 (requeue, preemption, the time-limit signal) counts
+// against the preemption budget; when Slurm requeued the job itself a new attempt with the same
+// Slurm id is opened, else the job is left preempted for the next `sweep run` to submit. A run
+// killed without an exit code (NODE_FAIL, TIMEOUT, a requeue past KillWait) is lost: requeued on
+// the preemption budget, the Slurm state named in the attempt's reason. Does nothing, and runs no
+// Slurm command, when the sweep has no running Slurm attempt.
+SlurmReconcileResult reconcile_slurm(results::Store& store, const std::string& sweep);
+
+// The built-in batch script template (docs/slurm.md describes its contract).
+std::string default_slurm_template();
 
 // ---------------------------------------------------------------------------------------------
 // status, list, retry, cancel, export
@@ -130,9 +192,12 @@ struct SweepStatus {
   double flops_done = 0.0;   // sum of the jobs' flops_done
   double flops_total = 0.0;  // sum of the jobs' planned achieved_flops
   std::map<std::string, std::vector<std::string>> log_tails;  // failed job id -> last log lines
+  // What reconciling the sweep's Slurm jobs did or could not do (attempts ended, skipped lines).
+  std::vector<std::string> notes;
 };
 
-// One sweep (by name) or every sweep (empty name). Throws InputError for an unknown name.
+// One sweep (by name) or every sweep (empty name), after reconcile_slurm() for sweeps with jobs
+// on Slurm. Throws InputError for an unknown name.
 std::vector<SweepStatus> sweep_status(const std::string& db_path, const std::string& sweep);
 nlohmann::json to_json(const SweepStatus& status);
 
@@ -149,6 +214,7 @@ struct CancelResult {
   std::vector<std::string> stopped;      // of those, jobs whose local trainer was signalled
   std::vector<std::string> killed;       // trainers that needed SIGKILL after the grace period
   std::vector<std::string> unreachable;  // running on another host: marked, not signalled
+  std::vector<std::string> slurm;        // Slurm jobs stopped with scancel
 };
 
 struct SyncResult {
@@ -164,6 +230,8 @@ struct SyncResult {
 SyncResult sync(const std::string& db_path, const std::string& sweep);
 
 // Marks jobs cancelled and stops their local trainers: SIGTERM, up to grace_s to save, SIGKILL.
+// Jobs queued or running on Slurm are stopped with scancel (Slurm sends SIGTERM, then SIGKILL
+// after the cluster's KillWait) and their attempts end as cancelled.
 CancelResult cancel(const std::string& db_path,
                     const std::vector<std::string>& targets,
                     double grace_s = 30.0);

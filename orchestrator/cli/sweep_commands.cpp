@@ -260,7 +260,9 @@ void add_run(CLI::App& sweep, CliContext& context) {
   CLI::App* cmd =
       sweep.add_subcommand("run", "Dispatch planned jobs, resume interrupted ones, ingest results");
   cmd->add_option("sweep", o->sweep, "sweep name in the database, or a sweep file (planned first)");
-  cmd->add_option("--backend", *backend, "where jobs run")->check(CLI::IsMember({"local"}));
+  cmd->add_option("--backend", *backend, "where jobs run: local, or slurm (docs/slurm.md)")
+      ->check(CLI::IsMember({"local", "slurm"}))
+      ->capture_default_str();
   cmd->add_option("--gpus", o->gpus, "GPUs to use: auto, all, none (CPU) or a list such as 0-3,6");
   cmd->add_option("--jobs-per-gpu",
                   o->jobs_per_gpu,
@@ -284,9 +286,69 @@ void add_run(CLI::App& sweep, CliContext& context) {
          "--stop-grace", o->stop_grace_s, "seconds trainers get to save on stop before SIGKILL")
       ->capture_default_str();
   cmd->add_flag("--dry-run", o->dry_run, "show what would be launched or resumed, change nothing");
-  cmd->callback([o, &context] {
-    context.run = [o, &context] {
+  auto& slurm = o->slurm;
+  const std::string group = "Slurm (--backend slurm)";
+  cmd->add_option("--partition", slurm.partition, "sbatch --partition")->group(group);
+  cmd->add_option("--account", slurm.account, "sbatch --account")->group(group);
+  cmd->add_option("--qos", slurm.qos, "sbatch --qos")->group(group);
+  cmd->add_option("--time", slurm.time, "sbatch --time, the time limit of each job (04:00:00)")
+      ->group(group);
+  cmd->add_option("--array-throttle", slurm.array_throttle, "tasks of one array running at once")
+      ->group(group);
+  cmd->add_option("--template",
+                  slurm.template_file,
+                  "batch script template (start from `parcae-scale sweep slurm-template`)")
+      ->group(group);
+  cmd->add_option("--signal-grace",
+                  slurm.signal_grace_s,
+                  "seconds before the time limit at which the job is told to save (USR2)")
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--cpus-per-task", slurm.cpus_per_task, "sbatch --cpus-per-task")->group(group);
+  cmd->add_option("--max-submit",
+                  slurm.max_submit,
+                  "most jobs of the sweep queued at once (your MaxSubmitJobs; default MaxJobCount)")
+      ->group(group);
+  cmd->add_option("--sbatch-arg", slurm.sbatch_args, "one more sbatch argument (repeatable)")
+      ->group(group);
+  cmd->add_option("--fit-after",
+                  slurm.fit_after,
+                  "a law to fit in a job chained after the training jobs (afterok)")
+      ->group(group);
+  cmd->add_flag("--detach", slurm.detach, "submit and return; `sweep status` follows the jobs")
+      ->group(group);
+  cmd->callback([o, backend, cmd, &context] {
+    context.run = [o, backend, cmd, &context] {
       o->db_path = context.db_path;
+      if (*backend == "slurm") {
+        // squeue every half second would burden a real controller.
+        if (cmd->count("--poll-interval") == 0)
+          o->poll_interval_s = 30.0;
+        if (!o->slurm.detach) {
+          install_stop_handlers();
+          o->stop_signal = &g_stop_signal;
+        }
+        auto progress = std::make_shared<ProgressPrinter>();
+        o->on_progress = [progress](const orchestrator::ProgressEvent& e) { (*progress)(e); };
+        const orchestrator::RunSummary summary = orchestrator::run_sweep_slurm(*o);
+        progress->finish();
+        for (const auto& id : summary.slurm_jobs)
+          std::cout << id << "\n";
+        int jobs = 0;
+        for (const auto& [state, n] : summary.counts)
+          jobs += n;
+        std::cerr << fmt::format("parcae-scale: sweep {}: {} jobs submitted in {} Slurm jobs; {}",
+                                 summary.sweep,
+                                 summary.launched,
+                                 summary.slurm_jobs.size(),
+                                 counts_text(summary.counts, jobs));
+        if (!summary.slurm_fit_job.empty())
+          std::cerr << fmt::format("; fit job {}", summary.slurm_fit_job);
+        if (o->slurm.detach)
+          std::cerr << "; follow with `parcae-scale sweep status`";
+        std::cerr << "\n";
+        return summary.exit_code();
+      }
       if (o->dry_run) {
         const orchestrator::RunSummary summary = orchestrator::run_sweep(*o);
         for (const auto& cell : summary.would_launch)
@@ -321,6 +383,17 @@ void add_run(CLI::App& sweep, CliContext& context) {
   });
 }
 
+void add_slurm_template(CLI::App& sweep, CliContext& context) {
+  CLI::App* cmd = sweep.add_subcommand(
+      "slurm-template", "Print the built-in Slurm batch script template, to copy and edit");
+  cmd->callback([&context] {
+    context.run = [] {
+      std::cout << orchestrator::default_slurm_template();
+      return 0;
+    };
+  });
+}
+
 void add_status(CLI::App& sweep, CliContext& context) {
   auto name = std::make_shared<std::string>();
   CLI::App* cmd = sweep.add_subcommand("status", "One line per job: state, steps, losses");
@@ -329,6 +402,10 @@ void add_status(CLI::App& sweep, CliContext& context) {
   cmd->callback([name, &context] {
     context.run = [name, &context] {
       const auto statuses = orchestrator::sweep_status(context.db_path, *name);
+      for (const auto& s : statuses) {
+        for (const auto& note : s.notes)
+          std::cerr << "parcae-scale: " << s.sweep.name << ": " << note << "\n";
+      }
       if (context.json) {
         if (!name->empty()) {
           std::cout << orchestrator::to_json(statuses.front()).dump(2) << "\n";
@@ -463,6 +540,7 @@ void add_sweep_commands(CLI::App& app, CliContext& context) {
   add_cancel(*sweep, context);
   add_sync(*sweep, context);
   add_list(*sweep, context);
+  add_slurm_template(*sweep, context);
 }
 
 }  // namespace parcae::cli
