@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "orchestrator/detail/data_preparation.h"
 #include "orchestrator/detail/process.h"
 #include "orchestrator/orchestrator.h"
 #include "sweeps/error.h"
@@ -66,6 +67,16 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
   read_options.data_dir = options.data_dir;
   read_options.require_data = options.require_data;
   PlanOutcome outcome;
+  if (options.require_data) {
+    sweeps::SweepReadOptions without_data = read_options;
+    without_data.require_data = false;
+    const sweeps::SweepSpec declared = sweeps::read_sweep_file(options.sweep_file, without_data);
+    // A dry run writes nothing, data included; it plans without the shards it would prepare.
+    if (options.dry_run && !declared.data.prepare.empty())
+      read_options.require_data = false;
+    else
+      detail::prepare_sweep_data(declared, options.on_note);
+  }
   outcome.spec = sweeps::read_sweep_file(options.sweep_file, read_options);
   outcome.plan = sweeps::plan_sweep(outcome.spec);
   const std::string root = options.jobs_root.empty() ? default_jobs_root(options.db_path)

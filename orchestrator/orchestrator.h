@@ -1,7 +1,8 @@
 // parcae::orchestrator — from a sweep file to finished jobs in the results database.
 //
-// plan_sweep_file() reads a sweep file, plans its cells (sweeps/planner.h), records them as
-// jobs and writes each new job's run folder with its job.json. run_sweep() dispatches a sweep's
+// plan_sweep_file() reads a sweep file, prepares its data on first use when the file says how,
+// plans its cells (sweeps/planner.h), records them as jobs and writes each new job's run folder
+// with its job.json. run_sweep() dispatches a sweep's
 // planned jobs as trainer processes (`parcae-train --job DIR/job.json --out DIR`), one per slot: on
 // a GPU machine each job is pinned with CUDA_VISIBLE_DEVICES and several small jobs may share a
 // GPU; without GPUs up to max_parallel jobs run on the CPU. While they run it ingests their
@@ -45,6 +46,8 @@ struct PlanOptions {
   std::string jobs_root;     // run folders go to <jobs_root>/<sweep>/<job id>; empty = default
   bool dry_run = false;      // plan and report, write nothing (the database is not even opened)
   bool require_data = true;  // data patterns must match files (off only for reports)
+  // Told what first-use data preparation (the sweep file's data.prepare) is doing.
+  std::function<void(const std::string&)> on_note;
 };
 
 struct PlanOutcome {

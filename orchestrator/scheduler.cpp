@@ -587,6 +587,14 @@ RunSummary run_sweep(const RunOptions& options) {
     plan_options.db_path = options.db_path;
     plan_options.data_dir = options.data_dir;
     plan_options.jobs_root = options.jobs_root;
+    plan_options.on_note = [&options](const std::string& note) {
+      if (options.on_progress) {
+        ProgressEvent event;
+        event.kind = ProgressEvent::Kind::kNote;
+        event.message = note;
+        options.on_progress(event);
+      }
+    };
     sweep = plan_sweep_file(plan_options).plan.sweep;
   }
   Store store =

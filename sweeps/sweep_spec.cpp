@@ -191,13 +191,38 @@ std::vector<std::string> glob_files(const std::string& pattern, const fs::path& 
   return out;
 }
 
+void read_preparation(const nlohmann::json& value, Problems& problems, DataPreparation& prepare) {
+  if (!check_keys(value, {"text", "command", "out", "val_fraction"}, "data.prepare", problems))
+    return;
+  const detail::JsonAt at{problems.file(), "data.prepare"};
+  problems.guard([&] { detail::read_field(value, "text", at, prepare.text_files); });
+  problems.guard([&] { detail::read_field(value, "command", at, prepare.command); });
+  problems.guard([&] { detail::read_field(value, "out", at, prepare.out); });
+  problems.guard([&] { detail::read_field(value, "val_fraction", at, prepare.val_fraction); });
+  if (prepare.text_files.empty() == prepare.command.empty()) {
+    problems.add("data.prepare",
+                 value.dump(),
+                 "expected exactly one of \"text\" (files) or \"command\" (argv)");
+  }
+  if (prepare.out.empty() && !problems.reported("data.prepare.out"))
+    problems.add("data.prepare.out", "(missing)", "expected the folder the shards are written to");
+  if (!(prepare.val_fraction > 0.0 && prepare.val_fraction < 1.0) &&
+      !problems.reported("data.prepare.val_fraction")) {
+    problems.add("data.prepare.val_fraction",
+                 nlohmann::json(prepare.val_fraction).dump(),
+                 "expected a fraction in (0, 1)");
+  }
+}
+
 void read_data(const nlohmann::json& value,
                const SweepReadOptions& options,
                Problems& problems,
                DataSpec& data) {
-  if (!check_keys(value, {"train", "val"}, "data", problems))
+  if (!check_keys(value, {"train", "val", "prepare"}, "data", problems))
     return;
   const std::string& file = problems.file();
+  if (value.contains("prepare"))
+    read_preparation(value.at("prepare"), problems, data.prepare);
   for (const char* key : {"train", "val"}) {
     if (!value.contains(key)) {
       problems.add(
@@ -212,11 +237,14 @@ void read_data(const nlohmann::json& value,
     if (value.contains("val"))
       data.val_patterns = read_patterns(value.at("val"), file, "data.val");
   });
-  if (!options.require_data)
-    return;
   const fs::path folder =
       options.data_dir.empty() ? fs::path(file).parent_path() : fs::path(options.data_dir);
-  const fs::path base = fs::absolute(folder.empty() ? fs::path(".") : folder).lexically_normal();
+  fs::path base = fs::absolute(folder.empty() ? fs::path(".") : folder).lexically_normal();
+  if (base.filename().empty() && base.has_parent_path())
+    base = base.parent_path();  // "/a/b/" (from "/a/b/.") names the same folder as "/a/b"
+  data.folder = base.string();
+  if (!options.require_data)
+    return;
   auto expand = [&](const std::vector<std::string>& patterns,
                     const std::string& field,
                     std::vector<std::string>& shards) {

@@ -8,7 +8,9 @@
 //
 //   {
 //     "name": "tiny-cpu",
-//     "data": {"train": ["../../demo/data/train_*.bin"], "val": ["../../demo/data/val_*.bin"]},
+//     "data": {"train": ["../../demo/data/train_*.bin"], "val": ["../../demo/data/val_*.bin"],
+//              "prepare": {"command": ["bible", "-f", "Gen1:1-Rev22:21"], "out":
+//              "../../demo/data"}},
 //     "model": {"preset": "parcae-tiny", "context_length": 64},
 //     "budgets": [{"id": "2e12", "flops": 2e12}, {"id": "4e12", "flops": 4e12}],
 //     "axes": {"mean_recurrence": ["1-fixed", 2, 4, 6], "seed": [0]},
@@ -66,12 +68,25 @@ struct SweepAxes {
   std::vector<uint64_t> seeds = {0};
 };
 
+// How to make a sweep's shards when they are not there yet: byte-tokenize some text (files, or
+// the standard output of a command run without a shell) into `out` (token_shards.h). The
+// orchestrator runs it once, on first use, and the shards are reused from then on.
+struct DataPreparation {
+  std::vector<std::string> text_files;  // as written; relative to the data folder
+  std::vector<std::string> command;     // argv, e.g. ["bible", "-f", "Gen1:1-Rev22:21"]
+  std::string out;                      // folder of the shards, relative to the data folder
+  double val_fraction = 0.1;            // held-out tail
+  bool empty() const { return text_files.empty() && command.empty(); }
+};
+
 // Token shards as written in the file (patterns, relative to the data folder) and as found.
 struct DataSpec {
   std::vector<std::string> train_patterns;
   std::vector<std::string> val_patterns;
   std::vector<std::string> train_shards;  // absolute, sorted, one entry per matching file
   std::vector<std::string> val_shards;
+  DataPreparation prepare;  // empty when the shards must already exist
+  std::string folder;       // absolute folder relative paths are resolved against
 };
 
 struct Resources {

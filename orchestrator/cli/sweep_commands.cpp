@@ -209,6 +209,9 @@ void add_plan(CLI::App& sweep, CliContext& context) {
   cmd->callback([o, &context] {
     context.run = [o, &context] {
       o->plan.db_path = context.db_path;
+      o->plan.on_note = [](const std::string& note) {
+        std::cerr << "parcae-scale: " << note << "\n";
+      };
       const orchestrator::PlanOutcome outcome = orchestrator::plan_sweep_file(o->plan);
       if (context.json) {
         std::cout << sweeps::to_json(outcome.plan).dump(2) << "\n";

@@ -294,5 +294,32 @@ TEST(SweepSpec, SweepNamesThatCannotNameAFolderAreRefused) {
               HasSubstr("sweep.json: name = \"my sweep/$(reboot)\": expected 1-128 letters"));
 }
 
+TEST(SweepSpec, DataPreparationIsReadWithItsFolder) {
+  nlohmann::json document = valid_sweep();
+  document["data"]["prepare"] = {
+      {"command", {"bible", "-f", "Gen1:1-Rev22:21"}}, {"out", "corpus"}, {"val_fraction", 0.05}};
+  const SweepSpec spec = read(document);
+  EXPECT_THAT(spec.data.prepare.command, ElementsAre("bible", "-f", "Gen1:1-Rev22:21"));
+  EXPECT_EQ(spec.data.prepare.out, "corpus");
+  EXPECT_DOUBLE_EQ(spec.data.prepare.val_fraction, 0.05);
+  EXPECT_TRUE(spec.data.prepare.text_files.empty());
+  EXPECT_EQ(spec.data.folder, std::filesystem::current_path().string());
+}
+
+TEST(SweepSpec, DataPreparationProblemsNameTheirFields) {
+  nlohmann::json both = valid_sweep();
+  both["data"]["prepare"] = {{"command", {"cat"}}, {"text", {"a.txt"}}, {"out", "d"}};
+  EXPECT_THAT(problems_of(both), ElementsAre(HasSubstr("data.prepare = {\"command\"")));
+
+  nlohmann::json bad = valid_sweep();
+  bad["data"]["prepare"] = {{"text", {"a.txt"}}, {"val_fraction", 1.5}, {"outt", "d"}};
+  const auto problems = problems_of(bad);
+  ASSERT_EQ(problems.size(), 3u) << ::testing::PrintToString(problems);
+  EXPECT_THAT(problems[0], HasSubstr("data.prepare.outt"));
+  EXPECT_THAT(problems[0], HasSubstr("did you mean 'out'"));
+  EXPECT_THAT(problems[1], HasSubstr("data.prepare.out = (missing)"));
+  EXPECT_THAT(problems[2], HasSubstr("data.prepare.val_fraction = 1.5: expected a fraction"));
+}
+
 }  // namespace
 }  // namespace parcae::sweeps

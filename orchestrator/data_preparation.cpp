@@ -1,0 +1,138 @@
+// First-use preparation of a sweep's token shards (sweeps::DataPreparation): the text comes from
+// files or from a command's standard output (posix_spawnp, no shell), and is byte-tokenized into
+// a temporary folder beside the destination, which is then renamed into place. An exclusive lock
+// beside the destination makes two orchestrators planning at once prepare it only once; the
+// second one finds the shards there when it gets the lock.
+#include "orchestrator/detail/data_preparation.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "sweeps/error.h"
+#include "sweeps/token_shards.h"
+
+extern char** environ;
+
+namespace parcae::orchestrator::detail {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path) : fd_(::open(path.c_str(), O_RDWR | O_CREAT, 0644)) {
+    if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0)
+      throw Error(fmt::format("cannot lock {}: {}", path, std::strerror(errno)));
+  }
+  ~FileLock() { ::close(fd_); }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_;
+};
+
+bool has_shards(const fs::path& folder) {
+  std::error_code ec;
+  return fs::exists(folder / "train_000000.bin", ec) && fs::exists(folder / "val_000000.bin", ec);
+}
+
+// Runs `argv` with its standard output into `path`; InputError naming the sweep field when the
+// command cannot run or fails, since the command is part of the sweep file.
+void run_to_file(const std::vector<std::string>& argv,
+                 const std::string& path,
+                 const std::string& sweep_file) {
+  const std::string shown = nlohmann::json(argv).dump();
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(
+      &actions, STDOUT_FILENO, path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<std::string> args = argv;
+  std::vector<char*> raw;
+  for (auto& a : args)
+    raw.push_back(a.data());
+  raw.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawnp(&pid, raw[0], &actions, nullptr, raw.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    throw InputError(sweep_file,
+                     "data.prepare.command",
+                     shown,
+                     fmt::format("a command that runs ({})", std::strerror(rc)),
+                     "install it (scripts/setup installs the demo corpus) or give text files");
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw InputError(sweep_file,
+                     "data.prepare.command",
+                     shown,
+                     fmt::format("a command that succeeds (it {} {})",
+                                 WIFEXITED(status) ? "exited with" : "died of signal",
+                                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)));
+  }
+}
+
+}  // namespace
+
+bool prepare_sweep_data(const sweeps::SweepSpec& spec, const PreparationNotice& notice) {
+  const sweeps::DataPreparation& prepare = spec.data.prepare;
+  if (prepare.empty())
+    return false;
+  const fs::path base(spec.data.folder);
+  const fs::path out = (base / prepare.out).lexically_normal();
+  if (has_shards(out))
+    return false;
+  std::error_code ec;
+  fs::create_directories(out.parent_path(), ec);
+  if (ec)
+    throw Error(fmt::format("cannot create {}: {}", out.parent_path().string(), ec.message()));
+  const FileLock lock(out.string() + ".lock");
+  if (has_shards(out))
+    return false;  // prepared by another process while this one waited for the lock
+  if (notice)
+    notice(fmt::format("preparing the data of {} into {} (first use)", spec.name, out.string()));
+
+  const fs::path staging = out.string() + ".partial";
+  fs::remove_all(staging);
+  fs::create_directories(staging);
+  std::vector<std::string> texts;
+  for (const auto& file : prepare.text_files)
+    texts.push_back((base / file).lexically_normal().string());
+  if (!prepare.command.empty()) {
+    const std::string text = (staging / "source.txt").string();
+    run_to_file(prepare.command, text, spec.file);
+    texts = {text};
+  }
+  const fs::path shards = staging / "shards";
+  const sweeps::PreparedShards written =
+      sweeps::prepare_text_shards(texts, shards.string(), prepare.val_fraction);
+  // Existing files in `out` (a README, other shards) are kept; the new shards move in one by one,
+  // the first validation shard last, so has_shards() is true only once all are in place.
+  fs::create_directories(out);
+  std::vector<std::string> moved = written.train_shards;
+  moved.insert(moved.end(), written.val_shards.rbegin(), written.val_shards.rend());
+  for (const auto& shard : moved)
+    fs::rename(shard, out / fs::path(shard).filename());
+  fs::remove_all(staging);
+  if (notice) {
+    notice(fmt::format("{} train and {} validation tokens in {}",
+                       written.train_tokens,
+                       written.val_tokens,
+                       out.string()));
+  }
+  return true;
+}
+
+}  // namespace parcae::orchestrator::detail
