@@ -41,29 +41,12 @@ void require_ok(const Fit& fit) {
   }
 }
 
-// Runs the replicates and writes se, CIs and counts into fit. refit(weights) returns the
-// replicate's coefficient values in fit's order, or an empty vector when the refit failed.
-template <typename Refit>
-void bootstrap_runs(Fit& fit,
-                    const std::vector<int>& run_of_point,
-                    int run_count,
-                    const BootstrapOptions& options,
-                    const Refit& refit) {
-  const int resamples = options.resamples;
-  std::vector<std::vector<double>> values(resamples);
-  detail::parallel_for(resamples, options.threads, [&](int r) {
-    detail::Random random(options.seed, static_cast<std::uint64_t>(r));
-    std::vector<double> run_weight(run_count, 0.0);
-    for (int k = 0; k < run_count; ++k) {
-      run_weight[random.index(run_count)] += 1.0;
-    }
-    std::vector<double> weights(run_of_point.size());
-    for (std::size_t i = 0; i < weights.size(); ++i) {
-      weights[i] = run_weight[run_of_point[i]];
-    }
-    values[r] = refit(weights);
-  });
-
+// Writes se, CIs and counts into fit from each replicate's coefficient values (in fit's order;
+// an empty vector is a failed replicate).
+void summarize_replicates(Fit& fit,
+                          const std::vector<std::vector<double>>& values,
+                          const BootstrapOptions& options) {
+  const int resamples = static_cast<int>(values.size());
   fit.ci_level = options.ci_level;
   fit.bootstrap_replicates = resamples;
   fit.bootstrap_failed = 0;
@@ -88,6 +71,31 @@ void bootstrap_runs(Fit& fit,
                            std::to_string(resamples) +
                            " bootstrap replicates found no successful refit (more than 5%)");
   }
+}
+
+// Runs the replicates and writes se, CIs and counts into fit. refit(weights) returns the
+// replicate's coefficient values in fit's order, or an empty vector when the refit failed.
+template <typename Refit>
+void bootstrap_runs(Fit& fit,
+                    const std::vector<int>& run_of_point,
+                    int run_count,
+                    const BootstrapOptions& options,
+                    const Refit& refit) {
+  const int resamples = options.resamples;
+  std::vector<std::vector<double>> values(resamples);
+  detail::parallel_for(resamples, options.threads, [&](int r) {
+    detail::Random random(options.seed, static_cast<std::uint64_t>(r));
+    std::vector<double> run_weight(run_count, 0.0);
+    for (int k = 0; k < run_count; ++k) {
+      run_weight[random.index(run_count)] += 1.0;
+    }
+    std::vector<double> weights(run_of_point.size());
+    for (std::size_t i = 0; i < weights.size(); ++i) {
+      weights[i] = run_weight[run_of_point[i]];
+    }
+    values[r] = refit(weights);
+  });
+  summarize_replicates(fit, values, options);
 }
 
 std::vector<double> values_of(const std::vector<Coefficient>& coefficients) {
@@ -143,6 +151,89 @@ std::vector<int> one_run_per_row(std::size_t rows) {
 }
 
 }  // namespace
+
+PowerLawFit bootstrap_power_law(const std::vector<double>& x,
+                                const std::vector<double>& y,
+                                const std::vector<double>& weights,
+                                const PowerLawFit& fit,
+                                const BootstrapOptions& bootstrap) {
+  validate(bootstrap);
+  require_ok(fit);
+  if (static_cast<int>(x.size()) != fit.n) {
+    throw InputError("x",
+                     "has " + std::to_string(x.size()) + " points but the fit has n = " +
+                         std::to_string(fit.n) + "; expected the data the fit came from");
+  }
+  PowerLawFit result = fit;
+  bootstrap_runs(result,
+                 one_run_per_row(x.size()),
+                 static_cast<int>(x.size()),
+                 bootstrap,
+                 [&](const std::vector<double>& counts) -> std::vector<double> {
+                   // A point drawn k times enters once with k times its weight.
+                   std::vector<double> rx, ry, rw;
+                   for (std::size_t i = 0; i < x.size(); ++i) {
+                     if (counts[i] > 0.0) {
+                       rx.push_back(x[i]);
+                       ry.push_back(y[i]);
+                       rw.push_back(counts[i] * (weights.empty() ? 1.0 : weights[i]));
+                     }
+                   }
+                   try {
+                     return values_of(fit_power_law(rx, ry, rw).coefficients);
+                   } catch (const InputError&) {
+                     return {};  // fewer than 3 distinct points or one distinct x: no line
+                   }
+                 });
+  return result;
+}
+
+SatExpFit bootstrap_satexp(const std::vector<double>& test_time,
+                           const std::vector<double>& loss,
+                           const SatExpFit& fit,
+                           const SatExpOptions& options,
+                           const BootstrapOptions& bootstrap) {
+  validate(bootstrap);
+  require_ok(fit);
+  const std::size_t n = loss.size();
+  if (test_time.size() != n || static_cast<int>(n) != fit.n || fit.residuals.size() != n) {
+    throw InputError("loss",
+                     "has " + std::to_string(n) + " points but the fit has n = " +
+                         std::to_string(fit.n) + "; expected the data the fit came from");
+  }
+  const int parameters = static_cast<int>(fit.coefficients.size());
+  if (static_cast<int>(n) <= parameters) {
+    throw InputError("loss",
+                     "has " + std::to_string(n) + " points; a residual bootstrap of " +
+                         std::to_string(parameters) + " parameters needs more");
+  }
+  // Residuals of ln L about the fitted curve, inflated by sqrt(n / (n - p)) as in §2 step 8.
+  const double inflation = std::sqrt(static_cast<double>(n) / static_cast<double>(n - parameters));
+  std::vector<double> log_fitted(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    log_fitted[i] = std::log(fit.predict(test_time[i]));
+  }
+  std::vector<std::vector<double>> values(bootstrap.resamples);
+  detail::parallel_for(bootstrap.resamples, bootstrap.threads, [&](int r) {
+    detail::Random random(bootstrap.seed, static_cast<std::uint64_t>(r));
+    std::vector<double> replicate(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      // fit.residuals are ln Lhat - ln L, so ln L = ln Lhat - residual.
+      const double residual = fit.residuals[random.index(static_cast<int>(n))];
+      replicate[i] = std::exp(log_fitted[i] - inflation * residual);
+    }
+    const SatExpFit refit = fit_satexp(test_time, replicate, options);
+    if (refit.status == FitStatus::kFailed ||
+        refit.coefficients.size() != fit.coefficients.size()) {
+      values[r].clear();
+      return;
+    }
+    values[r] = values_of(refit.coefficients);
+  });
+  SatExpFit result = fit;
+  summarize_replicates(result, values, bootstrap);
+  return result;
+}
 
 ChinchillaFit bootstrap_chinchilla(const ChinchillaData& data,
                                    const ChinchillaFit& fit,

@@ -229,12 +229,16 @@ struct BudgetMinimum {
   bool used = false;                                  // entered the power laws
 };
 
-// x*(C) = k C^a at a requested budget, with its bootstrap percentile interval.
+// x*(C) = k C^a at a requested budget, with its bootstrap percentile interval, and the same for
+// D*(C) from the D* power law (NaN when D* is not computed).
 struct IsoflopPrediction {
   double budget_flops = kNotComputed;
   double x_star = kNotComputed;
   double ci_low = kNotComputed;
   double ci_high = kNotComputed;
+  double tokens_star = kNotComputed;
+  double tokens_ci_low = kNotComputed;
+  double tokens_ci_high = kNotComputed;
 };
 
 // coefficients: "a", "k", "k18", "ln_k" of x* = k C^a; "a_D", "k18_D" of D*; "a_L", "k18_L" of L*
@@ -627,6 +631,24 @@ struct BootstrapOptions {
 // se (SD over replicates) and ci (percentiles) filled, bootstrap_replicates and bootstrap_failed
 // set, and a warning when more than 5% of replicates failed. fit must come from the same data and
 // options. Throws InputError for resamples < 2 or ci_level outside (0, 1).
+// Power law: points drawn with replacement (a point drawn k times enters with k times its
+// weight) and refitted by OLS; a replicate with fewer than 3 distinct points or a single distinct
+// x counts as failed. fit must come from the same x, y and weights.
+PowerLawFit bootstrap_power_law(const std::vector<double>& x,
+                                const std::vector<double>& y,
+                                const std::vector<double>& weights,
+                                const PowerLawFit& fit,
+                                const BootstrapOptions& bootstrap);
+// Test-time law (DECISION, like §2 step 8): one curve is one run, so its points are not resampled;
+// each replicate keeps the design T and multiplies the fitted curve by exp of log residuals drawn
+// with replacement, inflated by sqrt(n / (n - p)), then refits from the standard starts. A
+// replicate whose refit fails counts as failed; a flat one is kept. Throws InputError for a fit
+// that is not ok or data that are not the fit's.
+SatExpFit bootstrap_satexp(const std::vector<double>& test_time,
+                           const std::vector<double>& loss,
+                           const SatExpFit& fit,
+                           const SatExpOptions& options,
+                           const BootstrapOptions& bootstrap);
 ChinchillaFit bootstrap_chinchilla(const ChinchillaData& data,
                                    const ChinchillaFit& fit,
                                    const ChinchillaOptions& options,

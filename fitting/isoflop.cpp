@@ -249,6 +249,7 @@ struct Replicate {
   bool discarded = true;
   double values[kDrawCount] = {};
   std::vector<double> predictions;
+  std::vector<double> tokens_predictions;  // empty when D* is not computed
 };
 
 Replicate run_replicate(const std::vector<BudgetDesign>& designs,
@@ -313,6 +314,9 @@ Replicate run_replicate(const std::vector<BudgetDesign>& designs,
     fit_line(log_c, log_tokens, &a, &ln_k);
     replicate.values[kAD] = a;
     replicate.values[kK18D] = std::exp(ln_k + a * log_unit);
+    for (double budget : options.prediction_budgets) {
+      replicate.tokens_predictions.push_back(std::exp(ln_k + a * std::log(budget)));
+    }
   }
   replicate.values[kAL] = replicate.values[kK18L] = kNotComputed;
   if (std::all_of(log_loss.begin(), log_loss.end(), [](double v) { return std::isfinite(v); })) {
@@ -375,6 +379,7 @@ void run_bootstrap(IsoflopFit& fit, const IsoflopOptions& options) {
 
   std::vector<std::vector<double>> draws(kDrawCount);
   std::vector<std::vector<double>> predictions(options.prediction_budgets.size());
+  std::vector<std::vector<double>> tokens_predictions(options.prediction_budgets.size());
   for (const Replicate& replicate : replicates) {
     if (replicate.discarded) {
       ++fit.bootstrap_discarded;
@@ -385,6 +390,9 @@ void run_bootstrap(IsoflopFit& fit, const IsoflopOptions& options) {
     }
     for (std::size_t p = 0; p < predictions.size(); ++p) {
       predictions[p].push_back(replicate.predictions[p]);
+      if (!replicate.tokens_predictions.empty()) {
+        tokens_predictions[p].push_back(replicate.tokens_predictions[p]);
+      }
     }
   }
   fit.ci_level = options.ci_level;
@@ -411,6 +419,12 @@ void run_bootstrap(IsoflopFit& fit, const IsoflopOptions& options) {
   for (std::size_t p = 0; p < predictions.size(); ++p) {
     fit.predictions[p].ci_low = detail::quantile(predictions[p], 0.5 * (1.0 - options.ci_level));
     fit.predictions[p].ci_high = detail::quantile(predictions[p], 0.5 * (1.0 + options.ci_level));
+    if (tokens_predictions[p].size() == predictions[p].size()) {
+      fit.predictions[p].tokens_ci_low =
+          detail::quantile(tokens_predictions[p], 0.5 * (1.0 - options.ci_level));
+      fit.predictions[p].tokens_ci_high =
+          detail::quantile(tokens_predictions[p], 0.5 * (1.0 + options.ci_level));
+    }
   }
 }
 
@@ -559,6 +573,9 @@ IsoflopFit fit_isoflop(const std::vector<IsoflopRun>& runs, const IsoflopOptions
     IsoflopPrediction prediction;
     prediction.budget_flops = budget;
     prediction.x_star = fit.x_star_law.predict(budget);
+    if (fit.tokens_star_law.status == FitStatus::kOk) {
+      prediction.tokens_star = fit.tokens_star_law.predict(budget);
+    }
     fit.predictions.push_back(prediction);
   }
   for (const BudgetMinimum& budget : fit.budgets) {

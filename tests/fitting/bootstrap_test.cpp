@@ -159,6 +159,68 @@ TEST(UnifiedBootstrap, WholeRunsAreResampledAndEveryCoefficientGetsAnInterval) {
   }
 }
 
+// y = 3 x^0.5 e^(0.05 eps) at 40 points: over 200 data sets the 95% case-bootstrap interval of
+// the exponent must cover 0.5 close to 95% of the time. With 200 sets the binomial SD is 1.5%,
+// so [88%, 99%] is more than 4 SD wide below and the top allows for a slightly wide interval.
+TEST(PowerLawBootstrap, NinetyFivePercentIntervalsCoverTheTrueExponent) {
+  int covered = 0;
+  const int datasets = 200;
+  for (int d = 0; d < datasets; ++d) {
+    detail::Random random(1234, static_cast<std::uint64_t>(d));
+    std::vector<double> x, y;
+    for (int i = 0; i < 40; ++i) {
+      x.push_back(std::pow(10.0, 0.1 * i));
+      y.push_back(3.0 * std::pow(x.back(), 0.5) * std::exp(0.05 * random.normal()));
+    }
+    const PowerLawFit fit = fit_power_law(x, y);
+    BootstrapOptions bootstrap;
+    bootstrap.resamples = 400;
+    bootstrap.seed = static_cast<std::uint64_t>(d);
+    const PowerLawFit result = bootstrap_power_law(x, y, {}, fit, bootstrap);
+    const Coefficient& a = result.coefficient("a");
+    ASSERT_EQ(result.bootstrap_replicates, 400);
+    EXPECT_EQ(result.bootstrap_failed, 0);
+    // The bootstrap SD of the slope estimates the OLS standard error.
+    EXPECT_NEAR(a.se, fit.exponent_se, 0.35 * fit.exponent_se);
+    covered += a.ci_low <= 0.5 && 0.5 <= a.ci_high ? 1 : 0;
+  }
+  EXPECT_GE(covered, 176) << covered << " of " << datasets;
+  EXPECT_LE(covered, 198) << covered << " of " << datasets;
+}
+
+// §8 S4b: L(T) = 2.95 + 0.85 e^(-0.9 T), T = 1..24, ln L += 5e-4 eps. The spec measured the SD
+// of the estimators over many data sets as 3.3e-4 (L_inf), 0.0093 (Z), 0.0086 (z); the residual
+// bootstrap of one data set must estimate them within a factor of 1.6 (its own SD, at 24 points
+// and 3 parameters, is about 15%).
+TEST(SatExpBootstrap, ResidualBootstrapEstimatesTheSpreadOfTheEstimators) {
+  detail::Random random(77, 0);
+  std::vector<double> t, loss;
+  for (int i = 1; i <= 24; ++i) {
+    t.push_back(i);
+    loss.push_back((2.95 + 0.85 * std::exp(-0.9 * i)) * std::exp(5e-4 * random.normal()));
+  }
+  const SatExpFit fit = fit_satexp(t, loss);
+  ASSERT_EQ(fit.status, FitStatus::kOk);
+  BootstrapOptions bootstrap;
+  bootstrap.resamples = 500;
+  const SatExpFit result = bootstrap_satexp(t, loss, fit, {}, bootstrap);
+  EXPECT_LE(result.bootstrap_failed, 5);
+  const std::pair<const char*, double> measured[] = {
+      {"y_inf", 3.3e-4}, {"Z", 0.0093}, {"z", 0.0086}};
+  for (const auto& [name, sd] : measured) {
+    const Coefficient& c = result.coefficient(name);
+    EXPECT_GT(c.se, sd / 1.6) << name;
+    EXPECT_LT(c.se, sd * 1.6) << name;
+    EXPECT_LT(c.ci_low, c.value) << name;
+    EXPECT_GT(c.ci_high, c.value) << name;
+  }
+  // The same seed gives the same intervals on any thread count.
+  bootstrap.threads = 1;
+  const SatExpFit serial = bootstrap_satexp(t, loss, fit, {}, bootstrap);
+  EXPECT_EQ(serial.coefficient("z").ci_low, result.coefficient("z").ci_low);
+  EXPECT_EQ(serial.coefficient("z").se, result.coefficient("z").se);
+}
+
 TEST(BootstrapErrors, TooFewResamplesOrAFailedFitThrow) {
   const ChinchillaData data = testing::chinchilla_data(testing::read_chinchilla_rows(), false);
   ChinchillaFit failed;

@@ -126,6 +126,27 @@ TEST(IsoflopBootstrap, ResultsDependOnTheSeedButNotOnTheThreadCount) {
   EXPECT_NE(one.coefficient("a").ci_low, other_seed.coefficient("a").ci_low);
 }
 
+// The frontier figure's band: D*(C) is predicted beside x*(C), from the D* power law, and both
+// intervals bracket their predictions.
+TEST(IsoflopBootstrap, PredictionsCarryIntervalsForTheOptimumAndItsTokens) {
+  IsoflopOptions options = parcae_options(400);
+  options.prediction_budgets = {1e18, 8e18, 1e20};
+  const IsoflopFit fit = fit_isoflop(s3_runs(2.2, 0.001, 9), options);
+  ASSERT_EQ(fit.status, FitStatus::kOk);
+  ASSERT_EQ(fit.predictions.size(), 3u);
+  for (const IsoflopPrediction& p : fit.predictions) {
+    EXPECT_DOUBLE_EQ(p.x_star, fit.x_star_law.predict(p.budget_flops));
+    EXPECT_DOUBLE_EQ(p.tokens_star, fit.tokens_star_law.predict(p.budget_flops));
+    EXPECT_LT(p.ci_low, p.x_star);
+    EXPECT_GT(p.ci_high, p.x_star);
+    EXPECT_LT(p.tokens_ci_low, p.tokens_star);
+    EXPECT_GT(p.tokens_ci_high, p.tokens_star);
+  }
+  // Extrapolating to 1e20 widens the interval relative to the middle of the budgets.
+  const auto width = [](const IsoflopPrediction& p) { return std::log(p.ci_high / p.ci_low); };
+  EXPECT_GT(width(fit.predictions[2]), width(fit.predictions[1]));
+}
+
 TEST(IsoflopBootstrap, CaseResamplingIsAvailableAndCountsItsDiscards) {
   IsoflopOptions options = parcae_options(400);
   options.bootstrap_scheme = BootstrapScheme::kCase;
