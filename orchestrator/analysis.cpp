@@ -14,9 +14,42 @@
 namespace parcae::orchestrator {
 namespace {
 
-nlohmann::json number_or_null(double value) {
-  return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
+nlohmann::ordered_json number_or_null(double value) {
+  return std::isfinite(value) ? nlohmann::ordered_json(value) : nlohmann::ordered_json(nullptr);
 }
+
+// Shortest text that reads back as the same double.
+std::string exact_text(double value) {
+  return nlohmann::json(value).dump();
+}
+
+std::vector<std::string> run_row(const RunResult& run) {
+  return {run.job_id,
+          run.cell,
+          run.budget_id,
+          run.budget_flops > 0 ? exact_text(run.budget_flops) : "",
+          std::to_string(run.mean_recurrence),
+          run.fixed_depth ? "1" : "0",
+          exact_text(run.realised_tokens),
+          exact_text(run.params),
+          exact_text(run.params_noncore),
+          exact_text(run.params_core),
+          exact_text(run.params_noncore + run.mean_recurrence * run.params_core),
+          exact_text(run.loss)};
+}
+
+const std::vector<std::string> kRunColumns = {"job_id",
+                                              "cell",
+                                              "budget_id",
+                                              "budget_flops",
+                                              "mean_recurrence",
+                                              "fixed_depth",
+                                              "tokens",
+                                              "params",
+                                              "params_noncore",
+                                              "params_core",
+                                              "params_effective",
+                                              "loss"};
 
 std::string shape_key(const sweeps::ModelConfig& model) {
   sweeps::ModelConfig shape = model;
@@ -59,6 +92,7 @@ SweepRuns collect_runs(const results::Store& store, const std::string& sweep) {
     run.loss = *job.loss_val;
     run.model = config.model;
     const sweeps::ParameterCounts counts = sweeps::count_parameters(config.model);
+    run.params = static_cast<double>(counts.total);
     run.params_noncore = static_cast<double>(counts.noncore);
     run.params_core = static_cast<double>(counts.per_loop);
     int64_t last_step = -1;
@@ -150,30 +184,142 @@ fitting::ParcaeData parcae_data(const SweepRuns& runs, fitting::EffectiveParamet
   return data;
 }
 
-nlohmann::json fit_to_json(const fitting::Fit& fit) {
-  nlohmann::json coefficients = nlohmann::json::array();
-  for (const auto& c : fit.coefficients) {
-    coefficients.push_back({{"name", c.name},
-                            {"value", number_or_null(c.value)},
-                            {"se", number_or_null(c.se)},
-                            {"ci_low", number_or_null(c.ci_low)},
-                            {"ci_high", number_or_null(c.ci_high)}});
+fitting::UnifiedData unified_data(const SweepRuns& runs,
+                                  fitting::EffectiveParameters* params_of_mu) {
+  fitting::UnifiedData data;
+  std::set<std::string> shapes;
+  int run_index = 0;
+  for (const auto& run : runs.runs) {
+    if (run.fixed_depth || !run.model.is_looped() || run.loss_at_depth.empty())
+      continue;
+    shapes.insert(shape_key(run.model));
+    params_of_mu->noncore = run.params_noncore;
+    params_of_mu->core = run.params_core;
+    for (const auto& [depth, loss] : run.loss_at_depth) {
+      data.mean_recurrence.push_back(run.mean_recurrence);
+      data.tokens.push_back(run.realised_tokens);
+      data.test_time.push_back(depth);
+      data.loss.push_back(loss);
+      data.run.push_back(run_index);
+    }
+    ++run_index;
   }
-  return {{"law", fit.law},
-          {"status", fitting::to_string(fit.status)},
-          {"message", fit.message},
-          {"warnings", fit.warnings},
-          {"n", fit.n},
-          {"objective", number_or_null(fit.objective)},
-          {"objective_per_point", number_or_null(fit.objective_per_point)},
-          {"starts", fit.starts},
-          {"successes", fit.successes},
-          {"ci_level", number_or_null(fit.ci_level)},
-          {"bootstrap_replicates", fit.bootstrap_replicates},
-          {"bootstrap_failed", fit.bootstrap_failed},
-          {"heldout_error_percent", number_or_null(fit.heldout_error_percent)},
-          {"usable", fit.is_usable()},
-          {"coefficients", coefficients}};
+  if (shapes.size() > 1) {
+    throw InputError("",
+                     "sweep",
+                     std::to_string(shapes.size()) + " model shapes",
+                     "expected one model shape: the unified law has one N(mu)",
+                     "fit each model size separately (scaling-laws.md §4.2)");
+  }
+  return data;
+}
+
+CsvTable runs_table(const SweepRuns& runs, const std::string& sweep) {
+  CsvTable table;
+  table.file = "sweep " + sweep;
+  table.header = kRunColumns;
+  for (const auto& run : runs.runs)
+    table.rows.push_back(run_row(run));
+  return table;
+}
+
+CsvTable evaluations_table(const SweepRuns& runs, const std::string& sweep) {
+  CsvTable table;
+  table.file = "sweep " + sweep + " (evaluations)";
+  table.header = kRunColumns;
+  table.header.push_back("test_time");
+  table.header.push_back("loss_at_test_time");
+  for (const auto& run : runs.runs) {
+    for (const auto& [depth, loss] : run.loss_at_depth) {
+      std::vector<std::string> row = run_row(run);
+      row.push_back(std::to_string(depth));
+      row.push_back(exact_text(loss));
+      table.rows.push_back(row);
+    }
+  }
+  return table;
+}
+
+nlohmann::ordered_json fit_to_json(const fitting::Fit& fit) {
+  nlohmann::ordered_json coefficients = nlohmann::ordered_json::object();
+  for (const auto& c : fit.coefficients) {
+    const bool has_ci = std::isfinite(c.ci_low) && std::isfinite(c.ci_high);
+    coefficients[c.name] = {{"value", number_or_null(c.value)},
+                            {"se", number_or_null(c.se)},
+                            {"ci",
+                             has_ci ? nlohmann::ordered_json::array({c.ci_low, c.ci_high})
+                                    : nlohmann::ordered_json(nullptr)}};
+  }
+  double sum_squares = 0.0;
+  int finite = 0;
+  for (double r : fit.residuals) {
+    if (std::isfinite(r)) {
+      sum_squares += r * r;
+      ++finite;
+    }
+  }
+  const double residual_std = finite > 0 ? std::sqrt(sum_squares / finite) : NAN;
+  nlohmann::ordered_json j;
+  j["law"] = fit.law;
+  j["status"] = fitting::to_string(fit.status);
+  j["message"] = fit.message;
+  j["warnings"] = fit.warnings;
+  j["n"] = fit.n;
+  j["coefficients"] = coefficients;
+  j["objective"] = number_or_null(fit.objective);
+  j["objective_per_point"] = number_or_null(fit.objective_per_point);
+  j["residual_std"] = number_or_null(residual_std);
+  j["converged"] = fit.successes > 0 && fit.status != fitting::FitStatus::kFailed;
+  j["starts"] = fit.starts;
+  j["successes"] = fit.successes;
+  j["ci_level"] = number_or_null(fit.ci_level);
+  j["bootstrap_replicates"] = fit.bootstrap_replicates;
+  j["bootstrap_failed"] = fit.bootstrap_failed;
+  j["heldout_error_percent"] = number_or_null(fit.heldout_error_percent);
+  j["usable"] = fit.is_usable();
+  return j;
+}
+
+nlohmann::ordered_json isoflop_to_json(const fitting::IsoflopFit& fit) {
+  nlohmann::ordered_json j = fit_to_json(fit);
+  nlohmann::ordered_json minima = nlohmann::ordered_json::array();
+  for (const auto& b : fit.budgets) {
+    nlohmann::ordered_json m;
+    m["budget"] = b.budget_flops;
+    m["budget_id"] = b.budget_id;
+    m["status"] = fitting::to_string(b.status);
+    m["message"] = b.message;
+    m["edge"] = b.status == fitting::FitStatus::kExtrapolated;
+    m["used"] = b.used;
+    m["runs"] = b.runs;
+    m["x_star"] = number_or_null(b.x_star);
+    m["x_star_low"] = number_or_null(b.x_star_low);
+    m["x_star_high"] = number_or_null(b.x_star_high);
+    m["loss_star"] = number_or_null(b.loss_star);
+    m["tokens_star"] = number_or_null(b.tokens_star);
+    m["c0"] = number_or_null(b.c0);
+    m["c1"] = number_or_null(b.c1);
+    m["c2"] = number_or_null(b.c2);
+    m["x"] = b.x;
+    m["loss"] = b.loss;
+    m["tokens_check_flagged"] = b.tokens_check_flagged;
+    minima.push_back(m);
+  }
+  j["minima"] = minima;
+  nlohmann::ordered_json predictions = nlohmann::ordered_json::array();
+  for (const auto& p : fit.predictions) {
+    predictions.push_back(
+        {{"budget", p.budget_flops},
+         {"x_star", number_or_null(p.x_star)},
+         {"ci", {number_or_null(p.ci_low), number_or_null(p.ci_high)}},
+         {"tokens_star", number_or_null(p.tokens_star)},
+         {"tokens_ci", {number_or_null(p.tokens_ci_low), number_or_null(p.tokens_ci_high)}}});
+  }
+  j["predictions"] = predictions;
+  j["laws"] = {{"x_star", fit_to_json(fit.x_star_law)},
+               {"tokens_star", fit_to_json(fit.tokens_star_law)},
+               {"loss_star", fit_to_json(fit.loss_star_law)}};
+  return j;
 }
 
 std::string coefficient_table(const fitting::Fit& fit) {
@@ -194,7 +340,7 @@ std::string coefficient_table(const fitting::Fit& fit) {
 results::FitRecord fit_record(const fitting::Fit& fit,
                               const std::string& sweep,
                               const std::vector<std::string>& job_ids,
-                              const nlohmann::json& details) {
+                              const nlohmann::ordered_json& details) {
   results::FitRecord record;
   record.law = fit.law;
   if (!sweep.empty())
@@ -207,7 +353,7 @@ results::FitRecord fit_record(const fitting::Fit& fit,
                                 {"level", number_or_null(fit.ci_level)}};
   }
   record.job_ids = job_ids;
-  record.details = details;
+  record.details = nlohmann::json(details);
   record.details["status"] = fitting::to_string(fit.status);
   return record;
 }

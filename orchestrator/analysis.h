@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fitting/fitting.h"
+#include "orchestrator/csv_table.h"
 #include "results/results.h"
 #include "sweeps/flop_model.h"
 
@@ -30,6 +31,7 @@ struct RunResult {
   double loss = 0.0;                    // final validation loss at T = mu_rec (nats)
   std::map<int, double> loss_at_depth;  // the last evaluation of each test-time depth T
   sweeps::ModelConfig model;
+  double params = 0.0;          // N, every parameter counted once
   double params_noncore = 0.0;  // N_noncore
   double params_core = 0.0;     // N_loop (core blocks, plus the adapter of the linear injection)
 };
@@ -58,10 +60,37 @@ TestTimeFits fit_sweep_satexp(const SweepRuns& runs, const fitting::SatExpOption
 // The Parcae training law over the done, non-fixed runs of one model shape.
 fitting::ParcaeData parcae_data(const SweepRuns& runs, fitting::EffectiveParameters* params_of_mu);
 
-// {"law", "status", "message", "warnings", "n", "objective", "objective_per_point", "starts",
-//  "successes", "ci_level", "bootstrap_replicates", "bootstrap_failed", "usable",
-//  "coefficients": [{"name", "value", "se", "ci_low", "ci_high"}]}; NaN becomes null.
-nlohmann::json fit_to_json(const fitting::Fit& fit);
+// The Parcae unified law's points (§4.2): every non-fixed looped run at each test-time depth T of
+// its last evaluation, with the run's index for the bootstrap. Throws InputError when the runs
+// mix model shapes. The training law it starts from is fitted on parcae_data() of the same runs.
+fitting::UnifiedData unified_data(const SweepRuns& runs,
+                                  fitting::EffectiveParameters* params_of_mu);
+
+// A sweep's done runs as a table with the columns of a CSV, so that every `fit --csv` column flag
+// works on a sweep too. One row per run: job_id, cell, budget_id, budget_flops, mean_recurrence,
+// fixed_depth (0 or 1), tokens (realised D), params (total N), params_noncore, params_core,
+// params_effective (N(mu_rec) = N_noncore + mu_rec N_core), loss (at T = mu_rec). file reads
+// "sweep NAME", so a bad value is reported as "sweep NAME: row 3, column ...".
+CsvTable runs_table(const SweepRuns& runs, const std::string& sweep);
+// The same columns plus test_time and loss_at_test_time: one row per run and depth T of its last
+// evaluation.
+CsvTable evaluations_table(const SweepRuns& runs, const std::string& sweep);
+
+// The `fit --json` document of every law:
+// {"law", "status", "message", "warnings", "n",
+//  "coefficients": {"NAME": {"value": v, "se": s, "ci": [lo, hi]}, ...} (in the law's order),
+//  "objective", "objective_per_point", "residual_std", "converged", "starts", "successes",
+//  "ci_level", "bootstrap_replicates", "bootstrap_failed", "heldout_error_percent", "usable"}.
+// NaN and infinity become null; "ci" is null where no interval was computed. residual_std is the
+// root mean square of the per-point residuals, in the law's residual units (ln y, ln x*, log loss).
+// converged: at least one start succeeded and the status is not failed.
+nlohmann::ordered_json fit_to_json(const fitting::Fit& fit);
+
+// fit_to_json plus "minima": [{"budget": C, "budget_id", "status", "message", "edge", "used",
+// "runs", "x_star", "x_star_low", "x_star_high", "loss_star", "tokens_star", "c0", "c1", "c2",
+// "x", "loss", "tokens_check_flagged"}, ...] (edge: the vertex lies outside the budget's grid,
+// status extrapolated), "predictions" and "laws": {"x_star", "tokens_star", "loss_star"}.
+nlohmann::ordered_json isoflop_to_json(const fitting::IsoflopFit& fit);
 
 // Coefficient table for a terminal: name, value, SE, CI.
 std::string coefficient_table(const fitting::Fit& fit);
@@ -70,6 +99,6 @@ std::string coefficient_table(const fitting::Fit& fit);
 results::FitRecord fit_record(const fitting::Fit& fit,
                               const std::string& sweep,
                               const std::vector<std::string>& job_ids,
-                              const nlohmann::json& details);
+                              const nlohmann::ordered_json& details);
 
 }  // namespace parcae::orchestrator

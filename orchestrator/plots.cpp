@@ -1,4 +1,4 @@
-// gnuplot rendering of Figures: data blocks, one script, PNG and SVG terminals.
+// gnuplot rendering of Figures: data blocks, one script, PNG, SVG and PDF terminals.
 #include "orchestrator/plots.h"
 
 #include <sys/wait.h>
@@ -42,6 +42,18 @@ std::string style_clause(const Series& series, size_t index) {
     case SeriesStyle::kLinesPoints:
       clause << "with linespoints pt 7 ps 0.9 lw 1.5";
       break;
+    case SeriesStyle::kDashedLines:
+      clause << "with lines lw 1.5 dt (8, 5)";
+      break;
+    case SeriesStyle::kBand:
+      clause << "with filledcurves fs transparent solid 0.18 noborder";
+      break;
+    case SeriesStyle::kOpenPoints:
+      clause << "with points pt 6 ps 1.6 lw 1.5";
+      break;
+    case SeriesStyle::kOpenSquares:
+      clause << "with points pt 4 ps 1.3 lw 1.5";
+      break;
   }
   clause << " lc rgb \"" << color << "\"";
   clause << (series.title.empty() ? " notitle" : " title \"" + gnuplot_quote(series.title) + "\"");
@@ -67,17 +79,23 @@ std::string gnuplot_quote(const std::string& text) {
       out += "\\n";
       continue;
     }
-    // '@', '^', '_', '{', '}' and '&' are enhanced-text markup; keep titles literal.
-    if (c == '@' || c == '^' || c == '_' || c == '{' || c == '}' || c == '&')
+    // '@', '^', '_', '{', '}', '&' and '~' are enhanced-text markup; keep titles literal.
+    if (c == '@' || c == '^' || c == '_' || c == '{' || c == '}' || c == '&' || c == '~')
       out += "\\\\";
     out += c;
   }
   return out;
 }
 
-std::vector<std::string> render_figure(const Figure& figure, const std::string& directory) {
+std::vector<std::string> render_figure(const Figure& figure,
+                                       const std::string& directory,
+                                       const std::vector<std::string>& formats) {
   if (!is_safe_name(figure.name)) {
     throw InputError("", "figure.name", figure.name, "expected letters, digits, '-', '_' or '.'");
+  }
+  for (const auto& format : formats) {
+    if (format != "png" && format != "svg" && format != "pdf")
+      throw InputError("", "format", format, "expected png, svg or pdf");
   }
   std::filesystem::create_directories(directory);
   const std::filesystem::path dir(directory);
@@ -90,22 +108,32 @@ std::vector<std::string> render_figure(const Figure& figure, const std::string& 
   std::vector<size_t> plotted;
   for (size_t i = 0; i < figure.series.size(); ++i) {
     const Series& s = figure.series[i];
-    if (s.x.size() != s.y.size()) {
+    const bool band = s.style == SeriesStyle::kBand;
+    if (s.x.size() != s.y.size() || (band && s.y_high.size() != s.x.size())) {
       throw InputError("",
                        "figure " + figure.name + " series " + std::to_string(i),
-                       std::to_string(s.x.size()) + " x, " + std::to_string(s.y.size()) + " y",
-                       "expected as many x as y values");
+                       std::to_string(s.x.size()) + " x, " + std::to_string(s.y.size()) + " y, " +
+                           std::to_string(s.y_high.size()) + " y_high",
+                       "expected as many x as y values (and y_high values for a band)");
     }
+    auto usable = [&](size_t k) {
+      return std::isfinite(s.x[k]) && std::isfinite(s.y[k]) &&
+             (!band || std::isfinite(s.y_high[k]));
+    };
     size_t finite = 0;
     for (size_t k = 0; k < s.x.size(); ++k) {
-      finite += std::isfinite(s.x[k]) && std::isfinite(s.y[k]) ? 1 : 0;
+      finite += usable(k) ? 1 : 0;
     }
     if (finite == 0)
       continue;
     data << "# " << s.title << "\n";
     for (size_t k = 0; k < s.x.size(); ++k) {
-      if (std::isfinite(s.x[k]) && std::isfinite(s.y[k]))
-        data << s.x[k] << " " << s.y[k] << "\n";
+      if (!usable(k))
+        continue;
+      data << s.x[k] << " " << s.y[k];
+      if (band)
+        data << " " << s.y_high[k];
+      data << "\n";
     }
     data << "\n\n";  // gnuplot index separator
     plotted.push_back(i);
@@ -113,44 +141,88 @@ std::vector<std::string> render_figure(const Figure& figure, const std::string& 
   data.close();
 
   std::ofstream script(stem + ".gp");
+  script.precision(10);
   script << "# " << figure.title << "\n"
          << "# Redraw with: gnuplot " << figure.name << ".gp\n"
          << "set title \"" << gnuplot_quote(figure.title) << "\"\n"
          << "set xlabel \"" << gnuplot_quote(figure.x_label) << "\"\n"
          << "set ylabel \"" << gnuplot_quote(figure.y_label) << "\"\n"
-         << "set key outside right top box opaque\n"
+         << "set key " << figure.key << " box opaque spacing 1.15\n"
          << "set grid lw 0.5 lc rgb \"#dddddd\"\n"
          << "set border lw 1\n";
   if (figure.log_x)
     script << "set logscale x\n";
   if (figure.log_y)
     script << "set logscale y\n";
-  if (!figure.x_tics.empty()) {
-    script << "set xtics (";
-    for (size_t i = 0; i < figure.x_tics.size(); ++i)
-      script << (i ? ", " : "") << figure.x_tics[i];
-    script << ")\n";
-  }
+  auto tics =
+      [&](const char* axis, const std::vector<double>& at, const std::vector<std::string>& labels) {
+        if (at.empty())
+          return;
+        if (!labels.empty() && labels.size() != at.size()) {
+          throw InputError("",
+                           "figure " + figure.name + " " + axis,
+                           std::to_string(labels.size()) + " labels",
+                           "expected one label per tick (" + std::to_string(at.size()) + ")");
+        }
+        script << "set " << axis << " (";
+        for (size_t i = 0; i < at.size(); ++i) {
+          script << (i ? ", " : "");
+          if (!labels.empty())
+            script << "\"" << gnuplot_quote(labels[i]) << "\" ";
+          script << at[i];
+        }
+        script << ")\n";
+      };
+  tics("xtics", figure.x_tics, figure.x_tic_labels);
+  tics("ytics", figure.y_tics, figure.y_tic_labels);
+  auto range = [&](const char* axis, double low, double high) {
+    if (std::isnan(low) && std::isnan(high))
+      return;
+    script << "set " << axis << " [";
+    if (!std::isnan(low))
+      script << low;
+    script << ":";
+    if (!std::isnan(high))
+      script << high;
+    script << "]\n";
+  };
+  range("xrange", figure.x_min, figure.x_max);
+  range("yrange", figure.y_min, figure.y_max);
+  if (!figure.x_format.empty())
+    script << "set format x \"" << figure.x_format << "\"\n";
+  if (!figure.y_format.empty())
+    script << "set format y \"" << figure.y_format << "\"\n";
+  // Bands first, so that points and lines are drawn over them.
   std::ostringstream plot;
   plot << "plot ";
   bool first = true;
-  for (size_t block = 0; block < plotted.size(); ++block) {
-    const size_t i = plotted[block];
-    plot << (first ? "" : ", \\\n     ") << "\"" << figure.name << ".dat\" index " << block
-         << " using 1:2 " << style_clause(figure.series[i], i);
-    first = false;
+  for (bool bands : {true, false}) {
+    for (size_t block = 0; block < plotted.size(); ++block) {
+      const size_t i = plotted[block];
+      const bool band = figure.series[i].style == SeriesStyle::kBand;
+      if (band != bands)
+        continue;
+      plot << (first ? "" : ", \\\n     ") << "\"" << figure.name << ".dat\" index " << block
+           << (band ? " using 1:2:3 " : " using 1:2 ") << style_clause(figure.series[i], i);
+      first = false;
+    }
   }
   if (first)
     throw InputError(
         "", "figure " + figure.name, "(no points)", "expected at least one series with points");
   const std::string plot_command = plot.str();
-  script << "set terminal pngcairo size 1100,700 font \"DejaVu Sans,11\"\n"
-         << "set output \"" << figure.name << ".png\"\n"
-         << plot_command << "\n"
-         << "set terminal svg size 1100,700 dynamic font \"DejaVu Sans,11\"\n"
-         << "set output \"" << figure.name << ".svg\"\n"
-         << plot_command << "\n"
-         << "unset output\n";
+  std::vector<std::string> images;
+  for (const auto& format : formats) {
+    if (format == "png")
+      script << "set terminal pngcairo size 1100,700 font \"DejaVu Sans,11\"\n";
+    else if (format == "svg")
+      script << "set terminal svg size 1100,700 dynamic font \"DejaVu Sans,11\"\n";
+    else
+      script << "set terminal pdfcairo size 11in,7in font \"DejaVu Sans,11\"\n";
+    script << "set output \"" << figure.name << "." << format << "\"\n" << plot_command << "\n";
+    images.push_back(stem + "." + format);
+  }
+  script << "unset output\n";
   script.close();
 
   const std::string command = "cd " + shell_quote(dir.string()) + " && gnuplot " +
@@ -168,7 +240,7 @@ std::vector<std::string> render_figure(const Figure& figure, const std::string& 
     throw Error(missing ? "gnuplot is not installed (scripts/setup installs gnuplot-nox)"
                         : "gnuplot failed on " + stem + ".gp: " + output);
   }
-  return {stem + ".png", stem + ".svg"};
+  return images;
 }
 
 }  // namespace parcae::orchestrator

@@ -77,13 +77,13 @@ TEST(FitCommand, APowerLawFromACsvRecoversItsExponent) {
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const nlohmann::json fit = nlohmann::json::parse(result.out);
   EXPECT_EQ(fit.at("status"), "ok");
-  double exponent = NAN;
-  for (const auto& c : fit.at("coefficients")) {
-    if (c.at("name") == "a")
-      exponent = c.at("value").get<double>();
-  }
+  EXPECT_EQ(fit.at("law"), "power");
+  EXPECT_EQ(fit.at("n"), 6);
+  EXPECT_EQ(fit.at("converged"), true);
   // std::to_string keeps 6 decimals of mu*, so the exponent is exact to about 1e-6.
-  EXPECT_NEAR(exponent, 0.4, 1e-5);
+  EXPECT_NEAR(fit.at("coefficients").at("a").at("value").get<double>(), 0.4, 1e-5);
+  EXPECT_TRUE(fit.at("coefficients").at("a").at("ci").is_null()) << "no bootstrap, no interval";
+  EXPECT_LT(fit.at("residual_std").get<double>(), 1e-5);
 }
 
 TEST(FitCommand, AMissingColumnIsBadInputNamingTheColumn) {
@@ -117,8 +117,10 @@ TEST(FitCommand, ChinchillaFromTheEpochCsvReproducesTheKnownAnswer) {
   EXPECT_EQ(fit.at("n"), 240);
   EXPECT_NEAR(fit.at("objective").get<double>(), 0.0010182740, 1e-8);
   std::map<std::string, double> value;
-  for (const auto& c : fit.at("coefficients"))
-    value[c.at("name")] = c.at("value").get<double>();
+  for (const auto& [name, c] : fit.at("coefficients").items())
+    value[name] = c.at("value").get<double>();
+  EXPECT_EQ(fit.at("law"), "chinchilla");
+  EXPECT_EQ(fit.at("converged"), true);
   EXPECT_NEAR(value.at("A"), 477.8, 0.01 * 477.8);
   EXPECT_NEAR(value.at("B"), 2143.2, 0.01 * 2143.2);
   EXPECT_NEAR(value.at("E"), 1.81720, 0.002);

@@ -1,0 +1,408 @@
+// `parcae-scale fit`, `plot` and `export` on sweeps whose runs have known losses.
+//
+// Two isoFLOP sweeps of parcae-micro (mu_rec in {2, ..., 12} at four budgets) are planned, and
+// each planned run folder gets an events file as a finished trainer would leave it; `sweep sync`
+// ingests them. The losses come from known laws, so the fits have known answers:
+//   "iso":     L(T) = 3.0 - 0.05 ln(C/C0) + 0.02 (ln mu - ln mu*(C))^2 + 0.2 (e^(-2T/mu) - e^(-2)),
+//              mu*(C) = 3 (C/C0)^0.40 (scaling-laws.md §8 S3 with a test-time term): at T = mu
+//              the isoFLOP parabolas are exact, so a = 0.40, and each run's L(T) is a saturating
+//              exponential with z = 2/mu.
+//   "unified": the unified law of §4.2 with N(mu) and the realised D of each run.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "results/results.h"
+#include "sweeps/flop_model.h"
+#include "sweeps/job_config.h"
+#include "tests/orchestrator/test_support.h"
+
+namespace parcae::orchestrator {
+namespace {
+
+using test_support::run_cli;
+using test_support::ScratchDir;
+using ::testing::HasSubstr;
+
+constexpr double kBaseBudget = 4e11;
+const std::vector<int> kMus = {2, 4, 6, 8, 10, 12};
+const std::vector<int> kDepths = {1, 2, 4, 6, 8, 10, 12, 16};
+
+// The unified law's truth (§4.2, gamma = 1).
+constexpr double kE = 1.2, kX = 20.0, kXExp = 0.4, kY = 300.0, kYExp = 0.4, kZ = 0.5, kZRate = 2.0;
+
+struct RunFacts {
+  int mu = 1;
+  double budget_flops = 0.0;
+  double tokens = 0.0;
+  double params_noncore = 0.0;
+  double params_core = 0.0;
+};
+
+double iso_loss(const RunFacts& run, double depth) {
+  const double c = run.budget_flops / kBaseBudget;
+  const double mu_star = 3.0 * std::pow(c, 0.40);
+  const double d = std::log(run.mu) - std::log(mu_star);
+  return 3.0 - 0.05 * std::log(c) + 0.02 * d * d +
+         0.2 * (std::exp(-2.0 * depth / run.mu) - std::exp(-2.0));
+}
+
+double unified_loss(const RunFacts& run, double depth) {
+  const double params = run.params_noncore + run.mu * run.params_core;
+  return kE + kX * std::pow(params, -kXExp) + kY * std::pow(run.tokens, -kYExp) +
+         kZ * std::exp(-kZRate * depth / run.mu);
+}
+
+std::string write_sweep_file(const std::string& dir, const std::string& name) {
+  std::filesystem::create_directories(dir + "/data");
+  std::ofstream(dir + "/data/train_000.bin") << "fake shard";
+  std::ofstream(dir + "/data/val_000.bin") << "fake shard";
+  nlohmann::json budgets = nlohmann::json::array();
+  for (int i = 0; i < 4; ++i) {
+    const double flops = kBaseBudget * std::pow(2.0, i);
+    budgets.push_back({{"id", std::to_string(1 << i) + "x"}, {"flops", flops}});
+  }
+  const nlohmann::json sweep = {
+      {"name", name},
+      {"data", {{"train", "data/train_*.bin"}, {"val", "data/val_*.bin"}}},
+      {"model", {{"preset", "parcae-micro"}, {"context_length", 64}}},
+      {"budgets", budgets},
+      {"axes", {{"mean_recurrence", kMus}}},
+      {"training", {{"batch_tokens", 4096}, {"micro_batch_size", 32}}},
+      {"eval", {{"depths", kDepths}}},
+      {"device", "cpu"},
+      {"plan", {{"min_steps", 10}, {"max_flop_gap", 0.05}}}};
+  const std::string path = dir + "/" + name + ".json";
+  std::ofstream(path) << sweep.dump(2);
+  return path;
+}
+
+// Writes, into each planned run folder, the events of a finished run whose losses follow `law`,
+// and returns the facts of each run by cell.
+std::map<std::string, RunFacts> finish_runs(const std::string& db,
+                                            const std::string& sweep,
+                                            double (*law)(const RunFacts&, double)) {
+  std::map<std::string, RunFacts> facts;
+  for (const auto& job : results::Store::open(db).jobs(sweep)) {
+    const sweeps::JobConfig config = sweeps::job_config_from_json(job.config, "job.json");
+    const sweeps::ParameterCounts counts = sweeps::count_parameters(config.model);
+    RunFacts run;
+    run.mu = job.mean_recurrence;
+    run.budget_flops = job.budget_flops.value_or(0.0);
+    run.tokens = static_cast<double>(config.max_steps() * config.training.batch_tokens);
+    run.params_noncore = static_cast<double>(counts.noncore);
+    run.params_core = static_cast<double>(counts.per_loop);
+    facts[job.cell] = run;
+    const int64_t steps = config.max_steps();
+    const auto tokens = static_cast<int64_t>(run.tokens);
+    std::ostringstream events;
+    events << nlohmann::json{{"event", "start"},
+                             {"time", 1},
+                             {"step", 0},
+                             {"job_id", job.id},
+                             {"resumed", false},
+                             {"versions", {{"parcae", "test"}}},
+                             {"device", "cpu"},
+                             {"world_size", 1},
+                             {"parameters", {{"total", counts.total}}},
+                             {"flops_per_token", 1000},
+                             {"max_steps", steps},
+                             {"train_tokens", tokens},
+                             {"seed", 0},
+                             {"budget_flops", run.budget_flops}}
+                  .dump()
+           << "\n";
+    for (int64_t s : {int64_t{1}, steps / 2, steps}) {
+      events << nlohmann::json{{"event", "step"},
+                               {"time", 2},
+                               {"step", s},
+                               {"tokens", s * 4096},
+                               {"flops", 1000 * s * 4096},
+                               {"loss", law(run, run.mu) + 2.0 / static_cast<double>(s)},
+                               {"lr_adamw", 0.008},
+                               {"lr_muon", 0.008},
+                               {"grad_norm", 1.0},
+                               {"tokens_per_s", 1000},
+                               {"skipped", false},
+                               {"mean_depth", run.mu}}
+                    .dump()
+             << "\n";
+    }
+    for (int depth : kDepths) {
+      events << nlohmann::json{{"event", "eval"},
+                               {"time", 3},
+                               {"step", steps},
+                               {"tokens", tokens},
+                               {"depth", depth},
+                               {"loss", law(run, depth)}}
+                    .dump()
+             << "\n";
+    }
+    events << nlohmann::json{{"event", "done"},
+                             {"time", 4},
+                             {"step", steps},
+                             {"status", "done"},
+                             {"tokens", tokens},
+                             {"flops", 1000 * tokens},
+                             {"loss_train", law(run, run.mu)},
+                             {"loss_val", law(run, run.mu)},
+                             {"wall_time_s", 1.0}}
+                  .dump()
+           << "\n";
+    std::filesystem::create_directories(job.out_dir);
+    std::ofstream(job.out_dir + "/events.jsonl") << events.str();
+  }
+  return facts;
+}
+
+std::vector<std::string> with_db(std::vector<std::string> args, const std::string& db) {
+  args.insert(args.begin(), {"--db", db});
+  return args;
+}
+
+class FitCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::make_unique<ScratchDir>();
+    db_ = dir_->file("study.sqlite");
+    for (const auto& [name, law] : {std::pair{"iso", &iso_loss}, {"unified", &unified_loss}}) {
+      const auto plan =
+          run_cli(with_db({"sweep", "plan", write_sweep_file(dir_->path(), name)}, db_));
+      ASSERT_EQ(plan.exit_code, 0) << plan.err;
+      auto facts = finish_runs(db_, name, law);
+      ASSERT_EQ(facts.size(), 24u) << "every cell must be planned, none flagged";
+      (std::string(name) == "iso" ? iso_facts_ : unified_facts_) = facts;
+      const auto sync = run_cli(with_db({"sweep", "sync", name}, db_));
+      ASSERT_EQ(sync.exit_code, 0) << sync.err;
+    }
+  }
+  static void TearDownTestSuite() { dir_.reset(); }
+
+  static nlohmann::json fit_json(const std::vector<std::string>& args) {
+    const auto result = run_cli(with_db(args, db_));
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return nlohmann::json::parse(result.out);
+  }
+
+  static std::unique_ptr<ScratchDir> dir_;
+  static std::string db_;
+  static std::map<std::string, RunFacts> iso_facts_, unified_facts_;
+};
+
+std::unique_ptr<ScratchDir> FitCli::dir_;
+std::string FitCli::db_;
+std::map<std::string, RunFacts> FitCli::iso_facts_, FitCli::unified_facts_;
+
+double coefficient(const nlohmann::json& fit, const std::string& name) {
+  return fit.at("coefficients").at(name).at("value").get<double>();
+}
+
+TEST_F(FitCli, IsoflopFromASweepGivesTheExponentOfItsExactParabolas) {
+  const auto fit = fit_json({"fit", "isoflop", "--sweep", "iso", "--bootstrap", "200", "--json"});
+  EXPECT_EQ(fit.at("law"), "isoflop");
+  EXPECT_EQ(fit.at("n"), 4);
+  EXPECT_EQ(fit.at("converged"), true);
+  // The parabolas in ln mu are exact, so the vertices and the power law are exact to rounding.
+  EXPECT_NEAR(coefficient(fit, "a"), 0.40, 1e-9);
+  const auto& a = fit.at("coefficients").at("a");
+  ASSERT_TRUE(a.at("ci").is_array());
+  EXPECT_LE(a.at("ci")[0].get<double>(), 0.40 + 1e-9);
+  EXPECT_GE(a.at("ci")[1].get<double>(), 0.40 - 1e-9);
+  ASSERT_EQ(fit.at("minima").size(), 4u);
+  for (const auto& m : fit.at("minima")) {
+    const double c = m.at("budget").get<double>() / kBaseBudget;
+    EXPECT_NEAR(m.at("x_star").get<double>(), 3.0 * std::pow(c, 0.40), 1e-8) << m.dump();
+    EXPECT_NEAR(m.at("loss_star").get<double>(), 3.0 - 0.05 * std::log(c), 1e-9);
+    EXPECT_EQ(m.at("edge"), false);
+  }
+  EXPECT_LT(fit.at("residual_std").get<double>(), 1e-9);
+}
+
+TEST_F(FitCli, SatexpFromASweepRecoversEachRunsRate) {
+  const auto fits = fit_json({"fit", "satexp", "--sweep", "iso", "--json"});
+  ASSERT_EQ(fits.at("fits").size(), 24u);
+  for (const auto& fit : fits.at("fits")) {
+    const double mu = fit.at("mean_recurrence").get<double>();
+    EXPECT_EQ(fit.at("status"), "ok") << fit.at("cell");
+    EXPECT_NEAR(coefficient(fit, "z"), 2.0 / mu, 1e-5 * 2.0 / mu) << fit.at("cell");
+    EXPECT_NEAR(coefficient(fit, "Z"), 0.2, 1e-5) << fit.at("cell");
+  }
+}
+
+TEST_F(FitCli, UnifiedFromASweepRecoversTheTestTimeTerm) {
+  const auto fit = fit_json({"fit", "unified", "--sweep", "unified", "--json"});
+  EXPECT_EQ(fit.at("law"), "unified");
+  EXPECT_EQ(fit.at("n"), 24 * static_cast<int>(kDepths.size()));
+  EXPECT_EQ(fit.at("status"), "ok");
+  for (const char* name : {"E", "X", "x", "Y", "y", "Z", "z"})
+    EXPECT_TRUE(fit.at("coefficients").contains(name)) << name;
+  // Noise-free data from the law itself: the objective reaches zero and the test-time term, which
+  // the T grid determines well, comes back; the floor's five coefficients trade off along a ridge
+  // on 24 runs (§4.1 "Identifiability"), so they are judged by the objective only.
+  EXPECT_LT(fit.at("objective").get<double>(), 1e-12);
+  EXPECT_NEAR(coefficient(fit, "Z"), kZ, 1e-4 * kZ);
+  EXPECT_NEAR(coefficient(fit, "z"), kZRate, 1e-4 * kZRate);
+  EXPECT_EQ(fit.at("training_law").at("law"), "parcae");
+}
+
+TEST_F(FitCli, UnifiedFromACsvMatchesTheFitFromTheSweep) {
+  std::string text = "mu,D,T,loss,run\n";
+  int run_index = 0;
+  double noncore = 0, core = 0;
+  for (const auto& [cell, run] : unified_facts_) {
+    noncore = run.params_noncore;
+    core = run.params_core;
+    for (int depth : kDepths) {
+      text += nlohmann::json(run.mu).dump() + "," + nlohmann::json(run.tokens).dump() + "," +
+              std::to_string(depth) + "," + nlohmann::json(unified_loss(run, depth)).dump() + "," +
+              std::to_string(run_index) + "\n";
+    }
+    ++run_index;
+  }
+  const std::string csv = dir_->file("unified.csv");
+  std::ofstream(csv) << text;
+  const auto fit = fit_json({"fit",
+                             "unified",
+                             "--csv",
+                             csv,
+                             "--mu-col",
+                             "mu",
+                             "--tokens-col",
+                             "D",
+                             "--test-time-col",
+                             "T",
+                             "--loss-col",
+                             "loss",
+                             "--run-col",
+                             "run",
+                             "--params-noncore",
+                             nlohmann::json(noncore).dump(),
+                             "--params-core",
+                             nlohmann::json(core).dump(),
+                             "--json"});
+  EXPECT_EQ(fit.at("n"), 24 * static_cast<int>(kDepths.size()));
+  EXPECT_LT(fit.at("objective").get<double>(), 1e-12);
+  EXPECT_NEAR(coefficient(fit, "z"), kZRate, 1e-4 * kZRate);
+}
+
+TEST_F(FitCli, ABadCsvValueNamesItsRowAndColumnOrIsSkippedWhenAsked) {
+  const std::string csv = dir_->file("bad.csv");
+  std::ofstream(csv) << "T,loss\n1,3.2\n2,3.1\n4,nan\n6,3.0\n8,2.99\n12,2.985\n";
+  const std::vector<std::string> args = {
+      "fit", "satexp", "--csv", csv, "--x-col", "T", "--y-col", "loss", "--json"};
+  const auto refused = run_cli(args);
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_THAT(refused.err, HasSubstr("row 3, column loss"));
+  auto skipping = args;
+  skipping.push_back("--skip-bad-rows");
+  const auto skipped = run_cli(skipping);
+  EXPECT_EQ(skipped.exit_code, 0) << skipped.err;
+  EXPECT_THAT(skipped.err, HasSubstr("row 3, column loss"));
+  EXPECT_EQ(nlohmann::json::parse(skipped.out).at("n"), 5);
+}
+
+TEST_F(FitCli, PowerAndChinchillaReadTheSweepsRunsByColumnName) {
+  const auto power = fit_json(
+      {"fit", "power", "--sweep", "iso", "--x-col", "budget_flops", "--y-col", "tokens", "--json"});
+  EXPECT_EQ(power.at("n"), 24);
+  EXPECT_GT(coefficient(power, "a"), 0.5);  // more compute, more tokens
+  const auto missing = run_cli(
+      with_db({"fit", "power", "--sweep", "iso", "--x-col", "budget", "--y-col", "loss"}, db_));
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.err, HasSubstr("did you mean 'budget_id'"));
+
+  // The unified sweep at T = mu_rec is a Chinchilla law in N(mu) and D plus Z e^(-z): the
+  // constant joins E, so the fit is exact.
+  const auto chinchilla = fit_json({"fit", "chinchilla", "--sweep", "unified", "--json"});
+  EXPECT_EQ(chinchilla.at("n"), 24);
+  EXPECT_NEAR(coefficient(chinchilla, "E"), kE + kZ * std::exp(-kZRate), 1e-3);
+  EXPECT_LT(chinchilla.at("objective").get<double>(), 1e-10);
+}
+
+TEST_F(FitCli, SavedFitsRecordTheJobsTheyUsed) {
+  const auto saved = run_cli(
+      with_db({"fit", "isoflop", "--sweep", "iso", "--bootstrap", "50", "--json", "--save"}, db_));
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+  const auto fits = results::Store::open(db_).fits("iso");
+  ASSERT_FALSE(fits.empty());
+  EXPECT_EQ(fits.back().law, "isoflop");
+  EXPECT_EQ(fits.back().job_ids.size(), 24u);
+  EXPECT_NEAR(fits.back().coefficients.at("a").get<double>(), 0.40, 1e-9);
+}
+
+TEST_F(FitCli, EveryPlotKindWritesItsImageScriptAndData) {
+  const std::string out = dir_->file("figures");
+  for (const char* kind : {"isoflop", "frontier", "test-time", "curves"}) {
+    const auto result = run_cli(with_db(
+        {"plot", kind, "--sweep", "iso", "-o", out, "--format", "png", "--bootstrap", "100"}, db_));
+    ASSERT_EQ(result.exit_code, 0) << kind << ": " << result.err;
+    EXPECT_FALSE(result.out.empty()) << kind;
+  }
+  for (const char* stem :
+       {"isoflop", "frontier_mu_star", "frontier_tokens_star", "test_time_1x", "curves_8x"}) {
+    for (const char* ext : {".png", ".gp", ".dat"}) {
+      EXPECT_TRUE(std::filesystem::exists(out + "/" + stem + ext)) << stem << ext;
+    }
+    EXPECT_FALSE(std::filesystem::exists(out + "/" + stem + ".svg")) << stem;
+  }
+  std::ifstream script(out + "/frontier_mu_star.gp");
+  const std::string text((std::istreambuf_iterator<char>(script)),
+                         std::istreambuf_iterator<char>());
+  // gnuplot_quote writes "^" as "\\^" so that the legend shows it literally.
+  EXPECT_THAT(text, HasSubstr(R"(C\\^0.40 (slope only))"));  // the paper's exponent, dashed
+  EXPECT_THAT(text, HasSubstr("dt (8, 5)"));
+  EXPECT_THAT(text, HasSubstr("filledcurves"));          // the bootstrap band
+  EXPECT_THAT(text, HasSubstr(R"(C\\^0.400, 95% CI)"));  // the fitted exponent, exact here
+
+  const auto pdf =
+      run_cli(with_db({"plot", "frontier", "--sweep", "iso", "-o", out, "--format", "pdf"}, db_));
+  ASSERT_EQ(pdf.exit_code, 0) << pdf.err;
+  EXPECT_TRUE(std::filesystem::exists(out + "/frontier_tokens_star.pdf"));
+
+  const auto older = run_cli(with_db({"plot", "iso", "--out", dir_->file("all")}, db_));
+  ASSERT_EQ(older.exit_code, 0) << older.err;
+  EXPECT_TRUE(std::filesystem::exists(dir_->file("all") + "/test_time_2x.svg"));
+
+  const auto unknown = run_cli(with_db({"plot", "histogram", "--sweep", "iso", "-o", out}, db_));
+  EXPECT_EQ(unknown.exit_code, 2);
+}
+
+TEST_F(FitCli, ExportWritesEachTableInEachFormat) {
+  const auto evals =
+      run_cli(with_db({"export", "--sweep", "iso", "--table", "evals", "--format", "jsonl"}, db_));
+  ASSERT_EQ(evals.exit_code, 0) << evals.err;
+  std::istringstream lines(evals.out);
+  std::string line;
+  int count = 0;
+  while (std::getline(lines, line)) {
+    const auto row = nlohmann::json::parse(line);
+    EXPECT_TRUE(row.contains("depth"));
+    ++count;
+  }
+  EXPECT_EQ(count, 24 * static_cast<int>(kDepths.size()));
+
+  const auto curves =
+      run_cli(with_db({"export", "--sweep", "iso", "--table", "curves", "--format", "csv"}, db_));
+  ASSERT_EQ(curves.exit_code, 0) << curves.err;
+  EXPECT_EQ(curves.out.rfind("job,cell,step,", 0), 0u);
+
+  const auto jobs =
+      run_cli(with_db({"export", "--sweep", "iso", "--table", "jobs", "--format", "json"}, db_));
+  ASSERT_EQ(jobs.exit_code, 0) << jobs.err;
+  EXPECT_EQ(nlohmann::json::parse(jobs.out).size(), 24u);
+
+  // The older spellings.
+  const auto older = run_cli(with_db({"export", "iso", "--table", "evaluations", "--json"}, db_));
+  ASSERT_EQ(older.exit_code, 0) << older.err;
+  EXPECT_EQ(nlohmann::json::parse(older.out).size(), 24 * kDepths.size());
+}
+
+}  // namespace
+}  // namespace parcae::orchestrator
