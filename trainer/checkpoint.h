@@ -27,14 +27,14 @@ struct CheckpointMeta {
   int format = kCheckpointFormat;
   std::string job_id;
   int64_t step = 0;          // optimizer steps completed
-  int64_t data_cursor = 0;   // training rows drawn so far by this rank
+  int64_t data_cursor = 0;   // training rows drawn so far, all ranks together
   int64_t tokens = 0;        // training tokens consumed
   double flops = 0.0;        // training FLOPs spent, tokens * train_flops_per_token
   double loss_train = 0.0;   // mean train loss of the last completed step
   double wall_time_s = 0.0;  // training wall time of every session so far
   uint64_t seed = 0;
-  int rank = 0;
-  int world_size = 1;
+  int rank = 0;        // the writer: always rank 0
+  int world_size = 1;  // of the run that wrote it; a resume may use another
   nlohmann::json job;  // the job file as parsed, for humans and audits
 };
 

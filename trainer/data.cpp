@@ -12,9 +12,8 @@ TrainWindows::TrainWindows(const std::vector<std::string>& shard_paths,
                            int vocab_size,
                            int64_t seq,
                            uint64_t seed,
-                           int rank,
                            const std::string& job_file)
-    : seq_(seq), seed_(seed), rank_(rank) {
+    : seq_(seq), seed_(seed) {
   int64_t tokens = 0;
   for (const auto& path : shard_paths) {
     shards_.emplace_back(path, vocab_size);
@@ -32,13 +31,23 @@ TrainWindows::TrainWindows(const std::vector<std::string>& shard_paths,
 }
 
 torch::Tensor TrainWindows::next(int64_t rows) {
-  torch::Tensor out = torch::empty({rows, seq_ + 1}, torch::kLong);
+  std::vector<int64_t> indices(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r)
+    indices[static_cast<size_t>(r)] = cursor_ + r;
+  cursor_ += rows;
+  return at(indices);
+}
+
+torch::Tensor TrainWindows::at(const std::vector<int64_t>& rows) const {
+  const auto count = static_cast<int64_t>(rows.size());
+  torch::Tensor out = torch::empty({count, seq_ + 1}, torch::kLong);
   auto data = out.accessor<int64_t, 2>();
-  for (int64_t r = 0; r < rows; ++r, ++cursor_) {
+  for (int64_t r = 0; r < count; ++r) {
+    // The third key word, fixed at 0, is part of the stream's definition (as in sampling.cpp).
     SplitMix64 rng(stream_seed({seed_,
                                 static_cast<uint64_t>(Stream::kData),
-                                static_cast<uint64_t>(rank_),
-                                static_cast<uint64_t>(cursor_)}));
+                                0,
+                                static_cast<uint64_t>(rows[static_cast<size_t>(r)])}));
     // 64-bit modulo: the bias is below windows / 2^64, nothing at any real shard size.
     const auto window = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(total_windows_));
     const auto shard = static_cast<size_t>(

@@ -1,15 +1,20 @@
 // train(): job file -> model, data, optimizer -> steps, evaluations, checkpoints, events.
 //
-// One optimizer step (parcae.md §6, §8): draw the step's rows and every micro-batch's depth plan
-// from the seeded streams, optionally sort rows by depth (bucketing), run forward and backward
-// per micro-batch with the loss scaled by 1/micro-batches, clip the global gradient norm, skip
-// the update when that norm is not finite, and stop the run when the loss is not finite.
+// One optimizer step (parcae.md §6, §8): draw every micro-batch's depth plan of the global batch
+// from the seeded streams, optionally sort the rows by depth (bucketing), take this rank's
+// micro-batches (global micro-batch j belongs to rank j mod world_size), read their rows, run
+// forward and backward per micro-batch with the loss scaled by 1/(global micro-batches), sum the
+// gradients over ranks during the last backward, clip the global gradient norm, skip the update
+// when that norm is not finite, and stop the run when the loss is not finite. Every draw is keyed
+// by the global micro-batch or row, so any world size trains what one rank trains.
 #include <chrono>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <numeric>
 #include <optional>
 #include <vector>
 
@@ -18,6 +23,7 @@
 #include "sweeps/job_config.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
+#include "trainer/distributed.h"
 #include "trainer/events.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
@@ -35,10 +41,6 @@ namespace {
 // log rho(A-bar), the mean decay and the RMS of h_T go into every N-th step event (and the
 // first), which [P] (appendix `stability.tex`) reads to diagnose divergence.
 constexpr int64_t kStabilityIntervalSteps = 10;
-// One process trains one rank; a job asking for gpus > 1 is refused as bad input. TODO(#9):
-// data-parallel ranks over NCCL.
-constexpr int kRank = 0;
-constexpr int kWorldSize = 1;
 
 using Clock = std::chrono::steady_clock;
 
@@ -55,11 +57,24 @@ std::string printf_string(const char* format, ...) {
   return buffer;
 }
 
-torch::Device choose_device(const sweeps::JobConfig& job, const std::string& job_file) {
+// The job's device; on CUDA, GPU `local_rank` when several are visible (srun with every GPU of
+// the node visible to every task), else the only one (the launcher gives each rank one GPU).
+torch::Device choose_device(const sweeps::JobConfig& job,
+                            const std::string& job_file,
+                            int local_rank) {
   if (job.device == "cpu")
     return torch::Device(torch::kCPU);
-  if (compat::cuda_available())
-    return torch::Device(torch::kCUDA, 0);
+  if (compat::cuda_available()) {
+    const int count = compat::cuda_device_count();
+    const int index = count == 1 ? 0 : local_rank;
+    if (index >= count) {
+      throw InputError("(environment)",
+                       "LOCAL_RANK",
+                       std::to_string(local_rank),
+                       "expected a GPU index below the " + std::to_string(count) + " visible GPUs");
+    }
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
   if (job.device == "cuda") {
     throw InputError(job_file,
                      "device",
@@ -77,17 +92,24 @@ struct StepOutcome {
   bool skipped = false;    // non-finite grad norm: no update
   double mean_depth = 1.0;
   double seconds = 0.0;
-  torch::Tensor last_state;  // h_T of the last micro-batch, detached
+  double h_rms = std::numeric_limits<double>::quiet_NaN();  // of h_T, last global micro-batch
+  bool stop = false;  // a stop was requested on some rank: every rank checkpoints and stops
 };
+
+// The rank of a process that trains alone.
+RankOptions single_rank() {
+  return RankOptions{};
+}
 
 class Trainer {
  public:
-  Trainer(const TrainOptions& options, EventLog& events, int64_t& current_step)
+  Trainer(const TrainOptions& options, EventLog* events, int64_t& current_step)
       : options_(options),
+        ranks_(options.ranks.value_or(single_rank())),
         events_(events),
         current_step_(current_step),
         job_(sweeps::read_job_file(options.job_path)),
-        device_(choose_device(job_, options.job_path)) {}
+        device_(choose_device(job_, options.job_path, ranks_.local_rank)) {}
 
   TrainResult run() {
     const Clock::time_point session_start = Clock::now();
@@ -116,14 +138,14 @@ class Trainer {
       if (!last && eval_every > 0 && done_steps % eval_every == 0)
         evaluate(done_steps, false);
       const int64_t checkpoint_every = job_.checkpoint_interval_steps;
-      const bool stop = options_.stop_requested != nullptr && options_.stop_requested->load();
+      const bool stop = outcome.stop;
       if (stop || last || (checkpoint_every > 0 && done_steps % checkpoint_every == 0)) {
         result.checkpoint = checkpoint(done_steps, session_start);
       }
       if (stop && !last) {
         ++step_;
         result.status = TrainStatus::kPreempted;
-        events_.write("preempted", done_steps, nlohmann::json::object());
+        emit("preempted", done_steps, nlohmann::json::object());
         say(printf_string("preempted after step %lld; checkpoint %s",
                           static_cast<long long>(done_steps),
                           result.checkpoint.c_str()));
@@ -144,45 +166,67 @@ class Trainer {
       }
       result.loss_val = evaluate(max_steps_, true);
     }
-    events_.write("done",
-                  current_step_,
-                  {{"status", to_string(result.status)},
-                   {"tokens", result.tokens},
-                   {"flops", result.flops},
-                   {"loss_train", result.loss_train},
-                   {"loss_val", result.loss_val},
-                   {"wall_time_s", result.wall_time_s},
-                   {"peak_memory_bytes", compat::peak_memory_bytes(device_)}});
+    emit("done",
+         current_step_,
+         {{"status", to_string(result.status)},
+          {"tokens", result.tokens},
+          {"flops", result.flops},
+          {"loss_train", result.loss_train},
+          {"loss_val", result.loss_val},
+          {"wall_time_s", result.wall_time_s},
+          {"peak_memory_bytes", compat::peak_memory_bytes(device_)}});
     return result;
   }
 
  private:
   void say(const std::string& line) {
-    if (options_.progress != nullptr)
+    if (options_.progress != nullptr && ranks_.rank == 0)
       *options_.progress << "parcae-train: " << line << std::endl;
+  }
+
+  // Rank 0 writes the events; the other ranks have no EventLog.
+  void emit(const std::string& type, int64_t step, const nlohmann::json& fields) {
+    if (events_ != nullptr)
+      events_->write(type, step, fields);
   }
 
   void setup() {
     const sweeps::ModelConfig& config = job_.model;
-    if (job_.gpus != kWorldSize) {
+    if (!options_.ranks && job_.gpus != 1) {
       throw InputError(options_.job_path,
                        "gpus",
                        std::to_string(job_.gpus),
-                       "expected 1: parcae-train trains one rank per job");
+                       "expected 1 for a run without rank variables",
+                       "start it with parcae-train, which launches the ranks, or set RANK, "
+                       "WORLD_SIZE, MASTER_ADDR and MASTER_PORT");
+    }
+    if (options_.ranks && job_.gpus != ranks_.world_size) {
+      throw InputError(options_.job_path,
+                       "gpus",
+                       std::to_string(job_.gpus),
+                       "expected the world size " + std::to_string(ranks_.world_size) + " set by " +
+                           (ranks_.source.empty() ? std::string("the caller") : ranks_.source));
     }
     seq_ = config.context_length;
-    rows_per_step_ = job_.training.batch_tokens / seq_ / kWorldSize;
+    rows_per_step_ = job_.training.batch_tokens / seq_;
     micro_rows_ = job_.training.micro_batch_size;
-    n_micro_ = rows_per_step_ / micro_rows_;
+    global_micro_ = rows_per_step_ / micro_rows_;
+    local_micro_ = global_micro_ / ranks_.world_size;
     max_steps_ = job_.max_steps();
     flops_per_token_ = sweeps::train_flops_per_token(config);
     autocast_ = device_.is_cuda() && job_.training.precision == "bf16";
 
     // Data first: a bad shard is bad input and must be reported before any compute.
-    windows_.emplace(
-        job_.data.train_shards, config.vocab_size, seq_, job_.seed, kRank, options_.job_path);
+    windows_.emplace(job_.data.train_shards, config.vocab_size, seq_, job_.seed, options_.job_path);
     validation_ = validation_rows(
         job_.data.val_shards, config.vocab_size, seq_, job_.eval.val_sequences, options_.job_path);
+
+    // After the input checks, so that bad input fails every rank before any rank waits.
+    compat::set_current_device(device_);
+    if (options_.ranks)
+      communicator_ = std::make_unique<Communicator>(*options_.ranks, device_);
+    else
+      communicator_ = std::make_unique<Communicator>();
 
     torch::manual_seed(job_.seed);
     ModelOptions model_options;
@@ -213,31 +257,55 @@ class Trainer {
     }
     start_step_ = step_;
     current_step_ = step_;
+    if (communicator_->has_group())
+      synchronize_ranks(parameters);
+  }
+
+  // Every rank starts from rank 0's weights, and all must have resumed from the same checkpoint.
+  void synchronize_ranks(const std::vector<NamedParameter>& parameters) {
+    torch::NoGradGuard no_grad;
+    torch::Tensor position =
+        torch::tensor({step_, windows_->cursor()}, torch::TensorOptions().dtype(torch::kLong))
+            .to(device_);
+    communicator_->broadcast(position, 0);
+    const int64_t root_step = position[0].item<int64_t>();
+    if (root_step != step_ || position[1].item<int64_t>() != windows_->cursor()) {
+      throw Error("rank " + std::to_string(ranks_.rank) + " starts at step " +
+                  std::to_string(step_) + " but rank 0 at step " + std::to_string(root_step) +
+                  ": the ranks see different checkpoints in " + options_.out_dir);
+    }
+    std::vector<torch::Tensor> tensors;
+    for (const auto& parameter : parameters) {
+      torch::Tensor data = parameter.tensor.detach();
+      communicator_->broadcast(data, 0);
+      tensors.push_back(parameter.tensor);
+    }
+    reducer_ = std::make_unique<GradientReducer>(tensors, *communicator_);
   }
 
   void emit_start() {
     const sweeps::ParameterCounts counts = sweeps::count_parameters(job_.model);
-    events_.write("start",
-                  step_,
-                  {{"job_id", job_.id()},
-                   {"resumed", resumed_},
-                   {"versions",
-                    {{"parcae", PARCAE_VERSION},
-                     {"libtorch", compat::libtorch_version()},
-                     {"cuda", compat::cuda_version()}}},
-                   {"device", compat::device_name(device_)},
-                   {"world_size", kWorldSize},
-                   {"parameters",
-                    {{"total", model_->parameter_count()},
-                     {"noncore", counts.noncore},
-                     {"core", counts.core},
-                     {"embedding", counts.embedding}}},
-                   {"flops_per_token", flops_per_token_},
-                   {"max_steps", max_steps_},
-                   {"train_tokens", job_.train_tokens},
-                   {"seed", job_.seed},
-                   {"budget_flops", job_.budget_flops},
-                   {"events_version", kEventsVersion}});
+    emit("start",
+         step_,
+         {{"job_id", job_.id()},
+          {"resumed", resumed_},
+          {"versions",
+           {{"parcae", PARCAE_VERSION},
+            {"libtorch", compat::libtorch_version()},
+            {"cuda", compat::cuda_version()}}},
+          {"device", compat::device_name(device_)},
+          {"world_size", ranks_.world_size},
+          {"parameters",
+           {{"total", model_->parameter_count()},
+            {"noncore", counts.noncore},
+            {"core", counts.core},
+            {"embedding", counts.embedding}}},
+          {"flops_per_token", flops_per_token_},
+          {"max_steps", max_steps_},
+          {"train_tokens", job_.train_tokens},
+          {"seed", job_.seed},
+          {"budget_flops", job_.budget_flops},
+          {"events_version", kEventsVersion}});
     say(printf_string("%s job %s on %s: %lld parameters, %lld steps of %lld tokens, F = %lld",
                       resumed_ ? "resumed" : "started",
                       job_.id().c_str(),
@@ -251,60 +319,87 @@ class Trainer {
   StepOutcome train_step(int64_t step) {
     const Clock::time_point start = Clock::now();
     const sweeps::ModelConfig& config = job_.model;
-    torch::Tensor rows = windows_->next(rows_per_step_);  // (rows, seq + 1), CPU
+    const int rank = ranks_.rank;
+    const int world = ranks_.world_size;
+    // Every rank draws the plans of the whole global batch (a few integers a row), so that the
+    // bucketing order and the mean depth are global without communication.
     std::vector<DepthPlan> plans;
-    for (int64_t m = 0; m < n_micro_; ++m) {
+    for (int64_t j = 0; j < global_micro_; ++j) {
       plans.push_back(draw_depth_plan(config,
                                       static_cast<int>(micro_rows_),
-                                      step_stream_seed(job_.seed, Stream::kDepth, step, m, kRank)));
+                                      step_stream_seed(job_.seed, Stream::kDepth, step, j)));
     }
-    DepthPlan all = concatenate(plans);
+    const DepthPlan all = concatenate(plans);
+    std::vector<int> order(static_cast<size_t>(rows_per_step_));
+    std::iota(order.begin(), order.end(), 0);
     if (job_.training.depth_bucketing && config.is_looped() &&
         config.depth_granularity == sweeps::DepthGranularity::kPerSequence) {
-      const std::vector<int> order = bucketing_order(all);
-      rows = rows.index_select(0, torch::tensor(std::vector<int64_t>(order.begin(), order.end())));
-      DepthPlan sorted;
-      for (const int i : order) {
-        sorted.no_grad.push_back(all.no_grad[static_cast<size_t>(i)]);
-        sorted.graded.push_back(all.graded[static_cast<size_t>(i)]);
-      }
-      for (int64_t m = 0; m < n_micro_; ++m) {
-        const auto first = static_cast<std::ptrdiff_t>(m * micro_rows_);
-        const auto last = first + static_cast<std::ptrdiff_t>(micro_rows_);
-        plans[static_cast<size_t>(m)].no_grad.assign(sorted.no_grad.begin() + first,
-                                                     sorted.no_grad.begin() + last);
-        plans[static_cast<size_t>(m)].graded.assign(sorted.graded.begin() + first,
-                                                    sorted.graded.begin() + last);
+      order = bucketing_order(all);
+      for (int64_t j = 0; j < global_micro_; ++j) {
+        DepthPlan& plan = plans[static_cast<size_t>(j)];
+        for (int64_t i = 0; i < micro_rows_; ++i) {
+          const auto row = static_cast<size_t>(order[static_cast<size_t>(j * micro_rows_ + i)]);
+          plan.no_grad[static_cast<size_t>(i)] = all.no_grad[row];
+          plan.graded[static_cast<size_t>(i)] = all.graded[row];
+        }
       }
     }
+    // This rank's rows: those of global micro-batches rank, rank + world, ... in that order.
+    const int64_t first_row = windows_->cursor();
+    std::vector<int64_t> mine;
+    for (int64_t l = 0; l < local_micro_; ++l) {
+      const int64_t j = l * world + rank;
+      for (int64_t i = 0; i < micro_rows_; ++i)
+        mine.push_back(first_row + order[static_cast<size_t>(j * micro_rows_ + i)]);
+    }
+    const torch::Tensor rows = windows_->at(mine);  // (local rows, seq + 1), CPU
+    windows_->set_cursor(first_row + rows_per_step_);
 
     StepOutcome outcome;
     outcome.mean_depth = config.is_looped() ? all.mean_depth() : 1.0;
-    torch::Tensor loss_sum =
-        torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
-    for (int64_t m = 0; m < n_micro_; ++m) {
-      const torch::Tensor batch = rows.narrow(0, m * micro_rows_, micro_rows_).to(device_);
+    // loss sum, sum of h_T^2, elements of h_T, stop requests: summed over ranks in one call.
+    torch::Tensor stats =
+        torch::zeros({4}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    torch::Tensor loss_sum = stats[0];  // a view: adds land in stats
+    for (int64_t l = 0; l < local_micro_; ++l) {
+      const int64_t j = l * world + rank;
+      const torch::Tensor batch = rows.narrow(0, l * micro_rows_, micro_rows_).to(device_);
       const torch::Tensor inputs = batch.narrow(1, 0, seq_);
       const torch::Tensor targets = batch.narrow(1, 1, seq_);
       torch::Tensor h0;
       if (config.is_looped()) {
         at::Generator generator = compat::make_generator(
-            device_, step_stream_seed(job_.seed, Stream::kInitialState, step, m, kRank));
+            device_, step_stream_seed(job_.seed, Stream::kInitialState, step, j));
         h0 = model_->sample_initial_state(micro_rows_, seq_, generator);
       }
       ModelOutput output;
       {
         compat::AutocastGuard autocast(device_.type(), torch::kBFloat16, autocast_);
-        output = model_->forward(inputs, plans[static_cast<size_t>(m)], h0);
+        output = model_->forward(inputs, plans[static_cast<size_t>(j)], h0);
       }
       const torch::Tensor loss = torch::nn::functional::cross_entropy(
           output.logits.reshape({-1, output.logits.size(-1)}), targets.reshape({-1}));
-      (loss / static_cast<double>(n_micro_)).backward();
+      if (reducer_ != nullptr && l + 1 == local_micro_)
+        reducer_->arm();
+      (loss / static_cast<double>(global_micro_)).backward();
       loss_sum += loss.detach().to(torch::kDouble);
-      if (m + 1 == n_micro_ && output.state.defined())
-        outcome.last_state = output.state.detach();
+      if (j + 1 == global_micro_ && output.state.defined()) {
+        torch::NoGradGuard no_grad;
+        stats[1].add_(output.state.detach().to(torch::kDouble).square().sum());
+        stats[2].add_(static_cast<double>(output.state.numel()));
+      }
     }
-    outcome.loss = loss_sum.item<double>() / static_cast<double>(n_micro_);
+    if (reducer_ != nullptr)
+      reducer_->finish();
+    if (options_.stop_requested != nullptr && options_.stop_requested->load())
+      stats[3].fill_(1.0);
+    communicator_->all_reduce_sum(stats);
+    const torch::Tensor totals = stats.cpu();
+    const auto* total = totals.data_ptr<double>();
+    outcome.loss = total[0] / static_cast<double>(global_micro_);
+    if (total[2] > 0.0)
+      outcome.h_rms = std::sqrt(total[1] / total[2]);
+    outcome.stop = total[3] > 0.0;
     if (std::isfinite(outcome.loss)) {
       outcome.grad_norm = clip_gradient_norm(model_->parameters(), job_.training.grad_clip);
       outcome.skipped = !std::isfinite(outcome.grad_norm);
@@ -319,6 +414,8 @@ class Trainer {
   }
 
   void emit_step(int64_t step, const StepOutcome& outcome) {
+    if (!communicator_->is_root())
+      return;
     const StepHyperparameters hp = optimizer_->hyperparameters(step);
     const int64_t number = step + 1;
     nlohmann::json fields = {
@@ -338,12 +435,10 @@ class Trainer {
         fields["log_rho"] = log_decay.max().item<double>();
         fields["mean_decay"] = log_decay.exp().mean().item<double>();
       }
-      if (outcome.last_state.defined()) {
-        fields["h_rms"] =
-            outcome.last_state.to(torch::kDouble).square().mean().sqrt().item<double>();
-      }
+      if (std::isfinite(outcome.h_rms))
+        fields["h_rms"] = outcome.h_rms;
     }
-    events_.write("step", number, fields);
+    emit("step", number, fields);
     const int64_t every = std::max<int64_t>(1, max_steps_ / 100);
     if (number == 1 || number % every == 0 || number == max_steps_ ||
         !std::isfinite(outcome.loss)) {
@@ -375,8 +470,10 @@ class Trainer {
     for (const int depth : depths) {
       torch::Tensor total =
           torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
-      int64_t index = 0;
-      for (int64_t first = 0; first < rows; first += micro_rows_, ++index) {
+      // Validation micro-batch `index` belongs to rank index mod world_size.
+      int64_t index = ranks_.rank;
+      for (int64_t first = index * micro_rows_; first < rows;
+           first += micro_rows_ * ranks_.world_size, index += ranks_.world_size) {
         const int64_t n = std::min<int64_t>(micro_rows_, rows - first);
         const torch::Tensor batch = validation_.narrow(0, first, n).to(device_);
         torch::Tensor h0;
@@ -400,8 +497,9 @@ class Trainer {
                      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                      .to(torch::kDouble);
       }
+      communicator_->all_reduce_sum(total);
       const double loss = total.item<double>() / static_cast<double>(rows * seq_);
-      events_.write("eval", done_steps, {{"tokens", tokens_}, {"depth", depth}, {"loss", loss}});
+      emit("eval", done_steps, {{"tokens", tokens_}, {"depth", depth}, {"loss", loss}});
       say(printf_string(
           "eval step %lld depth %d loss %.4f", static_cast<long long>(done_steps), depth, loss));
       if (depth == reference)
@@ -420,24 +518,31 @@ class Trainer {
     meta.loss_train = loss_train_;
     meta.wall_time_s = previous_wall_time_s_ + seconds_since(session_start);
     meta.seed = job_.seed;
-    meta.rank = kRank;
-    meta.world_size = kWorldSize;
+    meta.rank = ranks_.rank;
+    meta.world_size = ranks_.world_size;
     meta.job = sweeps::to_json(job_);
-    const std::string path = save_checkpoint(options_.out_dir, *model_, *optimizer_, meta);
-    events_.write("checkpoint", done_steps, {{"path", path}});
+    std::string path;
+    if (communicator_->is_root()) {
+      path = save_checkpoint(options_.out_dir, *model_, *optimizer_, meta);
+      emit("checkpoint", done_steps, {{"path", path}});
+    }
+    // The other ranks go on (or exit, when preempted) only once the checkpoint exists.
+    communicator_->barrier();
     return path;
   }
 
   const TrainOptions& options_;
-  EventLog& events_;
+  RankOptions ranks_;
+  EventLog* events_;       // null on ranks other than 0
   int64_t& current_step_;  // for the error event
   sweeps::JobConfig job_;
   torch::Device device_;
   bool autocast_ = false;
   int64_t seq_ = 0;
-  int64_t rows_per_step_ = 0;
+  int64_t rows_per_step_ = 0;  // global batch, all ranks
   int64_t micro_rows_ = 0;
-  int64_t n_micro_ = 0;
+  int64_t global_micro_ = 0;  // micro-batches per step over all ranks
+  int64_t local_micro_ = 0;   // on this rank
   int64_t max_steps_ = 0;
   int64_t flops_per_token_ = 0;
 
@@ -445,6 +550,8 @@ class Trainer {
   torch::Tensor validation_;
   LanguageModel model_{nullptr};
   std::optional<MuonAdamW> optimizer_;
+  std::unique_ptr<Communicator> communicator_;
+  std::unique_ptr<GradientReducer> reducer_;  // only with a process group
 
   int64_t step_ = 0;  // optimizer steps completed
   int64_t start_step_ = 0;
@@ -494,14 +601,17 @@ TrainResult train(const TrainOptions& options) {
   if (error) {
     throw InputError("", "--out", options.out_dir, "cannot be created: " + error.message());
   }
-  EventLog events((std::filesystem::path(options.out_dir) / "events.jsonl").string());
+  std::optional<EventLog> events;
+  if (!options.ranks || options.ranks->rank == 0)
+    events.emplace((std::filesystem::path(options.out_dir) / "events.jsonl").string());
   int64_t current_step = 0;
   try {
-    Trainer trainer(options, events, current_step);
+    Trainer trainer(options, events ? &*events : nullptr, current_step);
     return trainer.run();
   } catch (const std::exception& e) {
     try {
-      events.write("error", current_step, {{"message", error_message(e)}});
+      if (events)
+        events->write("error", current_step, {{"message", error_message(e)}});
     } catch (const std::exception&) {
       // The original error matters more than a failure to log it.
     }

@@ -24,12 +24,14 @@ uint64_t stream_seed(std::initializer_list<uint64_t> key) {
   return seed;
 }
 
-uint64_t step_stream_seed(uint64_t run_seed, Stream stream, int64_t step, int64_t micro, int rank) {
+uint64_t step_stream_seed(uint64_t run_seed, Stream stream, int64_t step, int64_t micro) {
+  // The fifth key word, fixed at 0, is part of the streams' definition: changing it would change
+  // every run's draws.
   return stream_seed({run_seed,
                       static_cast<uint64_t>(stream),
                       static_cast<uint64_t>(step),
                       static_cast<uint64_t>(micro),
-                      static_cast<uint64_t>(rank)});
+                      0});
 }
 
 uint64_t SplitMix64::next() {

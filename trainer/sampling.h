@@ -2,9 +2,10 @@
 // parcae.md §6 and the seeds of every stream (depths, h0, data windows, evaluation).
 //
 // DECISION (parcae.md §6): every draw comes from a counter-based stream keyed by (run seed,
-// optimizer step, micro-batch index, rank, purpose), so a run resumed at step s draws exactly
-// what an uninterrupted run draws at step s, with no generator state to save. The generator is
-// splitmix64 and the Poisson sampler is written here, so draws are the same on every platform
+// optimizer step, micro-batch index in the global batch, purpose), so a run resumed at step s
+// draws exactly what an uninterrupted run draws at step s, with no generator state to save, and
+// the ranks of a data-parallel run draw for their micro-batches what one rank would. The generator
+// is splitmix64 and the Poisson sampler is written here, so draws are the same on every platform
 // and standard library. Nothing here depends on LibTorch.
 #pragma once
 
@@ -27,8 +28,9 @@ enum class Stream : uint64_t {
 // Mixes the key words into one 64-bit seed (splitmix64 finalizer applied word by word).
 uint64_t stream_seed(std::initializer_list<uint64_t> key);
 
-// The seed of a stream of training step `step` (0-based), micro-batch `micro`, rank `rank`.
-uint64_t step_stream_seed(uint64_t run_seed, Stream stream, int64_t step, int64_t micro, int rank);
+// The seed of a stream of training step `step` (0-based) and micro-batch `micro`, counted over
+// the global batch of every rank.
+uint64_t step_stream_seed(uint64_t run_seed, Stream stream, int64_t step, int64_t micro);
 
 // splitmix64 (Steele, Lea, Flood 2014): 64 bits per call, passes BigCrush, trivially seekable.
 class SplitMix64 {

@@ -1,12 +1,15 @@
 // The one place for differences between LibTorch versions and builds (1.13 CPU from Debian,
-// 2.x CUDA from PyTorch's wheels): attention, autocast, seeded generators, device facts.
+// 2.x CUDA from PyTorch's wheels): attention, autocast, seeded generators, device facts, and
+// the c10d process groups of data-parallel training.
 //
 // Everything else in trainer/ is written against the API common to both and calls these
 // functions where the two differ. CUDA-only calls sit behind PARCAE_WITH_CUDA (a CUDA LibTorch
 // build) and a runtime check, so the same sources build and run on a CPU-only machine.
 #pragma once
 
+#include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <mutex>
@@ -14,18 +17,36 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
 #include <torch/torch.h>
 #include <torch/version.h>
 
 #if PARCAE_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+// Set by trainer/CMakeLists.txt with USE_C10D_GLOO / USE_C10D_NCCL, which the headers test, when
+// the build found gloo's headers (Debian: libgloo-dev) or nccl.h.
+#if PARCAE_WITH_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#if PARCAE_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 // True when the LibTorch headers are at least version major.minor.
 #define PARCAE_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||         \
    (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+#if PARCAE_TORCH_AT_LEAST(2, 0)
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#else
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#endif
 
 namespace parcae::trainer::compat {
 
@@ -188,5 +209,80 @@ class AutocastGuard {
   bool previous_enabled_ = false;
   at::ScalarType previous_dtype_ = at::kFloat;
 };
+
+// Process groups. 1.13's ProcessGroupGloo derives from c10d::ProcessGroup; from 2.0 the
+// backends (ProcessGroupGloo, ProcessGroupNCCL) derive from c10d::Backend, and ProcessGroup
+// became a dispatcher over them. Both bases have the same virtual allreduce and broadcast, so
+// the trainer holds a backend directly, through this alias.
+#if PARCAE_TORCH_AT_LEAST(2, 0)
+using CollectiveGroup = c10d::Backend;
+#else
+using CollectiveGroup = c10d::ProcessGroup;
+#endif
+using GroupPointer = c10::intrusive_ptr<CollectiveGroup>;
+using StorePointer = c10::intrusive_ptr<c10d::Store>;
+using CollectiveWork = c10::intrusive_ptr<c10d::Work>;
+
+inline constexpr bool kHasGloo = PARCAE_WITH_GLOO != 0;
+inline constexpr bool kHasNccl = PARCAE_WITH_NCCL != 0;
+
+// The TCP store of a job: rank 0 serves it (and waits for world_size clients, itself included),
+// the others connect; each side waits up to `timeout` for the rest.
+inline StorePointer make_tcp_store(const std::string& host,
+                                   int port,
+                                   bool is_server,
+                                   int world_size,
+                                   std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<std::uint16_t>(port);
+  options.isServer = is_server;
+  options.numWorkers = static_cast<std::size_t>(world_size);
+  options.waitWorkers = true;
+  options.timeout = timeout;
+  return c10::make_intrusive<c10d::TCPStore>(host, options);
+}
+
+// A Gloo group over `store`, talking through the interface that resolves `host` (127.0.0.1 for
+// ranks on one machine); null when this build has no Gloo.
+inline GroupPointer make_gloo_group(const StorePointer& store,
+                                    int rank,
+                                    int world_size,
+                                    const std::string& host) {
+#if PARCAE_WITH_GLOO
+  auto options = c10d::ProcessGroupGloo::Options::create();
+  options->devices.push_back(host == "127.0.0.1" || host == "localhost"
+                                 ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                 : c10d::ProcessGroupGloo::createDefaultDevice());
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
+#else
+  (void)store, (void)rank, (void)world_size, (void)host;
+  return {};
+#endif
+}
+
+// An NCCL group over `store` on the current CUDA device; null when this build has no NCCL.
+inline GroupPointer make_nccl_group(const StorePointer& store, int rank, int world_size) {
+#if PARCAE_WITH_NCCL
+  return c10::make_intrusive<c10d::ProcessGroupNCCL>(
+      store, rank, world_size, c10d::ProcessGroupNCCL::Options::create());
+#else
+  (void)store, (void)rank, (void)world_size;
+  return {};
+#endif
+}
+
+// Makes `device` the current CUDA device of this thread (NCCL and new allocations use it).
+inline void set_current_device(const torch::Device& device) {
+#if PARCAE_WITH_CUDA
+  if (device.is_cuda() && device.has_index())
+    c10::cuda::set_device(device.index());
+#else
+  (void)device;
+#endif
+}
+
+inline int cuda_device_count() {
+  return static_cast<int>(torch::cuda::device_count());
+}
 
 }  // namespace parcae::trainer::compat

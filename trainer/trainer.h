@@ -12,12 +12,21 @@
 // the planner's formula, so a job planned for budget C spends C up to the rounding of D to
 // whole steps.
 //
+// Data parallel (docs/trainer.md, "Ranks"): a job with gpus = N trains on N processes, one per
+// GPU, each holding the whole model. Rank r computes the gradient of its share of the global
+// batch; the gradients are summed across ranks (NCCL on the GPU, Gloo on the CPU) while the
+// backward pass runs, and every rank applies the same optimizer step. Rows, depth draws and h0
+// are keyed by their position in the global batch, so N ranks train the same model as one rank
+// with the same batch_tokens, up to the order of floating-point sums. Rank 0 alone writes
+// events and checkpoints, and a checkpoint resumes on any number of ranks.
+//
 // This header needs no LibTorch, so the command line compiles without it.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <ostream>
 #include <string>
 
@@ -29,14 +38,36 @@ inline constexpr int kExitError = 1;        // failed; the last event is an erro
 inline constexpr int kExitBadInput = 2;     // bad job file, data or run folder; nothing trained
 inline constexpr int kExitPreempted = 143;  // 128 + SIGTERM: checkpointed, run again to resume
 
+// Where this process sits in a data-parallel job, and where its rendezvous is.
+struct RankOptions {
+  int rank = 0;        // 0 .. world_size - 1; rank 0 writes events and checkpoints
+  int world_size = 1;  // must equal the job's gpus
+  int local_rank = 0;  // rank on this host: picks the GPU when several are visible
+  std::string master_addr = "127.0.0.1";  // host of rank 0, which serves the TCP store
+  int master_port = 0;                    // its port
+  std::string source;                     // "RANK", "SLURM_PROCID": which variables said so
+};
+
+// Reads RANK, WORLD_SIZE, LOCAL_RANK (default: RANK), MASTER_ADDR (default 127.0.0.1) and
+// MASTER_PORT, or, when RANK is unset, Slurm's SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID with
+// the same MASTER_ADDR and MASTER_PORT. nullopt when neither RANK nor SLURM_PROCID is set, or
+// when only Slurm's variables are set and SLURM_NTASKS is missing or 1 (a batch script's own
+// shell, not an `srun` task). Throws InputError naming the variable on a malformed value, a rank
+// outside [0, world_size), or a missing MASTER_PORT when world_size > 1.
+std::optional<RankOptions> ranks_from_environment();
+
 struct TrainOptions {
   std::string job_path;  // JOB.json
   std::string out_dir;   // DIR: events.jsonl and checkpoint/ go here; created when missing
   // When it becomes true (a signal handler sets it), the current step finishes, a checkpoint is
   // written, a `preempted` event follows and train() returns with status kPreempted.
   const std::atomic<bool>* stop_requested = nullptr;
-  // Human progress, one line per logged step and evaluation; null for none.
+  // Human progress, one line per logged step and evaluation; null for none. Only rank 0 writes.
   std::ostream* progress = nullptr;
+  // This process's rank. nullopt trains alone, without a process group, and needs job.gpus = 1.
+  // Set (world_size 1 included), the ranks meet through a TCP store at master_addr:master_port
+  // and sum their gradients through c10d: NCCL on CUDA, Gloo on the CPU.
+  std::optional<RankOptions> ranks;
 };
 
 enum class TrainStatus {
@@ -62,10 +93,11 @@ struct TrainResult {
   std::string summary() const;  // one line for stderr
 };
 
-// Runs or resumes the job. Throws parcae::InputError for a bad job file, bad shards or a run
-// folder holding another job's checkpoint (exit kExitBadInput), and parcae::Error or
-// std::exception for failures while running (exit kExitError); in both cases an `error` event
-// is appended first when DIR/events.jsonl could be opened.
+// Runs or resumes the job on this rank. Throws parcae::InputError for a bad job file, bad shards or
+// a run folder holding another job's checkpoint (exit kExitBadInput), and parcae::Error or
+// std::exception for failures while running (exit kExitError); in both cases rank 0 appends an
+// `error` event first when DIR/events.jsonl could be opened. A job with gpus > 1 and no `ranks`
+// is bad input: the command line launches the ranks (trainer/launcher.h).
 TrainResult train(const TrainOptions& options);
 
 }  // namespace parcae::trainer

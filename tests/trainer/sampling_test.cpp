@@ -88,16 +88,22 @@ TEST(DepthSampler, TheFixedControlAndTheTransformerRunExactlyOneGradedIteration)
 
 TEST(SeededStreams, TheSameKeyGivesTheSameDrawsAndAnotherKeyOthers) {
   const sweeps::ModelConfig config = sweeps::preset("parcae-tiny");
-  const uint64_t seed = step_stream_seed(5, Stream::kDepth, 100, 2, 0);
+  const uint64_t seed = step_stream_seed(5, Stream::kDepth, 100, 2);
   const DepthPlan a = draw_depth_plan(config, 64, seed);
-  const DepthPlan b = draw_depth_plan(config, 64, step_stream_seed(5, Stream::kDepth, 100, 2, 0));
+  const DepthPlan b = draw_depth_plan(config, 64, step_stream_seed(5, Stream::kDepth, 100, 2));
   EXPECT_EQ(a.no_grad, b.no_grad);
   EXPECT_EQ(a.graded, b.graded);
-  EXPECT_NE(seed, step_stream_seed(5, Stream::kDepth, 101, 2, 0));
-  EXPECT_NE(seed, step_stream_seed(5, Stream::kDepth, 100, 3, 0));
-  EXPECT_NE(seed, step_stream_seed(5, Stream::kDepth, 100, 2, 1));
-  EXPECT_NE(seed, step_stream_seed(5, Stream::kInitialState, 100, 2, 0));
-  EXPECT_NE(seed, step_stream_seed(6, Stream::kDepth, 100, 2, 0));
+  EXPECT_NE(seed, step_stream_seed(5, Stream::kDepth, 101, 2));
+  EXPECT_NE(seed, step_stream_seed(5, Stream::kDepth, 100, 3));
+  EXPECT_NE(seed, step_stream_seed(5, Stream::kInitialState, 100, 2));
+  EXPECT_NE(seed, step_stream_seed(6, Stream::kDepth, 100, 2));
+}
+
+// The key of a step stream is (seed, purpose, step, global micro-batch, 0): the same for every
+// world size, and the same key that seeded every run so far, so their draws do not move.
+TEST(SeededStreams, AStepStreamIsKeyedByItsGlobalMicroBatchAndAFixedZero) {
+  EXPECT_EQ(step_stream_seed(5, Stream::kDepth, 100, 2), stream_seed({5, 1, 100, 2, 0}));
+  EXPECT_EQ(step_stream_seed(7, Stream::kInitialState, 3, 9), stream_seed({7, 2, 3, 9, 0}));
 }
 
 TEST(DepthBucketing, OrderSortsRowsByFrozenIterationsAndKeepsTies) {

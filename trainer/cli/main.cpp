@@ -1,12 +1,17 @@
 // parcae-train: `parcae-train --job JOB.json --out DIR` trains one sweep cell (trainer/trainer.h).
 // This file maps flags and signals onto parcae::trainer::train and its result onto an exit code:
 // 0 done or diverged, 143 preempted after a checkpoint, 1 error, 2 bad input (docs/trainer.md).
+// With rank variables in the environment it trains that rank; a job of gpus > 1 without them
+// is launched here as that many ranks (trainer/launcher.h).
 #include <csignal>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
 #include "sweeps/error.h"
+#include "sweeps/job_config.h"
+#include "trainer/launcher.h"
 #include "trainer/trainer.h"
 
 namespace {
@@ -23,8 +28,14 @@ void install_signal_handlers() {
   struct sigaction action {};
   action.sa_handler = request_stop;
   sigemptyset(&action.sa_mask);
-  for (const int signal : {SIGTERM, SIGINT, SIGUSR2})
+  sigset_t stops;
+  sigemptyset(&stops);
+  for (const int signal : {SIGTERM, SIGINT, SIGUSR2}) {
     sigaction(signal, &action, nullptr);
+    sigaddset(&stops, signal);
+  }
+  // The rank launcher starts its ranks with these blocked; a stop sent meanwhile arrives now.
+  sigprocmask(SIG_UNBLOCK, &stops, nullptr);
 }
 
 }  // namespace
@@ -46,15 +57,39 @@ int main(int argc, char** argv) {
   install_signal_handlers();
   options.stop_requested = &stop_requested;
   options.progress = &std::cerr;
+  std::string prefix = "parcae-train: ";
   try {
+    options.ranks = parcae::trainer::ranks_from_environment();
+    if (options.ranks && options.ranks->world_size > 1)
+      prefix += "rank " + std::to_string(options.ranks->rank) + ": ";
+    if (!options.ranks) {
+      // A job file that does not read is reported by train() below, with its error event.
+      std::optional<parcae::sweeps::JobConfig> job;
+      try {
+        job = parcae::sweeps::read_job_file(options.job_path);
+      } catch (const parcae::Error&) {
+      }
+      if (job && job->gpus > 1) {
+        parcae::trainer::LaunchOptions launch;
+        launch.executable = "/proc/self/exe";
+        launch.args.assign(argv + 1, argv + argc);
+        launch.ranks = job->gpus;
+        launch.assign_gpus = job->device != "cpu";
+        launch.out_dir = options.out_dir;
+        launch.stop_requested = &stop_requested;
+        launch.progress = &std::cerr;
+        return parcae::trainer::launch_ranks(launch);
+      }
+    }
     const parcae::trainer::TrainResult result = parcae::trainer::train(options);
-    std::cerr << "parcae-train: " << result.summary() << "\n";
+    if (!options.ranks || options.ranks->rank == 0)
+      std::cerr << prefix << result.summary() << "\n";
     return result.exit_code();
   } catch (const parcae::InputError& e) {
-    std::cerr << "parcae-train: " << e.what() << "\n";
+    std::cerr << prefix << e.what() << "\n";
     return parcae::trainer::kExitBadInput;
   } catch (const std::exception& e) {
-    std::cerr << "parcae-train: " << e.what() << "\n";
+    std::cerr << prefix << e.what() << "\n";
     return parcae::trainer::kExitError;
   }
 }
