@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
@@ -15,6 +16,7 @@
 
 #include "orchestrator/detail/data_preparation.h"
 #include "orchestrator/detail/process.h"
+#include "orchestrator/detail/slurm.h"
 #include "orchestrator/orchestrator.h"
 #include "sweeps/error.h"
 #include "sweeps/job_config.h"
@@ -142,7 +144,7 @@ SyncResult sync(const std::string& db_path, const std::string& sweep) {
 }
 
 std::vector<SweepStatus> sweep_status(const std::string& db_path, const std::string& sweep) {
-  const Store store = Store::open(db_path, Store::Mode::kExisting);
+  Store store = Store::open(db_path, Store::Mode::kExisting);
   std::vector<results::SweepRecord> records;
   if (sweep.empty()) {
     records = store.sweeps();
@@ -163,6 +165,16 @@ std::vector<SweepStatus> sweep_status(const std::string& db_path, const std::str
   std::vector<SweepStatus> out;
   for (const auto& record : records) {
     SweepStatus status;
+    // Jobs on Slurm are brought up to date here: no watcher runs between commands.
+    try {
+      const SlurmReconcileResult reconciled = reconcile_slurm(store, record.name);
+      for (const auto& line : reconciled.ended)
+        status.notes.push_back(line);
+      for (const auto& line : reconciled.bad_lines)
+        status.notes.push_back("events.jsonl line skipped: " + line);
+    } catch (const Error& error) {
+      status.notes.push_back(std::string("could not ask Slurm: ") + error.what());
+    }
     status.sweep = record;
     status.jobs = store.jobs(record.name, {}, Store::JobFields::kWithoutConfig);
     const results::SweepCounts counts = store.counts(record.name);
@@ -253,8 +265,15 @@ CancelResult cancel(const std::string& db_path,
                     double grace_s) {
   Store store = Store::open(db_path, Store::Mode::kExisting);
   const std::vector<std::string> ids = resolve_targets(store, targets);
-  const std::vector<std::string> running = store.cancel_jobs(ids);
+  std::vector<std::string> running = store.cancel_jobs(ids);
   CancelResult result;
+  // Slurm jobs are stopped by Slurm; the rest are local trainers.
+  result.slurm = detail::cancel_slurm_attempts(store, running);
+  const std::set<std::string> on_slurm(result.slurm.begin(), result.slurm.end());
+  running.erase(std::remove_if(running.begin(),
+                               running.end(),
+                               [&](const std::string& id) { return on_slurm.count(id) > 0; }),
+                running.end());
   for (const auto& id : ids) {
     if (store.find_job(id)->state == JobState::kCancelled)
       result.cancelled.push_back(id);

@@ -461,6 +461,8 @@ void add_cancel(CLI::App& sweep, CliContext& context) {
                                result.stopped.size());
       if (!result.killed.empty())
         std::cerr << fmt::format(", {} killed after the grace period", result.killed.size());
+      if (!result.slurm.empty())
+        std::cerr << fmt::format(", {} Slurm jobs scancelled", result.slurm.size());
       if (!result.unreachable.empty()) {
         std::cerr << fmt::format(", {} running on another host (marked, not signalled)",
                                  result.unreachable.size());

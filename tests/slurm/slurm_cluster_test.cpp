@@ -262,7 +262,13 @@ TEST_F(SlurmCluster, TinySweepSurvivesARequeueAndEndsAsTheLocalBackendEndsIt) {
 TEST_F(SlurmCluster, ASweepLargerThanMaxArraySizeIsSubmittedAsSeveralArrays) {
   const ScratchDir dir;
   const std::string trainer = test_support::write_fake_trainer(dir.path());
-  const std::string file = test_support::write_sweep(dir.path(), "split", {1, 2, 3, 4, 5, 6});
+  // Three values of mu_rec and two seeds: six jobs.
+  const std::string file = test_support::write_sweep(dir.path(), "split", {1, 2, 3});
+  {
+    auto sweep = nlohmann::json::parse(test_support::read_text(file));
+    sweep["axes"]["seed"] = {0, 1};
+    test_support::write_text(file, sweep.dump(2));
+  }
   const std::string db = dir.file("split.sqlite");
   const auto submitted = run_cli({"--db",
                                   db,
