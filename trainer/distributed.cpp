@@ -185,6 +185,7 @@ void GradientReducer::finish() {
   std::lock_guard<std::mutex> lock(mutex_);
   TORCH_CHECK(armed_, "GradientReducer::finish() without arm()");
   torch::NoGradGuard no_grad;
+  launched_during_backward_ = next_launch_;
   for (Bucket& bucket : buckets_) {
     if (bucket.pending == 0)
       continue;

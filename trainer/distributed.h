@@ -84,6 +84,10 @@ class GradientReducer {
   void finish();
 
   int buckets() const { return static_cast<int>(buckets_.size()); }
+  // Buckets the hooks launched before the last finish(), while backward ran: the overlap. A
+  // bucket waits for every bucket before it, so a parameter without gradient (finished only by
+  // finish()) holds back the buckets after its own.
+  int buckets_launched_during_backward() const { return launched_during_backward_; }
 
  private:
   struct Slot {
@@ -112,6 +116,7 @@ class GradientReducer {
   std::mutex mutex_;
   bool armed_ = false;
   int next_launch_ = 0;
+  int launched_during_backward_ = 0;
 };
 
 }  // namespace parcae::trainer

@@ -191,6 +191,7 @@ TEST_P(ReducerBuckets, EveryRankEndsWithTheSumOfBothRanksGradients) {
 
   const int port = free_local_port();
   int buckets[2] = {0, 0};
+  int overlapped[2] = {0, 0};
   std::string errors[2];
   auto run_rank = [&](int rank) {
     try {
@@ -204,6 +205,7 @@ TEST_P(ReducerBuckets, EveryRankEndsWithTheSumOfBothRanksGradients) {
           rank_nets[rank].parameters(), communicator, /*bucket_bytes=*/GetParam());
       buckets[rank] = reducer.buckets();
       backward_on_rank(rank_nets[rank], rank, &reducer);
+      overlapped[rank] = reducer.buckets_launched_during_backward();
       communicator.barrier();
     } catch (const std::exception& e) {
       errors[rank] = e.what();
@@ -215,10 +217,16 @@ TEST_P(ReducerBuckets, EveryRankEndsWithTheSumOfBothRanksGradients) {
   ASSERT_EQ(errors[0], "");
   ASSERT_EQ(errors[1], "");
   EXPECT_EQ(buckets[0], buckets[1]);
-  if (GetParam() < 64)
-    EXPECT_EQ(buckets[0], 4);  // every parameter alone
-  else
+  if (GetParam() < 64) {
+    EXPECT_EQ(buckets[0], 4);  // every parameter alone, the last one first
+    // Rank 1's hooks launched every bucket while backward ran. On rank 0 the first bucket is
+    // the parameter it never uses, which holds back the others until finish().
+    EXPECT_EQ(overlapped[1], 4);
+    EXPECT_EQ(overlapped[0], 0);
+  } else {
     EXPECT_EQ(buckets[0], 1);
+    EXPECT_EQ(overlapped[1], 1);
+  }
   const auto expected = reference.parameters();
   for (int rank = 0; rank < 2; ++rank) {
     const auto got = rank_nets[rank].parameters();

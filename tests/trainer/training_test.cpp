@@ -655,6 +655,37 @@ TEST(DataParallel, ARunPreemptedOnTwoRanksResumesOnOneAndEndsWhereOneRankEnds) {
   EXPECT_EQ(resumed.done.at("flops"), clean.done.at("flops"));
 }
 
+// SIGKILL one rank mid-run (an out-of-memory kill, a lost GPU): the job must fail, not hang or
+// pass for preempted, and its events must end with an error.
+TEST(DataParallel, ARankKilledMidRunFailsTheJobAndEndsItsEventsWithAnError) {
+  const ScratchDir dir;
+  const Corpus corpus = write_corpus(dir);
+  const std::string job = write_job(dir, "job.json", data_parallel_job(corpus, 2, 200));
+  TrainerProcess launcher(job, dir.file("run"), dir.file("run.log"));
+  while (count_step_events(dir.file("run")) < 2) {
+    ASSERT_TRUE(launcher.running()) << read_file(dir.file("run.log"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const std::string log = read_file(dir.file("run.log"));
+  const std::string mark = "started rank 1 of 2 (pid ";
+  const size_t at = log.find(mark);
+  ASSERT_NE(at, std::string::npos) << log;
+  const pid_t rank_one = static_cast<pid_t>(std::stol(log.substr(at + mark.size())));
+  ASSERT_EQ(::kill(rank_one, SIGKILL), 0);
+  const int code = launcher.wait();
+  EXPECT_NE(code, kExitDone);
+  EXPECT_NE(code, kExitBadInput);
+  EXPECT_NE(code, kExitPreempted);
+  const std::string final_log = read_file(dir.file("run.log"));
+  EXPECT_NE(final_log.find("rank 1 exited with code " + std::to_string(128 + SIGKILL)),
+            std::string::npos)
+      << final_log;
+  const std::vector<json> events = read_events(dir.file("run"));
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().at("event"), "error") << events.back();
+  EXPECT_TRUE(of_type(events, "done").empty());
+}
+
 TEST(DataParallel, BadInputStopsEveryRankWithExitCodeTwoAndOneErrorEvent) {
   const ScratchDir dir;
   Corpus corpus = write_corpus(dir);
