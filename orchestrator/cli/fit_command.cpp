@@ -377,37 +377,103 @@ std::vector<std::string> looped_job_ids(const orchestrator::SweepRuns& runs) {
   return ids;
 }
 
+// §6's largest-budget extrapolation for the training law (DECISION there: always reported): refit
+// without the runs of the largest budget and predict them. Null when the data have no budgets,
+// a single budget, or too few other runs to fit.
+Json largest_budget_heldout(const fitting::ParcaeData& data,
+                            const std::vector<double>& budgets,
+                            const fitting::EffectiveParameters& params_of_mu,
+                            const fitting::ParcaeLawOptions& options,
+                            double* error_percent) {
+  if (budgets.size() != data.loss.size() || budgets.empty())
+    return nullptr;
+  const double largest = *std::max_element(budgets.begin(), budgets.end());
+  fitting::ParcaeData train;
+  std::vector<size_t> held;
+  for (size_t i = 0; i < budgets.size(); ++i) {
+    if (budgets[i] == largest) {
+      held.push_back(i);
+      continue;
+    }
+    train.mean_recurrence.push_back(data.mean_recurrence[i]);
+    train.tokens.push_back(data.tokens[i]);
+    train.loss.push_back(data.loss[i]);
+  }
+  if (held.empty() || train.loss.size() < 6)
+    return nullptr;
+  const fitting::ParcaeLawFit fit = fitting::fit_parcae_law(train, params_of_mu, options);
+  Json j = {{"protocol", "refit without the largest budget, predict its runs"},
+            {"budget", largest},
+            {"runs", held.size()},
+            {"status", fitting::to_string(fit.status)}};
+  if (fit.status != fitting::FitStatus::kOk) {
+    j["error_percent"] = nullptr;
+    return j;
+  }
+  std::vector<double> predicted, measured;
+  for (size_t i : held) {
+    predicted.push_back(fit.predict(data.mean_recurrence[i], data.tokens[i]));
+    measured.push_back(data.loss[i]);
+  }
+  *error_percent = fitting::heldout_relative_error_percent(predicted, measured);
+  j["error_percent"] = *error_percent;
+  return j;
+}
+
 LawOutput fit_parcae(const FitOptions& o, const Source& source, bool human) {
   fitting::EffectiveParameters params_of_mu;
   fitting::ParcaeData data;
+  std::vector<double> budgets;  // C of each row, for the held-out check; empty when unknown
   std::vector<std::string> job_ids;
   if (source.runs != nullptr) {
     data = orchestrator::parcae_data(*source.runs, &params_of_mu);
     job_ids = looped_job_ids(*source.runs);
+    // The rows of parcae_data(), in its order.
+    for (const auto& run : source.runs->runs) {
+      if (!run.fixed_depth && run.model.is_looped())
+        budgets.push_back(run.budget_flops);
+    }
   } else {
     require(!o.mu_col.empty() && !o.tokens_col.empty() && !o.loss_col.empty(),
             "--mu-col/--tokens-col/--loss-col",
             "parcae from a CSV needs mu, D and loss columns");
     params_of_mu = params_from_flags(o);
-    const auto columns =
-        read_columns(o, source, {{o.mu_col, true}, {o.tokens_col, true}, {o.loss_col, true}});
+    const auto columns = read_columns(
+        o,
+        source,
+        {{o.mu_col, true}, {o.tokens_col, true}, {o.loss_col, true}, {o.budget_col, true, true}});
     data.mean_recurrence = columns.values[0];
     data.tokens = columns.values[1];
     data.loss = columns.values[2];
+    budgets = columns.values[3];
   }
   fitting::ParcaeLawOptions options;
   options.seed = o.seed;
   fitting::ParcaeLawFit fit = fitting::fit_parcae_law(data, params_of_mu, options);
   if (o.bootstrap > 0 && fit.status == fitting::FitStatus::kOk)
     fit = fitting::bootstrap_parcae_law(data, params_of_mu, fit, options, bootstrap_options(o));
+  double error_percent = fitting::kNotComputed;
+  const Json heldout =
+      fit.status == fitting::FitStatus::kOk
+          ? largest_budget_heldout(data, budgets, params_of_mu, options, &error_percent)
+          : Json(nullptr);
+  fit.heldout_error_percent = error_percent;
   LawOutput out;
   out.ok = fit.status == fitting::FitStatus::kOk;
   out.json = orchestrator::fit_to_json(fit);
   out.json["params_noncore"] = params_of_mu.noncore;
   out.json["params_core"] = params_of_mu.core;
+  out.json["heldout"] = heldout;
   out.records.push_back(orchestrator::fit_record(fit, o.sweep, job_ids, out.json));
-  if (human)
+  if (human) {
     print_fit(fit);
+    if (std::isfinite(error_percent)) {
+      std::cout << fmt::format(
+          "held out: the largest budget's runs, predicted by a refit "
+          "without them: mean relative error {:.3f}%\n",
+          error_percent);
+    }
+  }
   return out;
 }
 
@@ -572,7 +638,9 @@ void add_fit_commands(CLI::App& app, CliContext& context) {
       "--x-col", o->x_col, "column of x (power; satexp: T; isoflop: the swept variable)");
   cmd->add_option("--y-col", o->y_col, "column of y (power; satexp: the loss)");
   cmd->add_option("--weight-col", o->weight_col, "column of weights (power)");
-  cmd->add_option("--budget-col", o->budget_col, "column of the FLOP budget C (isoflop)");
+  cmd->add_option("--budget-col",
+                  o->budget_col,
+                  "column of the FLOP budget C (isoflop; parcae: the held-out largest budget)");
   cmd->add_option(
       "--loss-col", o->loss_col, "column of the loss (isoflop, chinchilla, parcae, unified)");
   cmd->add_option("--params-col", o->params_col, "column of N (chinchilla)");

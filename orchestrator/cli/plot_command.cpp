@@ -85,21 +85,27 @@ void log_ticks(double lo,
                bool counts,
                std::vector<double>* ticks,
                std::vector<std::string>* labels) {
-  ticks->clear();
-  labels->clear();
-  const std::vector<double> mantissas = counts
-                                            ? std::vector<double>{1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0}
-                                            : std::vector<double>{1.0, 2.0, 5.0};
-  for (int e = static_cast<int>(std::floor(std::log10(lo))) - 1;
-       e <= static_cast<int>(std::ceil(std::log10(hi))) + 1;
-       ++e) {
-    for (double m : mantissas) {
-      const double t = m * std::pow(10.0, e);
-      if (t >= lo && t <= hi) {
-        ticks->push_back(t);
-        labels->push_back(short_number(t));
+  // A narrow range (less than a factor of about 3) gets every integer mantissa instead.
+  const std::vector<std::vector<double>> choices = {
+      counts ? std::vector<double>{1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0}
+             : std::vector<double>{1.0, 2.0, 5.0},
+      {1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0}};
+  for (const auto& mantissas : choices) {
+    ticks->clear();
+    labels->clear();
+    for (int e = static_cast<int>(std::floor(std::log10(lo))) - 1;
+         e <= static_cast<int>(std::ceil(std::log10(hi))) + 1;
+         ++e) {
+      for (double m : mantissas) {
+        const double t = m * std::pow(10.0, e);
+        if (t >= lo && t <= hi) {
+          ticks->push_back(t);
+          labels->push_back(short_number(t));
+        }
       }
     }
+    if (ticks->size() >= 3)
+      return;
   }
 }
 

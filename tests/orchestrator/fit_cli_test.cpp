@@ -326,6 +326,20 @@ TEST_F(FitCli, PowerAndChinchillaReadTheSweepsRunsByColumnName) {
   EXPECT_LT(chinchilla.at("objective").get<double>(), 1e-10);
 }
 
+// At T = mu_rec the unified sweep follows the training law of §4.1 exactly (Z e^(-z) joins E),
+// so the refit without the largest budget predicts that budget's runs almost exactly.
+TEST_F(FitCli, ParcaeFromASweepReportsTheLargestBudgetHeldOut) {
+  const auto fit = fit_json({"fit", "parcae", "--sweep", "unified", "--json"});
+  EXPECT_EQ(fit.at("law"), "parcae");
+  EXPECT_EQ(fit.at("n"), 24);
+  EXPECT_LT(fit.at("objective").get<double>(), 1e-10);
+  const auto& heldout = fit.at("heldout");
+  EXPECT_EQ(heldout.at("budget").get<double>(), kBaseBudget * 8);
+  EXPECT_EQ(heldout.at("runs"), 6);
+  EXPECT_LT(heldout.at("error_percent").get<double>(), 0.01);
+  EXPECT_EQ(fit.at("heldout_error_percent"), heldout.at("error_percent"));
+}
+
 TEST_F(FitCli, SavedFitsRecordTheJobsTheyUsed) {
   const auto saved = run_cli(
       with_db({"fit", "isoflop", "--sweep", "iso", "--bootstrap", "50", "--json", "--save"}, db_));
