@@ -223,7 +223,7 @@ LawOutput fit_satexp(const FitOptions& o, const Source& source, bool human) {
     const auto fits = orchestrator::fit_sweep_satexp(*source.runs, options);
     out.json = {{"law", "satexp"}, {"fits", Json::array()}};
     if (human) {
-      std::cout << fmt::format("{:<28}{:>5}  {:<8}{:>10}{:>10}{:>9}{:>9}{:>11}{:>12}\n",
+      std::cout << fmt::format("{:<28}{:>5}  {:<8}{:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  {}\n",
                                "cell",
                                "mu",
                                "status",
@@ -232,7 +232,8 @@ LawOutput fit_satexp(const FitOptions& o, const Source& source, bool human) {
                                "z",
                                "T_1/2",
                                "floor gap",
-                               "Huber mean");
+                               "Huber mean",
+                               o.bootstrap > 0 ? fmt::format("z {:g}% CI", 100 * o.ci) : "");
     }
     for (size_t i = 0; i < fits.fits.size(); ++i) {
       fitting::SatExpFit fit = fits.fits[i];
@@ -258,7 +259,7 @@ LawOutput fit_satexp(const FitOptions& o, const Source& source, bool human) {
       out.ok = out.ok && fit.status != fitting::FitStatus::kFailed;
       if (human) {
         std::cout << fmt::format(
-            "{:<28}{:>5}  {:<8}{:>10.5f}{:>10.4g}{:>9.4g}{:>9.3g}{:>10.3f}%{:>12.3g}\n",
+            "{:<28}{:>5}  {:<8}{:>10.5f} {:>10.3e} {:>10.3e} {:>10.3e} {:>9.3f}% {:>10.3e}  {}\n",
             run.cell,
             run.mean_recurrence,
             fitting::to_string(fit.status),
@@ -267,7 +268,11 @@ LawOutput fit_satexp(const FitOptions& o, const Source& source, bool human) {
             fit.rate,
             fit.half_life,
             100 * fit.floor_gap,
-            fit.huber_mean);
+            fit.huber_mean,
+            std::isfinite(fit.coefficient("z").ci_low)
+                ? fmt::format(
+                      "[{:.3e}, {:.3e}]", fit.coefficient("z").ci_low, fit.coefficient("z").ci_high)
+                : "");
       }
     }
     return out;
