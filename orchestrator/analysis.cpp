@@ -223,23 +223,6 @@ CsvTable runs_table(const SweepRuns& runs, const std::string& sweep) {
   return table;
 }
 
-CsvTable evaluations_table(const SweepRuns& runs, const std::string& sweep) {
-  CsvTable table;
-  table.file = "sweep " + sweep + " (evaluations)";
-  table.header = kRunColumns;
-  table.header.push_back("test_time");
-  table.header.push_back("loss_at_test_time");
-  for (const auto& run : runs.runs) {
-    for (const auto& [depth, loss] : run.loss_at_depth) {
-      std::vector<std::string> row = run_row(run);
-      row.push_back(std::to_string(depth));
-      row.push_back(exact_text(loss));
-      table.rows.push_back(row);
-    }
-  }
-  return table;
-}
-
 nlohmann::ordered_json fit_to_json(const fitting::Fit& fit) {
   nlohmann::ordered_json coefficients = nlohmann::ordered_json::object();
   for (const auto& c : fit.coefficients) {

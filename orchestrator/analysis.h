@@ -72,9 +72,6 @@ fitting::UnifiedData unified_data(const SweepRuns& runs,
 // params_effective (N(mu_rec) = N_noncore + mu_rec N_core), loss (at T = mu_rec). file reads
 // "sweep NAME", so a bad value is reported as "sweep NAME: row 3, column ...".
 CsvTable runs_table(const SweepRuns& runs, const std::string& sweep);
-// The same columns plus test_time and loss_at_test_time: one row per run and depth T of its last
-// evaluation.
-CsvTable evaluations_table(const SweepRuns& runs, const std::string& sweep);
 
 // The `fit --json` document of every law:
 // {"law", "status", "message", "warnings", "n",
