@@ -6,8 +6,13 @@
 // next call starts where the last commit ended. Rows are keyed by (job, step) and (job, step,
 // depth) and written with upserts, so the steps a resumed trainer replays after its checkpoint
 // replace the earlier ones, and reading a line twice changes nothing.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <future>
+#include <string_view>
+#include <thread>
+#include <vector>
 
 #include "results/detail/sqlite.h"
 #include "results/detail/store_impl.h"
@@ -255,6 +260,60 @@ void apply(const std::string& job,
   }
 }
 
+// A complete line of the batch: [start, end) with end at its '\n'.
+struct Line {
+  size_t start = 0;
+  size_t end = 0;
+  bool blank = false;  // only spaces and tabs (and a '\r'): skipped, not an error
+};
+
+std::vector<Line> split_lines(const std::string& buffer) {
+  std::vector<Line> lines;
+  size_t start = 0;
+  while (true) {
+    const size_t end = buffer.find('\n', start);
+    if (end == std::string::npos)
+      break;
+    const std::string_view text(buffer.data() + start, end - start);
+    lines.push_back({start, end, text.find_first_not_of(" \t\r") == std::string_view::npos});
+    start = end + 1;
+  }
+  return lines;
+}
+
+// Lines applied between two parses; parsing is split over the machine's other cores.
+constexpr size_t kBlockLines = 16384;
+
+// The lines [first, last) parsed (discarded values for lines that are not JSON, null for blank
+// ones), in order.
+std::vector<nlohmann::json> parse_lines(const std::string& buffer,
+                                        const std::vector<Line>& lines,
+                                        size_t first,
+                                        size_t last) {
+  std::vector<nlohmann::json> parsed(last - first);
+  auto parse_range = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      const Line& line = lines[i];
+      if (line.blank)
+        continue;
+      std::string_view text(buffer.data() + line.start, line.end - line.start);
+      if (!text.empty() && text.back() == '\r')
+        text.remove_suffix(1);
+      parsed[i - first] = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+    }
+  };
+  const size_t threads =
+      std::clamp<size_t>(std::thread::hardware_concurrency(), 2, 8) - 1;  // one core applies
+  const size_t chunk = (last - first + threads - 1) / threads;
+  std::vector<std::thread> workers;
+  for (size_t from = first + chunk; from < last; from += chunk)
+    workers.emplace_back(parse_range, from, std::min(from + chunk, last));
+  parse_range(first, std::min(first + chunk, last));
+  for (auto& w : workers)
+    w.join();
+  return parsed;
+}
+
 }  // namespace
 
 IngestReport Store::ingest_events(const std::string& job_id, const std::string& events_path) {
@@ -287,33 +346,38 @@ IngestReport Store::ingest_events(const std::string& job_id, const std::string& 
     in.read(buffer.data(), want);
     buffer.resize(static_cast<size_t>(in.gcount()));
 
-    size_t start = 0;
-    int64_t consumed = 0;
+    const std::vector<Line> complete = split_lines(buffer);
+    const int64_t consumed = complete.empty() ? 0 : static_cast<int64_t>(complete.back().end + 1);
     Progress progress;
-    while (true) {
-      const size_t end = buffer.find('\n', start);
-      if (end == std::string::npos)
-        break;
-      const int64_t line_offset = offset + static_cast<int64_t>(start);
-      ++lines;
-      ++report.lines;
-      std::string_view text(buffer.data() + start, end - start);
-      if (!text.empty() && text.back() == '\r')
-        text.remove_suffix(1);
-      if (text.find_first_not_of(" \t") != std::string_view::npos) {
-        const nlohmann::json event =
-            nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+    // Parsing a block of lines (on other threads) overlaps applying the previous one.
+    auto parse_block = [&](size_t first) {
+      return std::async(std::launch::async, [&complete, &buffer, first] {
+        return parse_lines(buffer, complete, first, std::min(first + kBlockLines, complete.size()));
+      });
+    };
+    std::future<std::vector<nlohmann::json>> next;
+    if (!complete.empty())
+      next = parse_block(0);
+    for (size_t first = 0; first < complete.size(); first += kBlockLines) {
+      const std::vector<nlohmann::json> events = next.get();
+      if (first + kBlockLines < complete.size())
+        next = parse_block(first + kBlockLines);
+      for (size_t i = 0; i < events.size(); ++i) {
+        const Line& line = complete[first + i];
+        const int64_t line_offset = offset + static_cast<int64_t>(line.start);
+        ++lines;
+        ++report.lines;
+        if (line.blank)
+          continue;
         try {
-          if (event.is_discarded())
+          if (events[i].is_discarded())
             throw BadEvent{"not valid JSON"};
-          apply(job_id, event, line_offset, statements, progress, report);
+          apply(job_id, events[i], line_offset, statements, progress, report);
           ++report.events;
         } catch (const BadEvent& bad) {
           report.bad_lines.push_back({lines, line_offset, bad.message});
         }
       }
-      start = end + 1;
-      consumed = static_cast<int64_t>(start);
     }
     if (progress.seen) {
       statements.progress.reset();

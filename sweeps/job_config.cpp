@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include "sweeps/error.h"
 #include "sweeps/json_fields.h"
@@ -20,6 +21,36 @@ std::string resolve(const std::string& path, const std::filesystem::path& base) 
   return p.is_absolute() || base.empty() ? path : (base / p).lexically_normal().string();
 }
 
+std::string as_text(const std::string& value) {
+  return value;
+}
+std::string as_text(const char* value) {
+  return value;
+}
+template <typename Number>
+std::string as_text(Number value) {
+  return std::to_string(value);
+}
+
+// 64-bit FNV-1a over pieces of text, as if they were one string.
+class Fnv1a {
+ public:
+  void add(std::string_view text) {
+    for (unsigned char c : text) {
+      hash_ ^= c;
+      hash_ *= 1099511628211ULL;
+    }
+  }
+  std::string hex() const {
+    char buffer[17];
+    std::snprintf(buffer, sizeof(buffer), "%016llx", static_cast<unsigned long long>(hash_));
+    return buffer;
+  }
+
+ private:
+  uint64_t hash_ = 14695981039346656037ULL;
+};
+
 }  // namespace
 
 int64_t JobConfig::max_steps() const {
@@ -30,78 +61,93 @@ std::vector<std::string> JobConfig::validate() const {
   std::vector<std::string> problems;
   for (const auto& p : model.validate())
     problems.push_back("model." + p);
-  auto need = [&](bool ok, const std::string& field, const std::string& value, const char* what) {
+  // Values are turned into text only for a failed check: the planner validates every cell.
+  auto need = [&](bool ok, const char* field, const auto& value, const char* what) {
     if (!ok)
-      problems.push_back(field + " = " + value + ": " + what);
+      problems.push_back(std::string(field) + " = " + as_text(value) + ": " + what);
   };
-  need(train_tokens > 0, "train_tokens", std::to_string(train_tokens), "expected > 0");
-  need(budget_flops >= 0, "budget_flops", std::to_string(budget_flops), "expected >= 0");
+  need(train_tokens > 0, "train_tokens", train_tokens, "expected > 0");
+  need(budget_flops >= 0, "budget_flops", budget_flops, "expected >= 0");
   const TrainingConfig& t = training;
-  need(t.batch_tokens > 0, "training.batch_tokens", std::to_string(t.batch_tokens), "expected > 0");
-  need(t.micro_batch_size > 0,
-       "training.micro_batch_size",
-       std::to_string(t.micro_batch_size),
-       "expected > 0");
+  need(t.batch_tokens > 0, "training.batch_tokens", t.batch_tokens, "expected > 0");
+  need(t.micro_batch_size > 0, "training.micro_batch_size", t.micro_batch_size, "expected > 0");
   const int64_t rows_per_step = t.batch_tokens / std::max(model.context_length, 1);
   need(t.batch_tokens % std::max(model.context_length, 1) == 0,
        "training.batch_tokens",
-       std::to_string(t.batch_tokens),
+       t.batch_tokens,
        "expected a multiple of model.context_length");
   need(rows_per_step % (static_cast<int64_t>(t.micro_batch_size) * std::max(gpus, 1)) == 0,
        "training.batch_tokens",
-       std::to_string(t.batch_tokens),
+       t.batch_tokens,
        "expected sequences per step to be a multiple of micro_batch_size * gpus");
-  need(max_steps() >= 1,
-       "train_tokens",
-       std::to_string(train_tokens),
-       "expected at least one batch");
-  need(t.adamw_lr > 0, "training.adamw_lr", std::to_string(t.adamw_lr), "expected > 0");
-  need(t.muon_lr > 0, "training.muon_lr", std::to_string(t.muon_lr), "expected > 0");
+  need(max_steps() >= 1, "train_tokens", train_tokens, "expected at least one batch");
+  need(t.adamw_lr > 0, "training.adamw_lr", t.adamw_lr, "expected > 0");
+  need(t.muon_lr > 0, "training.muon_lr", t.muon_lr, "expected > 0");
   need(t.cooldown_fraction >= 0 && t.cooldown_fraction <= 1,
        "training.cooldown_fraction",
-       std::to_string(t.cooldown_fraction),
+       t.cooldown_fraction,
        "expected between 0 and 1");
-  need(t.warmup_steps >= 0,
-       "training.warmup_steps",
-       std::to_string(t.warmup_steps),
-       "expected >= 0");
+  need(t.warmup_steps >= 0, "training.warmup_steps", t.warmup_steps, "expected >= 0");
   need(t.precision == "bf16" || t.precision == "fp32",
        "training.precision",
        t.precision,
        "expected \"bf16\" or \"fp32\"");
   need(!eval.depths.empty(), "eval.depths", "[]", "expected at least one depth");
   for (int depth : eval.depths)
-    need(depth >= 1, "eval.depths", std::to_string(depth), "expected >= 1");
-  need(eval.interval_steps >= 0,
-       "eval.interval_steps",
-       std::to_string(eval.interval_steps),
-       "expected >= 0");
-  need(eval.val_sequences > 0,
-       "eval.val_sequences",
-       std::to_string(eval.val_sequences),
-       "expected > 0");
+    need(depth >= 1, "eval.depths", depth, "expected >= 1");
+  need(eval.interval_steps >= 0, "eval.interval_steps", eval.interval_steps, "expected >= 0");
+  need(eval.val_sequences > 0, "eval.val_sequences", eval.val_sequences, "expected > 0");
   need(!data.train_shards.empty(), "data.train_shards", "[]", "expected at least one shard");
   need(!data.val_shards.empty(), "data.val_shards", "[]", "expected at least one shard");
   need(device == "auto" || device == "cpu" || device == "cuda",
        "device",
        device,
        "expected \"auto\", \"cpu\" or \"cuda\"");
-  need(gpus >= 1, "gpus", std::to_string(gpus), "expected >= 1");
+  need(gpus >= 1, "gpus", gpus, "expected >= 1");
   need(checkpoint_interval_steps >= 0,
        "checkpoint_interval_steps",
-       std::to_string(checkpoint_interval_steps),
+       checkpoint_interval_steps,
        "expected >= 0");
   return problems;
 }
 
 std::string JobConfig::id() const {
-  nlohmann::json j = to_json(*this);
-  // How a job runs (device, ranks, checkpoint cadence) does not change what it trains.
-  j.erase("device");
-  j.erase("gpus");
-  j.erase("checkpoint_interval_steps");
-  j.erase("id");
-  return content_hash(j.dump());
+  return id(JobIdentityParts::of(*this));
+}
+
+JobIdentityParts JobIdentityParts::of(const JobConfig& job) {
+  return {to_json(job.model).dump(),
+          to_json(job.training).dump(),
+          to_json(job.eval).dump(),
+          to_json(job.data).dump()};
+}
+
+std::string JobConfig::id(const JobIdentityParts& parts) const {
+  // The compact JSON (keys sorted, as nlohmann::json writes objects) of every field of to_json()
+  // but device, gpus and checkpoint_interval_steps, hashed piece by piece.
+  Fnv1a hash;
+  hash.add("{\"budget_flops\":");
+  hash.add(nlohmann::json(budget_flops).dump());
+  hash.add(",\"budget_id\":");
+  hash.add(nlohmann::json(budget_id).dump());
+  hash.add(",\"cell\":");
+  hash.add(nlohmann::json(cell).dump());
+  hash.add(",\"data\":");
+  hash.add(parts.data);
+  hash.add(",\"eval\":");
+  hash.add(parts.eval);
+  hash.add(",\"model\":");
+  hash.add(parts.model);
+  hash.add(",\"seed\":");
+  hash.add(std::to_string(seed));
+  hash.add(",\"sweep\":");
+  hash.add(nlohmann::json(sweep).dump());
+  hash.add(",\"train_tokens\":");
+  hash.add(std::to_string(train_tokens));
+  hash.add(",\"training\":");
+  hash.add(parts.training);
+  hash.add("}");
+  return hash.hex();
 }
 
 nlohmann::json to_json(const TrainingConfig& t) {
@@ -290,14 +336,9 @@ void write_job_file(const JobConfig& job, const std::string& path) {
 }
 
 std::string content_hash(const std::string& text) {
-  uint64_t hash = 14695981039346656037ULL;
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 1099511628211ULL;
-  }
-  char buffer[17];
-  std::snprintf(buffer, sizeof(buffer), "%016llx", static_cast<unsigned long long>(hash));
-  return buffer;
+  Fnv1a hash;
+  hash.add(text);
+  return hash.hex();
 }
 
 }  // namespace parcae::sweeps

@@ -50,6 +50,8 @@ struct DataConfig {
   std::vector<std::string> val_shards;
 };
 
+struct JobIdentityParts;
+
 struct JobConfig {
   std::string sweep;          // sweep name, for humans and the database
   std::string cell;           // cell name inside the sweep, e.g. "C1e18-mu4-seed0"
@@ -70,8 +72,21 @@ struct JobConfig {
   // Every problem at once, each "field = value: expected"; empty when valid.
   std::vector<std::string> validate() const;
   // Stable 16-hex-digit content hash of the fields that define the training run (everything but
-  // device, gpus and checkpoint_interval_steps, which change how, not what, is trained).
+  // device, gpus and checkpoint_interval_steps, which change how, not what, is trained): FNV-1a
+  // of their canonical JSON.
   std::string id() const;
+  // The same from the canonical JSON of model, training, eval and data given ready-made, for
+  // callers that hash many jobs sharing them (the planner). `parts` must be those of this job.
+  std::string id(const JobIdentityParts& parts) const;
+};
+
+// The compact JSON of a job's larger members, which JobConfig::id() hashes.
+struct JobIdentityParts {
+  std::string model;
+  std::string training;
+  std::string eval;
+  std::string data;
+  static JobIdentityParts of(const JobConfig& job);
 };
 
 nlohmann::json to_json(const TrainingConfig& training);

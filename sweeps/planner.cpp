@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -80,17 +80,44 @@ std::string percent(double fraction) {
   return fmt::format("{:.3g}%", 100.0 * fraction);
 }
 
+// What every cell of one model (one pick of the model, layer, recurrent and mu_rec axes) shares,
+// worked out once: a sweep has few models and many cells.
+struct ModelFacts {
+  ModelConfig model;
+  std::vector<std::string> problems;  // model.validate()
+  ParameterCounts parameters;
+  int64_t flops_per_token = 0;
+  JobIdentityParts identity;  // with the sweep's training, eval and data
+};
+
+ModelFacts model_facts(const SweepSpec& spec, const AxisPick& pick) {
+  ModelFacts facts;
+  facts.model = apply_axes(pick);
+  facts.problems = facts.model.validate();
+  facts.parameters = count_parameters(facts.model);
+  facts.flops_per_token = train_flops_per_token(facts.model);
+  JobConfig shared;
+  shared.model = facts.model;
+  shared.training = spec.training;
+  shared.eval = spec.eval;
+  shared.data.train_shards = spec.data.train_shards;
+  shared.data.val_shards = spec.data.val_shards;
+  facts.identity = JobIdentityParts::of(shared);
+  return facts;
+}
+
 PlannedCell plan_cell(const SweepSpec& spec,
                       const AxisPick& pick,
+                      const ModelFacts& facts,
                       std::vector<std::string>& problems) {
   PlannedCell cell;
-  const ModelConfig model = apply_axes(pick);
+  const ModelConfig& model = facts.model;
   cell.name = cell_name(spec, pick, model);
   cell.model_label = pick.model->label;
-  for (const auto& p : model.validate())
+  for (const auto& p : facts.problems)
     problems.push_back(spec.file + ": cell " + cell.name + ": model." + p);
-  cell.parameters = count_parameters(model);
-  cell.flops_per_token = train_flops_per_token(model);
+  cell.parameters = facts.parameters;
+  cell.flops_per_token = facts.flops_per_token;
   cell.mean_recurrence = model.is_looped() ? model.mean_recurrence : 1;
   cell.mean_backward = model.is_looped() ? model.mean_backward : 1;
   cell.fixed_depth = !model.is_looped() || model.depth_sampler == DepthSampler::kFixed;
@@ -144,7 +171,7 @@ PlannedCell plan_cell(const SweepSpec& spec,
   job.checkpoint_interval_steps = spec.checkpoint_interval_steps;
   job.device = spec.device;
   job.gpus = spec.resources.gpus_per_job;
-  cell.job_id = job.id();
+  cell.job_id = job.id(facts.identity);
   if (cell.kept && cell.steps > 0) {
     for (const auto& p : job.validate()) {
       // Shards are checked by the sweep reader, which knows the file's patterns.
@@ -194,25 +221,39 @@ Plan plan_sweep(const SweepSpec& spec) {
     throw SweepFileError(spec.file, problems);
   Plan plan;
   plan.sweep = spec.name;
-  for (const Budget* budget : picks(spec.budgets)) {
-    for (const int64_t* tokens : picks(spec.axes.train_tokens)) {
-      for (const ModelChoice* model : picks(spec.axes.models)) {
-        for (const int* layers : picks(spec.axes.n_layers)) {
-          for (const int* recurrent : picks(spec.axes.n_recurrent)) {
-            for (const RecurrenceChoice* recurrence : picks(spec.axes.mean_recurrence)) {
-              for (uint64_t seed : spec.axes.seeds) {
-                AxisPick pick{budget, tokens, model, layers, recurrent, recurrence, seed};
-                plan.cells.push_back(plan_cell(spec, pick, problems));
-              }
-            }
-          }
+  // The model axes, in the order the cells walk them, each pick's facts worked out once.
+  std::vector<AxisPick> model_picks;
+  std::vector<ModelFacts> facts;
+  for (const ModelChoice* model : picks(spec.axes.models)) {
+    for (const int* layers : picks(spec.axes.n_layers)) {
+      for (const int* recurrent : picks(spec.axes.n_recurrent)) {
+        for (const RecurrenceChoice* recurrence : picks(spec.axes.mean_recurrence)) {
+          model_picks.push_back({nullptr, nullptr, model, layers, recurrent, recurrence, 0});
+          facts.push_back(model_facts(spec, model_picks.back()));
+        }
+      }
+    }
+  }
+  const auto budgets = picks(spec.budgets);
+  const auto token_counts = picks(spec.axes.train_tokens);
+  plan.cells.reserve(budgets.size() * token_counts.size() * model_picks.size() *
+                     spec.axes.seeds.size());
+  for (const Budget* budget : budgets) {
+    for (const int64_t* tokens : token_counts) {
+      for (size_t m = 0; m < model_picks.size(); ++m) {
+        for (uint64_t seed : spec.axes.seeds) {
+          AxisPick pick = model_picks[m];
+          pick.budget = budget;
+          pick.train_tokens = tokens;
+          pick.seed = seed;
+          plan.cells.push_back(plan_cell(spec, pick, facts[m], problems));
         }
       }
     }
   }
   if (!problems.empty())
     throw SweepFileError(spec.file, problems);
-  std::set<std::string> ids;
+  std::unordered_set<std::string> ids;
   for (const PlannedCell& cell : plan.cells) {
     PlanTotals& t = plan.totals;
     ++t.cells;

@@ -46,6 +46,21 @@ TEST(JobConfig, IdChangesWithWhatIsTrainedButNotWithWhereItRuns) {
   EXPECT_EQ(on_gpu.id(), job.id());
 }
 
+TEST(JobConfig, IdIsTheHashOfTheCanonicalJsonOfWhatIsTrained) {
+  JobConfig job = tiny_job();
+  job.cell = "C1e18-mu4-seed0 \"quoted\"";
+  job.budget_id = "1e18";
+  job.budget_flops = 1.2345678901234e18;
+  job.seed = 18446744073709551615ULL;
+  nlohmann::json identity = to_json(job);
+  for (const char* how : {"device", "gpus", "checkpoint_interval_steps"})
+    identity.erase(how);
+  EXPECT_EQ(job.id(), content_hash(identity.dump()));
+  EXPECT_EQ(job.id(JobIdentityParts::of(job)), job.id());
+  // FNV-1a's published check value: "a" -> af63dc4c8601ec8c.
+  EXPECT_EQ(content_hash("a"), "af63dc4c8601ec8c");
+}
+
 TEST(JobConfig, MaxStepsIsTokensOverBatchRoundedDown) {
   JobConfig job = tiny_job();
   job.train_tokens = 4096 * 10 + 4095;

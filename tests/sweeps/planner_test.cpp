@@ -95,6 +95,16 @@ TEST(Planner, EveryCellOfThePaperSweepMeetsItsBudgetWithinOnePercent) {
   }
 }
 
+TEST(Planner, EveryCellsJobIdIsItsJobsId) {
+  nlohmann::json document = sweep_140m();
+  document["axes"]["seed"] = {0, 1};
+  document["budgets"].push_back({{"id", "2e18"}, {"flops", 2e18}});
+  const Plan plan = plan_document(document);
+  ASSERT_GT(plan.cells.size(), 10u);
+  for (const auto& cell : plan.cells)
+    EXPECT_EQ(cell.job_id, cell.job.id()) << cell.name;
+}
+
 TEST(Planner, BudgetsKeepTheirIdsAsWritten) {
   nlohmann::json document = sweep_140m();
   document["budgets"] = {{{"id", "16e18"}, {"flops", 1.6e19}},
