@@ -1,7 +1,8 @@
 // The pieces of data-parallel training that need no trainer run: rank variables from the
 // environment, the order of exit codes the launcher reports, and the gradient reducer, whose
 // bucketed all-reduce over a real two-rank Gloo group (two threads of this process) must give
-// every rank the sum of both ranks' gradients, with unused parameters and tiny buckets too.
+// every rank the sum of both ranks' gradients, with unused parameters and tiny buckets too
+// (and, in CUDA builds with NCCL, one NCCL rank on the GPU).
 #include "trainer/distributed.h"
 
 #include <cstdlib>
@@ -156,6 +157,12 @@ TinyNet make_net() {
           torch::randn({2}, grad)};
 }
 
+torch::Tensor batch(int rank, int micro) {
+  torch::manual_seed(100 + 10 * rank + micro);
+  return torch::randn({4, 5}, torch::kDouble);
+}
+
+#if PARCAE_WITH_GLOO
 TinyNet copy_of(const TinyNet& net) {
   TinyNet copy;
   copy.w1 = net.w1.detach().clone().requires_grad_(true);
@@ -163,11 +170,6 @@ TinyNet copy_of(const TinyNet& net) {
   copy.w2 = net.w2.detach().clone().requires_grad_(true);
   copy.unused_by_rank0 = net.unused_by_rank0.detach().clone().requires_grad_(true);
   return copy;
-}
-
-torch::Tensor batch(int rank, int micro) {
-  torch::manual_seed(100 + 10 * rank + micro);
-  return torch::randn({4, 5}, torch::kDouble);
 }
 
 // Two micro-batches per rank: the first accumulates unarmed, the second runs armed.
@@ -242,6 +244,47 @@ TEST_P(ReducerBuckets, EveryRankEndsWithTheSumOfBothRanksGradients) {
 }
 
 INSTANTIATE_TEST_SUITE_P(BucketBytes, ReducerBuckets, ::testing::Values(8, kBucketBytes));
+#endif  // PARCAE_WITH_GLOO
+
+#if PARCAE_WITH_NCCL
+// One NCCL rank on the GPU: the hooks run on autograd's device thread and the sums come back on
+// NCCL's stream, so .grad must equal plain accumulation once finish() returns.
+TEST(GradientReducerGpu, OneNcclRankEndsWithTheAccumulatedGradientsOnTheGpu) {
+  ASSERT_TRUE(torch::cuda::is_available()) << "a CUDA build's tests need a visible GPU";
+  const torch::Device gpu(torch::kCUDA, 0);
+  const TinyNet cpu_net = make_net();
+  auto on_gpu = [&](const torch::Tensor& t) {
+    return t.detach().to(gpu).to(torch::kFloat).requires_grad_(true);
+  };
+  const TinyNet reference = {
+      on_gpu(cpu_net.w1), on_gpu(cpu_net.b1), on_gpu(cpu_net.w2), on_gpu(cpu_net.unused_by_rank0)};
+  const TinyNet reduced = {
+      on_gpu(cpu_net.w1), on_gpu(cpu_net.b1), on_gpu(cpu_net.w2), on_gpu(cpu_net.unused_by_rank0)};
+  auto backward = [&](const TinyNet& net, GradientReducer* reducer) {
+    for (int micro = 0; micro < 2; ++micro) {
+      if (reducer != nullptr && micro == 1)
+        reducer->arm();
+      net.loss(batch(1, micro).to(gpu).to(torch::kFloat), micro == 1).backward();
+    }
+    if (reducer != nullptr)
+      reducer->finish();
+  };
+  backward(reference, nullptr);
+  RankOptions ranks;
+  ranks.master_port = free_local_port();
+  Communicator communicator(ranks, gpu);
+  EXPECT_EQ(communicator.backend(), "nccl");
+  GradientReducer reducer(reduced.parameters(), communicator, /*bucket_bytes=*/8);
+  backward(reduced, &reducer);
+  EXPECT_EQ(reducer.buckets_launched_during_backward(), 4);
+  const auto expected = reference.parameters();
+  const auto got = reduced.parameters();
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(got[i].grad().cpu(), expected[i].grad().cpu(), 1e-6, 1e-6))
+        << "parameter " << i;
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace parcae::trainer
