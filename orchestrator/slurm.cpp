@@ -503,7 +503,7 @@ class Submitter {
     const std::string path = write_script(script, "fit");
     std::vector<std::string> argv = common_arguments("fit");
     argv.push_back("--dependency=" + after);
-    argv.push_back("--output=" + escape_output_pattern(logs_dir() + "/fit-%j.out"));
+    argv.push_back("--output=" + escape_output_pattern(logs_dir()) + "/fit-%j.out");
     argv.push_back(path);
     summary.slurm_fit_job = parse_job_id(slurm_command(argv));
   }

@@ -281,10 +281,16 @@ TEST_F(SlurmCluster, ASweepLargerThanMaxArraySizeIsSubmittedAsSeveralArrays) {
                                   trainer,
                                   "--array-throttle",
                                   "2",
+                                  "--fit-after",
+                                  "isoflop",
                                   "--detach"});
   ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
   const auto ids = lines(submitted.out);
   ASSERT_EQ(ids.size(), 2u) << submitted.out;  // 6 jobs, MaxArraySize 4: 4 + 2
+  const size_t fit_at = submitted.err.find("fit job ");
+  ASSERT_NE(fit_at, std::string::npos) << submitted.err;
+  const std::string fit_job =
+      submitted.err.substr(fit_at + 8, submitted.err.find(';', fit_at) - fit_at - 8);
 
   // `sweep status` reconciles on its own, without `sweep run`.
   wait_until(
@@ -312,6 +318,57 @@ TEST_F(SlurmCluster, ASweepLargerThanMaxArraySizeIsSubmittedAsSeveralArrays) {
   EXPECT_EQ(arrays.count(ids[0]), 4u);
   EXPECT_EQ(arrays.count(ids[1]), 2u);
   EXPECT_EQ(tasks.size(), 6u);
+
+  // The fit chained with --fit-after ran once both arrays had succeeded. (The fake trainer's
+  // losses are flat, so the fit finds no minimum; what matters here is that it ran, and after.)
+  const std::string fit_log =
+      (fs::path(store.find_sweep("split")->jobs_dir) / "slurm-logs" / ("fit-" + fit_job + ".out"))
+          .string();
+  wait_until([&] { return test_support::read_text(fit_log).find("isoflop") != std::string::npos; },
+             "the fit job's output in " + fit_log);
+}
+
+TEST_F(SlurmCluster, AJobWarnedOfItsTimeLimitSavesAndIsSubmittedAgainToFinish) {
+  const ScratchDir dir;
+  const std::string trainer = test_support::write_fake_trainer(dir.path());
+  const std::string file = test_support::write_sweep(dir.path(), "timed", {1});
+  // The first run blocks after a checkpoint until told to stop; the second finishes.
+  test_support::plan_actions(dir.file("plans"), "C2e11-mu1-seed0", {"block", "ok"});
+  const std::string db = dir.file("timed.sqlite");
+  // A one-minute limit with the warning 50 s before it: USR2 comes 10-40 s in (slurmctld checks
+  // time limits every 30 s).
+  const auto ran = run_cli({"--db",
+                            db,
+                            "sweep",
+                            "run",
+                            file,
+                            "--backend",
+                            "slurm",
+                            "--trainer",
+                            trainer,
+                            "--time",
+                            "1",
+                            "--signal-grace",
+                            "50",
+                            "--poll-interval",
+                            "0.5"},
+                           {{"FAKE_PLAN_DIR", dir.file("plans")}});
+  ASSERT_EQ(ran.exit_code, 0) << ran.err;
+  const Store store = Store::open(db, Store::Mode::kExisting);
+  const auto jobs = store.jobs("timed");
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].state, JobState::kDone);
+  EXPECT_EQ(jobs[0].preemptions, 1);
+  EXPECT_EQ(jobs[0].failures, 0);
+  const auto attempts = store.attempts(jobs[0].id);
+  ASSERT_EQ(attempts.size(), 2u);
+  EXPECT_EQ(attempts[0].outcome, results::Outcome::kPreempted);
+  EXPECT_EQ(attempts[0].exit_code, 143);
+  // The batch script exited 143 before the limit: Slurm calls that FAILED, and the history says so.
+  EXPECT_THAT(attempts[0].reason.value_or(""), testing::HasSubstr("[Slurm state "));
+  EXPECT_EQ(attempts[1].outcome, results::Outcome::kDone);
+  EXPECT_NE(attempts[1].backend_id, attempts[0].backend_id);  // a new Slurm job
+  EXPECT_EQ(static_cast<int64_t>(store.curve(jobs[0].id).size()), 6);
 }
 
 TEST_F(SlurmCluster, ACancelledSweepIsScancelledAndEveryJobEndsCancelled) {

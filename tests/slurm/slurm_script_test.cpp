@@ -103,6 +103,37 @@ TEST(BatchScript, TheDefaultTemplateRunsTheTrainerAndLogsTheRunAndItsExitCode) {
             "args: --job " + dir.file("run a/job.json") + " --out " + dir.file("run a") + "\n");
 }
 
+TEST(BatchScript, AMultiGpuJobRunsItsRanksWithSrunAndExportsTheRendezvous) {
+  const ScratchDir dir;
+  // Stand-ins for srun and scontrol that record what the script asks of them.
+  test_support::write_text(dir.file("bin/srun"),
+                           "#!/bin/bash\necho \"srun $* MASTER_ADDR=$MASTER_ADDR "
+                           "MASTER_PORT=$MASTER_PORT\" > \"$RECORD\"\nexit 0\n");
+  test_support::write_text(dir.file("bin/scontrol"),
+                           "#!/bin/bash\n[ \"$*\" = \"show hostnames gpu[7-8]\" ] && printf "
+                           "'gpu7\\ngpu8\\n'\n");
+  ::chmod(dir.file("bin/srun").c_str(), 0755);
+  ::chmod(dir.file("bin/scontrol").c_str(), 0755);
+  BatchScript script;
+  script.sweep = "s";
+  script.trainer = "/opt/parcae-train";
+  script.ranks = 4;
+  script.tasks = {{"a", "a", dir.file("run")}};
+  test_support::write_text(dir.file("s.sh"),
+                           render_batch_script(kDefaultBatchTemplate, "default", script));
+  const CommandResult result = run_command({"env",
+                                            "PATH=" + dir.file("bin") + ":/usr/bin:/bin",
+                                            "RECORD=" + dir.file("srun.txt"),
+                                            "SLURM_JOB_ID=1234",
+                                            "SLURM_JOB_NODELIST=gpu[7-8]",
+                                            "bash",
+                                            dir.file("s.sh")});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(test_support::read_text(dir.file("srun.txt")),
+            "srun --ntasks=4 --kill-on-bad-exit=1 /opt/parcae-train --job " + dir.file("run") +
+                "/job.json --out " + dir.file("run") + " MASTER_ADDR=gpu7 MASTER_PORT=29734\n");
+}
+
 TEST(BatchScript, ATemplateWithoutTheVariablesLineIsRefusedNamingTheFile) {
   BatchScript script;
   script.tasks = {{"a", "a", "/x"}};
