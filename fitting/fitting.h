@@ -276,6 +276,10 @@ struct MinimizerOptions {
   // A start also succeeds when the solver reports no convergence but the max-norm of the gradient
   // at its point is at most this (§1: tight tolerances make the line search give up at optima).
   double success_gradient = 1e-8;
+  // SciPy's L-BFGS-B rule, as well: converged once an iteration lowers J by at most this times
+  // max(|J before|, |J after|, 1) (factr * eps; SciPy's default is 1e7 * 2.2e-16 = 2.2e-9).
+  // 0 leaves only Ceres's relative rule above. For J < 1 this is an absolute change of J.
+  double scipy_function_tolerance = 0.0;
 };
 
 // theta = (a, b, e, alpha, beta) of §3 with A = e^a, B = e^b, E = e^e.
@@ -320,6 +324,20 @@ struct ChinchillaOptions {
   // Starts; empty means the grid of §3: alpha, beta in {0, 0.5, 1, 1.5, 2}, e in {-1, -0.5, 0,
   // 0.5, 1}, a, b in {0, 5, ..., 25} (4,500 starts, unbounded).
   std::vector<TrainingLawParameters> starts;
+  // Two stages (docs/fitting.md, "Screening and polishing"). Every start first runs with
+  // `screening`, SciPy's default stopping rule for L-BFGS-B (factr 1e7: a decrease of J of at
+  // most 2.2e-9 max(|J|, 1) over an iteration; pgtol 1e-5: a max-norm gradient of at most 1e-5),
+  // which is enough to tell the basins apart but stops short of the optimum (§1). Then the
+  // polished_optima lowest-J successful end points that are distinct (1e-2 relative) continue
+  // with `minimizer`, the tight rule of §1, and the best of those is kept. 0 runs every start
+  // with `minimizer` alone.
+  MinimizerOptions screening = {/*max_iterations=*/10000,
+                                /*function_tolerance=*/2.2e-9,
+                                /*gradient_tolerance=*/1e-5,
+                                /*parameter_tolerance=*/1e-14,
+                                /*success_gradient=*/1e-8,
+                                /*scipy_function_tolerance=*/2.2e-9};
+  int polished_optima = 5;
   MinimizerOptions minimizer;
   std::vector<double> allocation_budgets;  // C at which N_opt and D_opt are reported
   int threads = 0;  // 0: hardware_concurrency(); the result does not depend on it
@@ -327,10 +345,13 @@ struct ChinchillaOptions {
 
 // coefficients: "E", "A", "B", "alpha", "beta", "a_N", "b_D", "G", then "N_opt(C=...)" and
 // "D_opt(C=...)" per allocation budget. objective: J = sum_i H(log Lhat_i - ln L_i) (summed,
-// §1); residuals: log Lhat_i - ln L_i. status: ok, or failed when no start succeeded.
+// §1); residuals: log Lhat_i - ln L_i. status: ok, or failed when no start succeeded (with
+// screening: when no polished run succeeded). successes counts the starts whose run met the
+// success rule of §1 under the tolerances of the stage it ended in.
 struct ChinchillaFit : Fit {
   TrainingLawParameters theta;
   int best_start = -1;                      // index of the kept start
+  int polished = 0;                         // starts continued with the tight rule (stage 2)
   double gradient_max_norm = kNotComputed;  // at the kept point
   // Distinct successful end points, best first (at most 8), the structured starts of the
   // bootstrap's refits (§6).
@@ -349,9 +370,9 @@ double chinchilla_objective(const ChinchillaData& data,
 // The 4,500 starts of §3, in the order a, b, e, alpha, beta (alpha varying fastest).
 std::vector<TrainingLawParameters> chinchilla_start_grid();
 
-// Multi-start L-BFGS of §1 and §3; keeps the successful run with the lowest J, ties to the lower
-// start index. Throws InputError for mismatched sizes, fewer than 6 rows, or a value <= 0 or
-// non-finite.
+// Multi-start L-BFGS of §1 and §3, screened and polished as ChinchillaOptions says; keeps the
+// successful polished run with the lowest J, ties to the lower start index. Throws InputError for
+// mismatched sizes, fewer than 6 rows, a value <= 0 or non-finite, or bad options.
 ChinchillaFit fit_chinchilla(const ChinchillaData& data, const ChinchillaOptions& options = {});
 
 // N(mu) = N_noncore + mu * N_core (§4.1; parcae.md §11's sets). 140M: 104,998,272 + 14,159,040 mu.

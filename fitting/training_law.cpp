@@ -51,8 +51,11 @@ void fill_from_multistart(LawFit& fit,
   fit.requires_validation = true;
   if (result.best < 0) {
     fit.status = FitStatus::kFailed;
-    fit.message = "none of the " + std::to_string(fit.starts) +
-                  " starts reached a stationary point with a finite objective";
+    fit.message = result.polished.empty()
+                      ? "none of the " + std::to_string(fit.starts) +
+                            " starts reached a stationary point with a finite objective"
+                      : "none of the " + std::to_string(result.polished.size()) +
+                            " polished runs reached a stationary point with a finite objective";
     fit.theta = {kNotComputed, kNotComputed, kNotComputed, kNotComputed, kNotComputed};
     return;
   }
@@ -321,6 +324,12 @@ double chinchilla_objective(const ChinchillaData& data,
 
 ChinchillaFit fit_chinchilla(const ChinchillaData& data, const ChinchillaOptions& options) {
   detail::validate_common(options.huber_delta, options.minimizer, options.threads);
+  detail::validate_minimizer_options(options.screening, "options.screening");
+  if (options.polished_optima < 0) {
+    throw InputError("options.polished_optima",
+                     options.polished_optima,
+                     "expected a count >= 0 (0: no screening stage)");
+  }
   for (std::size_t i = 0; i < options.allocation_budgets.size(); ++i) {
     if (!(options.allocation_budgets[i] > 0.0) || !std::isfinite(options.allocation_budgets[i])) {
       throw InputError("options.allocation_budgets[" + std::to_string(i) + "]",
@@ -336,10 +345,18 @@ ChinchillaFit fit_chinchilla(const ChinchillaData& data, const ChinchillaOptions
   }
   const detail::TrainingLawObjective objective(rows, options.huber_delta);
   const detail::MultiStartResult result =
-      detail::minimize_multistart(objective, starts, options.minimizer, options.threads);
+      options.polished_optima == 0
+          ? detail::minimize_multistart(objective, starts, options.minimizer, options.threads)
+          : detail::minimize_multistart_screened(objective,
+                                                 starts,
+                                                 options.screening,
+                                                 options.minimizer,
+                                                 options.polished_optima,
+                                                 options.threads);
 
   ChinchillaFit fit;
   fit.law = "chinchilla";
+  fit.polished = static_cast<int>(result.polished.size());
   detail::fill_from_multistart(fit, rows, result, options.huber_delta);
   fit.coefficients = detail::chinchilla_coefficients(fit.theta, options);
   return fit;

@@ -29,6 +29,9 @@ struct MultiStartResult {
   std::vector<MinimizeResult> runs;  // one per start, in start order
   int best = -1;                     // lowest J among successes, ties to the lower index
   int successes = 0;
+  // Starts whose screening end point was polished (minimize_multistart_screened), best screening
+  // J first; empty for a one-stage multi-start.
+  std::vector<int> polished;
 };
 
 // Every start on up to `threads` threads; the result does not depend on the thread count.
@@ -37,8 +40,23 @@ MultiStartResult minimize_multistart(const Objective& objective,
                                      const MinimizerOptions& options,
                                      int threads);
 
-// Successful end points, best first, skipping any within 1e-6 (relative, max-norm) of one already
-// kept; at most max_count.
+// Two stages (docs/fitting.md, "Screening and polishing"). Every start runs with `screening`;
+// then the successful end points with the lowest J, skipping any within 1e-2 (relative, max-norm)
+// of one already chosen, up to polish_count of them, are continued with `polish`. runs[i] is start
+// i's run (screening, then polishing where i is in `polished`, iterations summed), successes
+// counts each run by the rule of the stage it ended in, and best is the lowest J among the
+// polished successes only, so the kept point always meets the tight rule. Polishing only lowers
+// J, so no unpolished run can be better than the best polished one. Deterministic in the thread
+// count, as minimize_multistart.
+MultiStartResult minimize_multistart_screened(const Objective& objective,
+                                              const std::vector<std::vector<double>>& starts,
+                                              const MinimizerOptions& screening,
+                                              const MinimizerOptions& polish,
+                                              int polish_count,
+                                              int threads);
+
+// Successful end points (of the polished runs only, when there are any), best first, skipping any
+// within 1e-6 (relative, max-norm) of one already kept; at most max_count.
 std::vector<std::vector<double>> distinct_optima(const MultiStartResult& result, int max_count);
 
 // Raises glog's minimum level to ERROR once, so Ceres's solver chatter stays off stderr.
