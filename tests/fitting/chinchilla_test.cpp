@@ -1,6 +1,7 @@
 // Known answers of scaling-laws.md §7 on the Chinchilla data of Besiroglu et al. (Epoch's SVG
 // extraction, tests/testdata/chinchilla_epoch_svg_extracted.csv): the file itself, the objective
-// at fixed parameters, the closed-form allocation, the full 4,500-start fit and the bootstrap.
+// at fixed parameters, the closed-form allocation, the full 4,500-start fit, its two stages
+// (screening with SciPy's rule, polishing with the tight one) and the bootstrap.
 #include <cmath>
 #include <ostream>
 #include <string>
@@ -8,6 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include "fitting/detail/minimize.h"
+#include "fitting/detail/objectives.h"
+#include "fitting/detail/training_law.h"
 #include "fitting/fitting.h"
 #include "test_data.h"
 
@@ -146,6 +150,81 @@ TEST(ChinchillaFit, TightTolerancesTakeTheHoffmannStartToTheOptimum) {
   EXPECT_NEAR(fit.objective, 0.0010182740, 1e-8);
   EXPECT_NEAR(fit.value("alpha"), 0.34730, 0.002);
   EXPECT_NEAR(fit.value("beta"), 0.36717, 0.002);
+}
+
+// The two stages of ChinchillaOptions: on every 10th start of the grid (450), screening with
+// SciPy's rule and polishing the best five reaches the optimum that the tight rule reaches from
+// every start, to the J tolerance of §7, and the kept run is one of the polished ones.
+TEST(ChinchillaFit, ScreeningThenPolishingKeepsTheOptimumOfTightTolerancesEverywhere) {
+  const ChinchillaData data = chinchilla_data(read_chinchilla_rows(), false);
+  ChinchillaOptions screened;
+  const std::vector<TrainingLawParameters> grid = chinchilla_start_grid();
+  for (std::size_t i = 0; i < grid.size(); i += 10) {
+    screened.starts.push_back(grid[i]);
+  }
+  ChinchillaOptions tight = screened;
+  tight.polished_optima = 0;
+  const ChinchillaFit two_stage = fit_chinchilla(data, screened);
+  const ChinchillaFit one_stage = fit_chinchilla(data, tight);
+  ASSERT_EQ(two_stage.status, FitStatus::kOk) << two_stage.report();
+  ASSERT_EQ(one_stage.status, FitStatus::kOk) << one_stage.report();
+  EXPECT_EQ(two_stage.polished, 5);
+  EXPECT_EQ(one_stage.polished, 0);
+  EXPECT_NEAR(two_stage.objective, 0.0010182740, 1e-8);
+  EXPECT_NEAR(two_stage.objective, one_stage.objective, 1e-12);
+  for (const char* name : {"E", "alpha", "beta", "a_N"}) {
+    EXPECT_NEAR(two_stage.value(name), one_stage.value(name), 1e-4) << name;
+  }
+  EXPECT_NEAR(two_stage.value("A"), one_stage.value("A"), 1e-3 * one_stage.value("A"));
+  EXPECT_NEAR(two_stage.value("B"), one_stage.value("B"), 1e-3 * one_stage.value("B"));
+  EXPECT_FALSE(two_stage.local_optima.empty());
+  EXPECT_LE(two_stage.local_optima.size(), 5u);
+}
+
+// The screening rule is SciPy's (an iteration that lowers J by at most 2.2e-9 max(|J|, 1) ends
+// the run, reported as converged): from Hoffmann's published values it stops in fewer iterations
+// than the tight rule of §1, at a J no lower, and the tight rule continued from its end point
+// reaches the optimum of §7.
+TEST(ChinchillaFit, SciPysRuleStopsBeforeTheTightRuleAndPolishingFinishes) {
+  const detail::TrainingLawRows rows =
+      detail::chinchilla_rows(chinchilla_data(read_chinchilla_rows(), false));
+  const detail::TrainingLawObjective objective(rows, 1e-3);
+  const std::vector<double> hoffmann = {6.0073404, 6.0179186, 0.5267228, 0.33917084, 0.2849083};
+  const ChinchillaOptions options;
+  const detail::MinimizeResult screened =
+      detail::minimize_lbfgs(objective, hoffmann, options.screening);
+  const detail::MinimizeResult tight =
+      detail::minimize_lbfgs(objective, hoffmann, options.minimizer);
+  ASSERT_TRUE(screened.success);
+  ASSERT_TRUE(tight.success);
+  EXPECT_TRUE(screened.converged);
+  EXPECT_LT(screened.iterations, tight.iterations);
+  EXPECT_GE(screened.value, tight.value);
+  const detail::MinimizeResult polished =
+      detail::minimize_lbfgs(objective, screened.x, options.minimizer);
+  ASSERT_TRUE(polished.success);
+  EXPECT_NEAR(polished.value, 0.0010182740, 1e-8);
+  EXPECT_NEAR(polished.value, tight.value, 1e-12);
+}
+
+TEST(ChinchillaErrors, BadScreeningOptionsThrowNamingTheField) {
+  const ChinchillaData data = chinchilla_data(read_chinchilla_rows(), false);
+  ChinchillaOptions options;
+  options.polished_optima = -1;
+  try {
+    fit_chinchilla(data, options);
+    ADD_FAILURE() << "polished_optima = -1 was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.input(), "options.polished_optima");
+  }
+  options = ChinchillaOptions{};
+  options.screening.scipy_function_tolerance = -1.0;
+  try {
+    fit_chinchilla(data, options);
+    ADD_FAILURE() << "a negative scipy_function_tolerance was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.input(), "options.screening.scipy_function_tolerance");
+  }
 }
 
 }  // namespace
