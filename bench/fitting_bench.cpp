@@ -2,8 +2,10 @@
 //
 // 1. The Chinchilla known answer of scaling-laws.md §7: Epoch's extraction (240 rows after the
 //    filter), the 4,500-start grid of §3, Huber (delta = 1e-3) on log residuals, summed, L-BFGS
-//    with analytic gradients. Timed on one thread and on every core, with the optimum printed so
-//    that bench/scipy_chinchilla.py's can be checked against it.
+//    with analytic gradients, as fit_chinchilla runs it by default (every start screened with
+//    SciPy's stopping rule, the best five polished with the tight rule of §1). Timed on one
+//    thread and on every core, with the optimum printed so that bench/scipy_chinchilla.py's can
+//    be checked against it; then once on one thread with the tight rule on every start.
 // 2. 1,000 bootstrap replicates of an isoFLOP analysis (§2 step 8) on the S3b design of §8:
 //    mu in {2, 4, ..., 12} x C in {1, 2, 4, 8, 16, 64}e18, loss with 0.001 nats of noise.
 // Output is one "key value" per line for bench/run-fitting-bench. Nothing is asserted: the
@@ -60,9 +62,14 @@ ChinchillaData load_chinchilla(const std::string& path) {
   return data;
 }
 
-void bench_chinchilla(const ChinchillaData& data, int threads, int repeats) {
+// one_stage: every start with the tight rule of §1 (polished_optima = 0), the procedure before
+// screening, for comparison with SciPy's tight rule.
+void bench_chinchilla(const ChinchillaData& data, int threads, int repeats, bool one_stage) {
   parcae::fitting::ChinchillaOptions options;
   options.threads = threads;
+  if (one_stage) {
+    options.polished_optima = 0;
+  }
   double best_time = INFINITY, best_cpu = INFINITY;
   parcae::fitting::ChinchillaFit fit;
   for (int r = 0; r < repeats; ++r) {
@@ -72,11 +79,13 @@ void bench_chinchilla(const ChinchillaData& data, int threads, int repeats) {
     best_time = std::min(best_time, seconds_since(begin));
     best_cpu = std::min(best_cpu, cpu_seconds() - begin_cpu);
   }
-  const std::string tag = "chinchilla_threads_" + std::to_string(threads);
+  const std::string tag = std::string(one_stage ? "chinchilla_one_stage" : "chinchilla") +
+                          "_threads_" + std::to_string(threads);
   std::printf("%s_seconds %.3f\n", tag.c_str(), best_time);
   std::printf("%s_cpu_seconds %.3f\n", tag.c_str(), best_cpu);
   std::printf("%s_starts %d\n", tag.c_str(), fit.starts);
   std::printf("%s_successes %d\n", tag.c_str(), fit.successes);
+  std::printf("%s_polished %d\n", tag.c_str(), fit.polished);
   std::printf("%s_status %s\n", tag.c_str(), parcae::fitting::to_string(fit.status));
   std::printf("%s_J %.10f\n", tag.c_str(), fit.objective);
   std::printf("%s_A %.4f\n", tag.c_str(), fit.value("A"));
@@ -151,9 +160,10 @@ int main(int argc, char** argv) {
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     std::printf("rows %zu\n", data.loss.size());
     std::printf("cores %d\n", cores);
-    bench_chinchilla(data, 1, repeats);
+    bench_chinchilla(data, 1, repeats, false);
     if (cores > 1)
-      bench_chinchilla(data, cores, repeats);
+      bench_chinchilla(data, cores, repeats, false);
+    bench_chinchilla(data, 1, 1, true);
     bench_isoflop_bootstrap(1000, 1, std::max(repeats, 3));
     if (cores > 1)
       bench_isoflop_bootstrap(1000, cores, std::max(repeats, 3));
