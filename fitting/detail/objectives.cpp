@@ -26,7 +26,9 @@ using Bits4 = std::int64_t __attribute__((vector_size(32)));
 // GCC warns, at the end of the file, that a 32-byte vector passed by value changes the calling
 // convention without AVX. Every function taking one is always inlined into the AVX2 kernel, so
 // no call crosses it; the warning stays off for the rest of this file.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
 #define PARCAE_INLINE inline __attribute__((always_inline))
 
