@@ -265,7 +265,8 @@ TrainingLawObjective::TrainingLawObjective(const TrainingLawRows& rows, double h
 }
 
 bool TrainingLawObjective::evaluate(const double* x, double* value, double* gradient) const {
-  if (!std::isfinite(x[0] + x[1] + x[2] + x[3] + x[4])) {
+  // The kernel's lane maximum would pass over a NaN entry, so a non-finite point stops here.
+  if (!std::all_of(x, x + 5, [](double v) { return std::isfinite(v); })) {
     *value = kNotComputed;
     return false;
   }
