@@ -10,7 +10,8 @@
 //            trainer takes when run directly, divided by the jobs
 //
 // Usage: parcae-bench-store [--repeat N] [--only NAME] [--scratch DIR]. Each figure is the median
-// of N runs (3 by default). The targets of docs/benchmarks.md are printed beside the figures.
+// of N runs (3 by default). A --scratch folder is kept afterwards, with its databases. The targets
+// of docs/benchmarks.md are printed beside the figures.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -314,6 +315,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  const bool keep_scratch = !scratch.empty();  // a folder given is left for inspection
   if (scratch.empty()) {
     std::string pattern = (fs::temp_directory_path() / "parcae-bench-XXXXXX").string();
     scratch = ::mkdtemp(pattern.data());
@@ -332,6 +334,7 @@ int main(int argc, char** argv) {
     std::cerr << "parcae-bench-store: " << e.what() << "\n";
     return 1;
   }
-  fs::remove_all(scratch);
+  if (!keep_scratch)
+    fs::remove_all(scratch);
   return 0;
 }
