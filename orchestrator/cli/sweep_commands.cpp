@@ -4,8 +4,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <iostream>
 #include <memory>
@@ -147,7 +149,27 @@ class ProgressPrinter {
   std::optional<double> start_flops_;
 };
 
-void print_status(const orchestrator::SweepStatus& status) {
+std::string duration_text(double seconds) {
+  const auto s = static_cast<int64_t>(std::lround(seconds));
+  if (s >= 3600)
+    return fmt::format("{}h{:02d}m", s / 3600, static_cast<int>((s % 3600) / 60));
+  if (s >= 60)
+    return fmt::format("{}m{:02d}s", s / 60, static_cast<int>(s % 60));
+  return fmt::format("{}s", s);
+}
+
+// Jobs a glance needs: every state but planned and done (those are counted in the header).
+bool listed_by_default(JobState state) {
+  return state != JobState::kPlanned && state != JobState::kDone;
+}
+
+struct StatusView {
+  bool all = false;                   // list every job, not only those that need a look
+  bool terminal = false;              // draw a progress bar
+  std::optional<double> flops_per_s;  // measured by --watch between two looks
+};
+
+void print_status(const orchestrator::SweepStatus& status, const StatusView& view) {
   const double fraction = status.flops_total > 0 ? status.flops_done / status.flops_total : 0.0;
   std::cout << fmt::format("sweep {}: {}; {:.3g} of {:.3g} FLOPs ({:.1f}%)\n",
                            status.sweep.name,
@@ -155,27 +177,46 @@ void print_status(const orchestrator::SweepStatus& status) {
                            status.flops_done,
                            status.flops_total,
                            100 * fraction);
-  size_t width = 4;
-  for (const auto& job : status.jobs)
-    width = std::max(width, job.cell.size());
-  std::cout << fmt::format("  {:<{}}  {:<9}  {:>13}  {:>9}  {:>9}  {}\n",
-                           "cell",
-                           width,
-                           "state",
-                           "steps",
-                           "loss",
-                           "val loss",
-                           "job");
-  for (const auto& job : status.jobs) {
-    std::cout << fmt::format("  {:<{}}  {:<9}  {:>13}  {:>9}  {:>9}  {}\n",
-                             job.cell,
-                             width,
-                             results::to_string(job.state),
-                             fmt::format("{}/{}", job.steps_done.value_or(0), job.steps),
-                             optional_number(job.last_loss),
-                             optional_number(job.loss_val),
-                             job.id);
+  if (view.terminal) {
+    std::string eta = "ETA after the next look (--watch)";
+    if (view.flops_per_s && *view.flops_per_s > 0)
+      eta = "ETA " + duration_text((status.flops_total - status.flops_done) / *view.flops_per_s);
+    else if (fraction >= 1.0)
+      eta = "complete";
+    std::cout << fmt::format(
+        "  {} {:5.1f}%  {}\n", progress_bar(fraction, 30), 100 * fraction, eta);
   }
+  std::vector<const results::JobRecord*> listed;
+  for (const auto& job : status.jobs) {
+    if (view.all || listed_by_default(job.state))
+      listed.push_back(&job);
+  }
+  if (!listed.empty()) {
+    size_t width = 4;
+    for (const auto* job : listed)
+      width = std::max(width, job->cell.size());
+    std::cout << fmt::format("  {:<{}}  {:<9}  {:>13}  {:>9}  {:>9}  {}\n",
+                             "cell",
+                             width,
+                             "state",
+                             "steps",
+                             "loss",
+                             "val loss",
+                             "job");
+    for (const auto* job : listed) {
+      std::cout << fmt::format("  {:<{}}  {:<9}  {:>13}  {:>9}  {:>9}  {}\n",
+                               job->cell,
+                               width,
+                               results::to_string(job->state),
+                               fmt::format("{}/{}", job->steps_done.value_or(0), job->steps),
+                               optional_number(job->last_loss),
+                               optional_number(job->loss_val),
+                               job->id);
+    }
+  }
+  const size_t hidden = status.jobs.size() - listed.size();
+  if (hidden > 0)
+    std::cout << fmt::format("  ({} planned or done jobs not listed; --all lists them)\n", hidden);
   for (const auto& job : status.jobs) {
     if (job.state != JobState::kFailed)
       continue;
@@ -398,31 +439,81 @@ void add_slurm_template(CLI::App& sweep, CliContext& context) {
 }
 
 void add_status(CLI::App& sweep, CliContext& context) {
-  auto name = std::make_shared<std::string>();
-  CLI::App* cmd = sweep.add_subcommand("status", "One line per job: state, steps, losses");
-  cmd->add_option("sweep", *name, "sweep name (default: every sweep)");
-  cmd->add_flag("--json", context.json, "print one JSON document");
-  cmd->callback([name, &context] {
-    context.run = [name, &context] {
-      const auto statuses = orchestrator::sweep_status(context.db_path, *name);
-      for (const auto& s : statuses) {
-        for (const auto& note : s.notes)
-          std::cerr << "parcae-scale: " << s.sweep.name << ": " << note << "\n";
-      }
-      if (context.json) {
-        if (!name->empty()) {
-          std::cout << orchestrator::to_json(statuses.front()).dump(2) << "\n";
-        } else {
-          nlohmann::json all = nlohmann::json::array();
-          for (const auto& s : statuses)
-            all.push_back(orchestrator::to_json(s));
-          std::cout << nlohmann::json{{"sweeps", all}}.dump(2) << "\n";
+  struct Options {
+    std::string name;
+    bool all = false;
+    double watch_s = 0.0;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = sweep.add_subcommand(
+      "status", "Counts, progress, running and failed jobs (with their log tails)");
+  cmd->add_option("sweep", o->name, "sweep name (default: every sweep)");
+  cmd->add_flag("--json", context.json, "print one JSON document (every job)");
+  cmd->add_flag("--all", o->all, "list every job, planned and done ones too");
+  cmd->add_option("--watch", o->watch_s, "look again every SECONDS until Ctrl-C")
+      ->expected(0, 1)
+      ->default_str("2")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([o, cmd, &context] {
+    if (cmd->count("--watch") > 0 && o->watch_s <= 0)
+      o->watch_s = 2.0;
+    context.run = [o, &context] {
+      const bool terminal = ::isatty(1) != 0;
+      if (o->watch_s > 0)
+        install_stop_handlers();
+      std::map<std::string, std::pair<double, std::chrono::steady_clock::time_point>> last;
+      std::map<std::string, double> rate;
+      while (true) {
+        const auto statuses = orchestrator::sweep_status(context.db_path, o->name);
+        const auto now = std::chrono::steady_clock::now();
+        for (const auto& s : statuses) {
+          for (const auto& note : s.notes)
+            std::cerr << "parcae-scale: " << s.sweep.name << ": " << note << "\n";
         }
-        return 0;
+        if (context.json) {
+          if (!o->name.empty()) {
+            std::cout << orchestrator::to_json(statuses.front()).dump(2) << "\n";
+          } else {
+            nlohmann::json all = nlohmann::json::array();
+            for (const auto& s : statuses)
+              all.push_back(orchestrator::to_json(s));
+            std::cout << nlohmann::json{{"sweeps", all}}.dump(2) << "\n";
+          }
+        } else {
+          if (o->watch_s > 0 && terminal)
+            std::cout << "\x1b[H\x1b[2J";  // redraw from the top of a cleared screen
+          else if (o->watch_s > 0)
+            std::cout << fmt::format("-- {}\n", clock_time());
+          for (const auto& s : statuses) {
+            // FLOPs per second between two looks, smoothed, for the ETA.
+            const auto seen = last.find(s.sweep.name);
+            if (seen != last.end()) {
+              const double dt = std::chrono::duration<double>(now - seen->second.second).count();
+              const double measured = dt > 0 ? (s.flops_done - seen->second.first) / dt : 0.0;
+              const auto r = rate.find(s.sweep.name);
+              rate[s.sweep.name] = r == rate.end() ? measured : 0.7 * r->second + 0.3 * measured;
+            }
+            last[s.sweep.name] = {s.flops_done, now};
+            StatusView view;
+            view.all = o->all;
+            view.terminal = terminal;
+            if (const auto r = rate.find(s.sweep.name); r != rate.end())
+              view.flops_per_s = r->second;
+            print_status(s, view);
+          }
+        }
+        std::cout.flush();
+        if (o->watch_s <= 0)
+          return 0;
+        const auto until = now + std::chrono::milliseconds(static_cast<int64_t>(o->watch_s * 1000));
+        while (std::chrono::steady_clock::now() < until) {
+          if (g_stop_signal.load() != 0)
+            return 0;
+          ::usleep(50000);
+        }
+        if (g_stop_signal.load() != 0)
+          return 0;
       }
-      for (const auto& s : statuses)
-        print_status(s);
-      return 0;
     };
   });
 }
