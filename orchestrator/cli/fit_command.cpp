@@ -420,6 +420,13 @@ Json largest_budget_heldout(const fitting::ParcaeData& data,
     predicted.push_back(fit.predict(data.mean_recurrence[i], data.tokens[i]));
     measured.push_back(data.loss[i]);
   }
+  // A refit without the largest budget can extrapolate to nothing (an exponent driven to a
+  // bound); that is a finding about the held-out check, not a reason to fail the fit itself.
+  if (!std::all_of(predicted.begin(), predicted.end(), [](double p) { return std::isfinite(p); })) {
+    j["status"] = "prediction_not_finite";
+    j["error_percent"] = nullptr;
+    return j;
+  }
   *error_percent = fitting::heldout_relative_error_percent(predicted, measured);
   j["error_percent"] = *error_percent;
   return j;
