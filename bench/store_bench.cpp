@@ -17,7 +17,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -325,7 +327,12 @@ int main(int argc, char** argv) {
   const bool keep_scratch = !scratch.empty();  // a folder given is left for inspection
   if (scratch.empty()) {
     std::string pattern = (fs::temp_directory_path() / "parcae-bench-XXXXXX").string();
-    scratch = ::mkdtemp(pattern.data());
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      std::cerr << "parcae-bench-store: cannot create " << pattern << ": " << std::strerror(errno)
+                << "\n";
+      return 1;
+    }
+    scratch = pattern;
   }
   std::cout << fmt::format("parcae-bench-store: median of {} runs, scratch {}\n", repeat, scratch);
   try {

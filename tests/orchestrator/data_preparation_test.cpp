@@ -14,7 +14,7 @@
 #include "orchestrator/orchestrator.h"
 #include "sweeps/error.h"
 #include "sweeps/token_shards.h"
-#include "tests/results/scratch_dir.h"
+#include "tests/support/scratch_dir.h"
 
 namespace parcae::orchestrator {
 namespace {

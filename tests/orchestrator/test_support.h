@@ -36,7 +36,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tests/results/scratch_dir.h"
+#include "tests/support/scratch_dir.h"
 
 extern char** environ;
 

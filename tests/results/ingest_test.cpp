@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "results/results.h"
-#include "tests/results/scratch_dir.h"
+#include "tests/support/scratch_dir.h"
 #include "tests/results/store_fixture.h"
 
 namespace parcae::results {

@@ -19,7 +19,7 @@
 #include "results/detail/sqlite.h"
 #include "results/results.h"
 #include "sweeps/error.h"
-#include "tests/results/scratch_dir.h"
+#include "tests/support/scratch_dir.h"
 
 namespace parcae::results {
 namespace {

@@ -9,7 +9,7 @@
 #include "results/results.h"
 #include "sweeps/planner.h"
 #include "sweeps/sweep_spec.h"
-#include "tests/results/scratch_dir.h"
+#include "tests/support/scratch_dir.h"
 
 namespace parcae::test_support {
 

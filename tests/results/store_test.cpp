@@ -9,7 +9,7 @@
 
 #include "results/results.h"
 #include "sweeps/error.h"
-#include "tests/results/scratch_dir.h"
+#include "tests/support/scratch_dir.h"
 #include "tests/results/store_fixture.h"
 
 namespace parcae::results {

@@ -10,7 +10,7 @@
 
 #include "orchestrator/detail/slurm.h"
 #include "sweeps/error.h"
-#include "tests/results/scratch_dir.h"
+#include "tests/support/scratch_dir.h"
 
 namespace parcae::orchestrator::detail {
 namespace {

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "sweeps/error.h"
+#include "tests/support/scratch_dir.h"
 
 namespace parcae::sweeps {
 namespace {
@@ -45,29 +46,14 @@ std::vector<std::string> problems_of(const nlohmann::json& document) {
   return {};
 }
 
-class TempDir {
+// A scratch folder with shorthands for the files a sweep file points at.
+class TempDir : public test_support::ScratchDir {
  public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "parcae-sweep-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string touch(const std::string& name) const {
-    const auto path = std::filesystem::path(path_) / name;
-    std::filesystem::create_directories(path.parent_path());
-    std::ofstream(path) << "x";
-    return path.string();
-  }
+  std::string touch(const std::string& name) const { return write(name, "x"); }
   std::string write(const std::string& name, const std::string& text) const {
-    const auto path = std::filesystem::path(path_) / name;
-    std::filesystem::create_directories(path.parent_path());
-    std::ofstream(path) << text;
-    return path.string();
+    test_support::write_text(file(name), text);
+    return file(name);
   }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 TEST(SweepSpec, ValidFileReadsWithDefaults) {

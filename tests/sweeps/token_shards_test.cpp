@@ -15,23 +15,12 @@
 #include <gtest/gtest.h>
 
 #include "sweeps/error.h"
+#include "tests/support/scratch_dir.h"
 
 namespace parcae::sweeps {
 namespace {
 
-// A fresh directory under the system temp folder, removed with its contents at scope exit.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "token_shards_XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using test_support::ScratchDir;
 
 std::vector<char> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -31,6 +31,7 @@
 #include "sweeps/flop_model.h"
 #include "sweeps/job_config.h"
 #include "sweeps/token_shards.h"
+#include "tests/support/scratch_dir.h"
 #include "trainer/data.h"
 #include "trainer/launcher.h"
 #include "trainer/optimizer.h"
@@ -45,18 +46,7 @@ namespace fs = std::filesystem;
 
 const char* kTrainerBinary = PARCAE_BINARY_DIR "/bin/parcae-train";
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (fs::temp_directory_path() / "trainer_test_XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~ScratchDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using test_support::ScratchDir;
 
 // Seeded sentences from a small grammar: a few bits of choice per word and fixed spelling in
 // between, so a model that learns the words gets far below the byte unigram entropy.

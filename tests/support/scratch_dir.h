@@ -3,8 +3,11 @@
 
 #include <stdlib.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 
 namespace parcae::test_support {
@@ -13,7 +16,13 @@ class ScratchDir {
  public:
   ScratchDir() {
     std::string pattern = (std::filesystem::temp_directory_path() / "parcae-test-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
+    // A temp folder that cannot be written (a read-only /tmp, a TMPDIR that names nothing) must
+    // fail the test with its reason, not hand a null path to what follows.
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      throw std::runtime_error("cannot create a scratch folder " + pattern + ": " +
+                               std::strerror(errno) + " (set TMPDIR to a writable folder)");
+    }
+    path_ = pattern;
   }
   ~ScratchDir() {
     std::error_code ec;
