@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "results/results.h"
-#include "tests/support/scratch_dir.h"
 #include "tests/results/store_fixture.h"
+#include "tests/support/scratch_dir.h"
 
 namespace parcae::results {
 namespace {

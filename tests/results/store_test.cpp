@@ -9,8 +9,8 @@
 
 #include "results/results.h"
 #include "sweeps/error.h"
-#include "tests/support/scratch_dir.h"
 #include "tests/results/store_fixture.h"
+#include "tests/support/scratch_dir.h"
 
 namespace parcae::results {
 namespace {
