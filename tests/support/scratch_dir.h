@@ -1,6 +1,8 @@
 // A temporary folder for one test, removed with everything in it when the test ends.
 #pragma once
 
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <cerrno>
@@ -24,9 +26,15 @@ class ScratchDir {
     }
     path_ = pattern;
   }
+  // Removed with nftw, not std::filesystem::remove_all: PyTorch's wheel of LibTorch 2.11 exports
+  // its own copy of libstdc++'s filesystem functions from libtorch.so, and a test binary linked
+  // with it binds remove_all to that copy, which jumps to a null address.
   ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    ::nftw(
+        path_.c_str(),
+        [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); },
+        16,
+        FTW_DEPTH | FTW_PHYS);
   }
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;
