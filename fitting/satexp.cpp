@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <Eigen/Dense>
 #include <ceres/autodiff_cost_function.h>
@@ -21,6 +22,10 @@
 
 namespace parcae::fitting {
 namespace {
+
+// A fit whose decay past the second sampled T is under this share of its whole decay over the
+// sampled T is reported as not resolving Z and z (a warning, not a status of §5).
+constexpr double kUnresolvedShare = 0.01;
 
 bool has_floor(TestTimeForm form) {
   return form != TestTimeForm::kPowerNoFloor;
@@ -314,6 +319,20 @@ SatExpFit fit_curve(const Curve& curve, const SatExpOptions& options) {
                   " nats over the sampled T: no decay to fit, so Z and z are not identified";
   } else {
     fit.status = FitStatus::kOk;
+    // A decay that is over by the second sampled T is seen by the first point alone: the data fix
+    // Z basis(z, T_1) and nothing else, so Z and z can run off together (Z = 3e7, z = 22).
+    std::vector<double> sampled(curve.test_time.begin(), curve.test_time.end());
+    std::sort(sampled.begin(), sampled.end());
+    sampled.erase(std::unique(sampled.begin(), sampled.end()), sampled.end());
+    const double after_first = fit.amplitude * std::abs(basis(fit.form, fit.rate, sampled[1]) -
+                                                        basis(fit.form, fit.rate, *t_max));
+    if (after_first < kUnresolvedShare * decay) {
+      fit.warnings.push_back(
+          "the fitted decay is " + detail::format_number(100.0 * (1.0 - after_first / decay)) +
+          "% over by T = " + detail::format_number(sampled[1]) +
+          ", so only T = " + detail::format_number(sampled[0]) +
+          " sees it: Z and z are not separately identified; sample smaller T to resolve them");
+    }
   }
 
   if (floor && std::isfinite(options.mean_recurrence)) {

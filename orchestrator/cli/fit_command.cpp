@@ -262,7 +262,7 @@ LawOutput fit_satexp(const FitOptions& o, const Source& source, bool human) {
             "{:<28}{:>5}  {:<8}{:>10.5f} {:>10.3e} {:>10.3e} {:>10.3e} {:>9.3f}% {:>10.3e}  {}\n",
             run.cell,
             run.mean_recurrence,
-            fitting::to_string(fit.status),
+            fmt::format("{}{}", fitting::to_string(fit.status), fit.warnings.empty() ? "" : "*"),
             fit.l_inf,
             fit.amplitude,
             fit.rate,
@@ -274,6 +274,15 @@ LawOutput fit_satexp(const FitOptions& o, const Source& source, bool human) {
                       "[{:.3e}, {:.3e}]", fit.coefficient("z").ci_low, fit.coefficient("z").ci_high)
                 : "");
       }
+    }
+    const auto warned = std::count_if(
+        fits.fits.begin(), fits.fits.end(), [](const auto& fit) { return !fit.warnings.empty(); });
+    if (human && warned > 0) {
+      std::cout << fmt::format(
+          "* {} of {} fits have a warning (the \"warnings\" of --json): a decay that is over by "
+          "the second sampled T leaves Z and z not separately identified\n",
+          warned,
+          fits.fits.size());
     }
     return out;
   }

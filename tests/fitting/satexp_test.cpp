@@ -167,5 +167,30 @@ TEST(SatExpErrors, TooFewDistinctTOrABadLossThrowsNamingTheInput) {
   EXPECT_THROW(satexp_extrapolation({1, 2, 3, 4, 5}, {3.4, 3.3, 3.2, 3.1, 3.0}, 2.0), InputError);
 }
 
+// A step between the first two depths is seen by one point: the fit reproduces the curve, but
+// it must say that Z and z are not identified. A decay spread over the grid draws no warning.
+TEST(SatExpResolution, ADecayOverBeforeTheSecondDepthIsReportedAsUnresolved) {
+  const std::vector<double> t = {1, 2, 4, 6, 8, 12};
+  const SatExpFit step = fit_satexp(t, {2.10, 2.00, 2.00, 2.00, 2.00, 2.00});
+  ASSERT_EQ(step.status, FitStatus::kOk) << step.report();
+  EXPECT_NEAR(step.predict(1.0), 2.10, 1e-6);
+  EXPECT_NEAR(step.predict(2.0), 2.00, 1e-6);
+  ASSERT_EQ(step.warnings.size(), 1u) << step.report();
+  EXPECT_NE(step.warnings[0].find("not separately identified"), std::string::npos)
+      << step.warnings[0];
+  EXPECT_NE(step.warnings[0].find("T = 2"), std::string::npos) << step.warnings[0];
+
+  std::vector<double> spread;
+  for (double ti : t)
+    spread.push_back(2.0 + 0.3 * std::exp(-0.5 * ti));
+  const SatExpFit resolved = fit_satexp(t, spread);
+  ASSERT_EQ(resolved.status, FitStatus::kOk) << resolved.report();
+  EXPECT_TRUE(resolved.warnings.empty()) << resolved.report();
+  EXPECT_NEAR(resolved.value("z"), 0.5, 1e-6);
+
+  const Curve s4 = s4_curve(0.0, 1);
+  EXPECT_TRUE(fit_satexp(s4.t, s4.loss).warnings.empty());
+}
+
 }  // namespace
 }  // namespace parcae::fitting
