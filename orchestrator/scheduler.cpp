@@ -28,6 +28,17 @@
 namespace parcae::orchestrator {
 namespace detail {
 
+void check_shared_run_options(const RunOptions& o) {
+  if (o.retries < 0)
+    throw InputError("", "--retries", std::to_string(o.retries), "expected >= 0");
+  if (o.preemption_retries < 0) {
+    throw InputError(
+        "", "--preemption-retries", std::to_string(o.preemption_retries), "expected >= 0");
+  }
+  if (!(o.poll_interval_s > 0))
+    throw InputError("", "--poll-interval", std::to_string(o.poll_interval_s), "expected > 0");
+}
+
 results::AttemptEnd decide_attempt_end(const ExitFacts& facts, const RetryBudgets& budgets) {
   using results::JobState;
   using results::Outcome;
@@ -493,14 +504,7 @@ void check_options(const RunOptions& o) {
     throw InputError("", "--max-parallel", std::to_string(o.max_parallel), "expected >= 0");
   if (o.jobs_per_gpu < 0)
     throw InputError("", "--jobs-per-gpu", std::to_string(o.jobs_per_gpu), "expected >= 0");
-  if (o.retries < 0)
-    throw InputError("", "--retries", std::to_string(o.retries), "expected >= 0");
-  if (o.preemption_retries < 0) {
-    throw InputError(
-        "", "--preemption-retries", std::to_string(o.preemption_retries), "expected >= 0");
-  }
-  if (!(o.poll_interval_s > 0))
-    throw InputError("", "--poll-interval", std::to_string(o.poll_interval_s), "expected > 0");
+  detail::check_shared_run_options(o);
   if (!(o.stop_grace_s >= 0))
     throw InputError("", "--stop-grace", std::to_string(o.stop_grace_s), "expected >= 0");
   if (o.gpus != "auto" && o.gpus != "all" && o.gpus != "none")

@@ -406,14 +406,7 @@ void check_slurm_options(const RunOptions& o) {
     throw InputError("", "--cpus-per-task", std::to_string(s.cpus_per_task), "expected >= 0");
   if (s.max_submit < 0)
     throw InputError("", "--max-submit", std::to_string(s.max_submit), "expected >= 0");
-  if (o.retries < 0)
-    throw InputError("", "--retries", std::to_string(o.retries), "expected >= 0");
-  if (o.preemption_retries < 0) {
-    throw InputError(
-        "", "--preemption-retries", std::to_string(o.preemption_retries), "expected >= 0");
-  }
-  if (!(o.poll_interval_s > 0))
-    throw InputError("", "--poll-interval", std::to_string(o.poll_interval_s), "expected > 0");
+  detail::check_shared_run_options(o);
   for (const std::string* value : {&s.partition, &s.account, &s.qos, &s.time}) {
     if (value->find('\n') != std::string::npos)
       throw InputError("", "slurm option", *value, "expected a value without line breaks");

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "results/detail/migrations.h"
@@ -151,9 +152,17 @@ void check_identity(const Connection& db, const std::string& path, int& version,
   int64_t application_id = 0;
   int64_t objects = 0;
   try {
-    application_id = db.query_int("PRAGMA application_id").value_or(0);
-    version = static_cast<int>(db.query_int("PRAGMA user_version").value_or(0));
-    objects = db.query_int("SELECT count(*) FROM sqlite_master").value_or(0);
+    // One statement, so one snapshot: read one by one, the three could straddle another process's
+    // schema creation and show its tables with the header still blank.
+    Statement s(db,
+                "SELECT (SELECT application_id FROM pragma_application_id), "
+                "(SELECT user_version FROM pragma_user_version), "
+                "(SELECT count(*) FROM sqlite_master)");
+    if (s.step()) {
+      application_id = s.get_int(0);
+      version = static_cast<int>(s.get_int(1));
+      objects = s.get_int(2);
+    }
   } catch (const Error& e) {
     throw InputError(path, "--db", path, "is not a parcae-scale database", e.what());
   }
@@ -174,6 +183,32 @@ void check_identity(const Connection& db, const std::string& path, int& version,
                      "use a newer parcae-scale; nothing was written");
   }
   fresh = objects == 0;
+}
+
+// WAL lets readers (status) run while the orchestrator writes; it persists in the file. Switching
+// a file to it needs the file alone, and SQLite answers "busy" at once, without its busy handler,
+// while another connection holds it, so the switch is retried here up to the busy timeout.
+void use_wal(const Connection& db, const std::string& path) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+  std::string mode;
+  while (true) {
+    try {
+      Statement s(db, "PRAGMA journal_mode = WAL");
+      mode = s.step() ? s.get_text(0) : "";
+    } catch (const Error&) {
+      if (sqlite3_errcode(db.get()) != SQLITE_BUSY || Clock::now() > deadline)
+        throw;
+      mode.clear();
+    }
+    if (mode == "wal")
+      return;
+    if (Clock::now() > deadline) {
+      throw Error("results: " + path + ": journal mode stayed '" + mode +
+                  "' after asking for WAL for " + std::to_string(kBusyTimeoutMs / 1000) + " s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }
 
 // "'failed', 'cancelled'" for an IN (...) clause.
@@ -269,8 +304,7 @@ Store Store::open(const std::string& path, Mode mode) {
   bool fresh = false;
   check_identity(db, path, version, fresh);
   impl->opened_version = version;
-  // WAL lets readers (status) run while the orchestrator writes; it persists in the file.
-  db.exec("PRAGMA journal_mode = WAL");
+  use_wal(db, path);
   db.exec("PRAGMA synchronous = NORMAL");
   db.exec("PRAGMA foreign_keys = ON");
   if (fresh) {

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "sweeps/atomic_file.h"
 #include "sweeps/error.h"
 #include "sweeps/json_fields.h"
 
@@ -322,17 +323,7 @@ JobConfig read_job_file(const std::string& path) {
 void write_job_file(const JobConfig& job, const std::string& path) {
   nlohmann::json j = to_json(job);
   j["id"] = job.id();
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    if (!out)
-      throw Error("cannot write " + temporary);
-    out << j.dump(2) << "\n";
-    out.flush();
-    if (!out)
-      throw Error("cannot write " + temporary);
-  }
-  std::filesystem::rename(temporary, path);
+  write_file_atomically(path, {j.dump(2), "\n"}, Durability::kOnRename);
 }
 
 std::string content_hash(const std::string& text) {

@@ -6,6 +6,7 @@
 // isoFLOP planner (sweep_spec.h, planner.h). Nothing here depends on LibTorch or SQLite.
 #pragma once
 
+#include "sweeps/atomic_file.h"   // write_file_atomically
 #include "sweeps/error.h"         // parcae::Error, parcae::InputError
 #include "sweeps/flop_model.h"    // ModelConfig, count_parameters, train_flops_per_token, preset
 #include "sweeps/job_config.h"    // JobConfig, read_job_file, write_job_file

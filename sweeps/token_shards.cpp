@@ -17,6 +17,7 @@
 #include <iterator>
 #include <utility>
 
+#include "sweeps/atomic_file.h"
 #include "sweeps/error.h"
 
 namespace parcae::sweeps {
@@ -24,21 +25,6 @@ namespace {
 
 std::string system_message() {
   return std::strerror(errno);
-}
-
-// Writes all of `bytes` to fd, retrying short writes.
-bool write_all(int fd, const char* bytes, size_t size) {
-  while (size > 0) {
-    const ssize_t written = ::write(fd, bytes, size);
-    if (written < 0) {
-      if (errno == EINTR)
-        continue;
-      return false;
-    }
-    bytes += written;
-    size -= static_cast<size_t>(written);
-  }
-  return true;
 }
 
 std::string shard_name(const std::string& split, size_t index) {
@@ -79,24 +65,11 @@ void write_token_shard(const std::string& path, const std::vector<uint16_t>& tok
   header[0] = kShardMagic;
   header[1] = kShardVersion;
   header[2] = static_cast<int32_t>(tokens.size());
-  const std::string temporary = path + ".tmp";
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0)
-    throw Error("cannot write " + temporary + ": " + system_message());
-  const bool ok =
-      write_all(fd, reinterpret_cast<const char*>(header), sizeof(header)) &&
-      write_all(
-          fd, reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(uint16_t)) &&
-      ::fsync(fd) == 0;
-  const std::string message = ok ? "" : system_message();
-  ::close(fd);
-  if (!ok) {
-    std::remove(temporary.c_str());
-    throw Error("cannot write " + temporary + ": " + message);
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    throw Error("cannot rename " + temporary + " to " + path + ": " + system_message());
-  }
+  write_file_atomically(path,
+                        {std::string_view(reinterpret_cast<const char*>(header), sizeof(header)),
+                         std::string_view(reinterpret_cast<const char*>(tokens.data()),
+                                          tokens.size() * sizeof(uint16_t))},
+                        Durability::kFsynced);
 }
 
 TokenShard::TokenShard(const std::string& path, int vocab_size) : path_(path) {

@@ -21,7 +21,7 @@ inline constexpr int64_t kShardHeaderBytes = kShardHeaderInts * 4;  // 1024
 // The header stores the count as int32, so one shard holds at most 2^31 - 1 tokens.
 inline constexpr int64_t kShardMaxTokens = 2147483647;
 
-// Writes `tokens` as one shard at `path`: to `path + ".tmp"`, flushed, then renamed, so a reader
+// Writes `tokens` as one shard at `path`, atomically and fsynced (atomic_file.h), so a reader
 // never sees half a shard. Throws InputError (file named) when there are more than
 // kShardMaxTokens tokens and parcae::Error when the file cannot be written.
 void write_token_shard(const std::string& path, const std::vector<uint16_t>& tokens);

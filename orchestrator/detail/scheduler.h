@@ -1,5 +1,6 @@
-// The scheduler's one decision, exposed for its tests: how an attempt ended, and what its job
-// becomes, from the exit code, the events ingested and the job's retry budgets.
+// The scheduler's one decision, exposed for its tests and shared with the Slurm backend: how an
+// attempt ended, and what its job becomes, from the exit code, the events ingested and the job's
+// retry budgets.
 //
 //   exit 0 with a done event      -> done (or diverged, as the event says)
 //   exit 0 without one           -> failed attempt (counted, retried within the budget)
@@ -15,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include "orchestrator/orchestrator.h"
 #include "results/results.h"
 
 namespace parcae::orchestrator::detail {
@@ -34,5 +36,9 @@ struct RetryBudgets {
 };
 
 results::AttemptEnd decide_attempt_end(const ExitFacts& facts, const RetryBudgets& budgets);
+
+// The options every backend reads (--retries, --preemption-retries, --poll-interval); InputError
+// naming the flag and its value when one is out of range.
+void check_shared_run_options(const RunOptions& o);
 
 }  // namespace parcae::orchestrator::detail

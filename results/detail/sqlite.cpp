@@ -49,7 +49,12 @@ void Connection::exec(const std::string& sql) const {
   if (rc != SQLITE_OK) {
     std::string message = error != nullptr ? error : sqlite3_errstr(rc);
     sqlite3_free(error);
-    throw Error("sqlite: exec: " + message + " (code " + std::to_string(rc) + ")");
+    // The statement's start names what failed without dumping a whole schema into the message.
+    std::string statement = sql.substr(0, sql.find('\n'));
+    if (statement.size() > 60)
+      statement = statement.substr(0, 60) + "...";
+    throw Error("sqlite: exec '" + statement + "': " + message + " (code " + std::to_string(rc) +
+                ")");
   }
 }
 

@@ -157,9 +157,19 @@ TinyNet make_net() {
           torch::randn({2}, grad)};
 }
 
+// Drawn once, on first use, from the global generator; the rank threads then only read them,
+// since two threads reseeding one generator would race and draw each other's batches.
 torch::Tensor batch(int rank, int micro) {
-  torch::manual_seed(100 + 10 * rank + micro);
-  return torch::randn({4, 5}, torch::kDouble);
+  static const std::vector<torch::Tensor> batches = [] {
+    std::vector<torch::Tensor> drawn;
+    for (int r = 0; r < 2; ++r)
+      for (int m = 0; m < 2; ++m) {
+        torch::manual_seed(100 + 10 * r + m);
+        drawn.push_back(torch::randn({4, 5}, torch::kDouble));
+      }
+    return drawn;
+  }();
+  return batches.at(static_cast<size_t>(2 * rank + micro));
 }
 
 #if PARCAE_WITH_GLOO
