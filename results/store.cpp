@@ -191,23 +191,23 @@ void check_identity(const Connection& db, const std::string& path, int& version,
 void use_wal(const Connection& db, const std::string& path) {
   using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
-  std::string mode;
   while (true) {
+    std::string mode;
     try {
       Statement s(db, "PRAGMA journal_mode = WAL");
       mode = s.step() ? s.get_text(0) : "";
     } catch (const Error&) {
       if (sqlite3_errcode(db.get()) != SQLITE_BUSY || Clock::now() > deadline)
         throw;
-      mode.clear();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      continue;
     }
-    if (mode == "wal")
-      return;
-    if (Clock::now() > deadline) {
-      throw Error("results: " + path + ": journal mode stayed '" + mode +
-                  "' after asking for WAL for " + std::to_string(kBusyTimeoutMs / 1000) + " s");
+    // SQLite answers with the mode it kept when it cannot switch (an in-memory database).
+    if (mode != "wal") {
+      throw InputError(
+          path, "--db", path, "cannot use write-ahead logging (journal mode '" + mode + "')");
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return;
   }
 }
 

@@ -161,6 +161,16 @@ TEST(Open, ConnectionsOpeningOneNewFileAtOnceAllSeeOneParcaeDatabase) {
   }
 }
 
+TEST(Open, ADatabaseThatCannotUseWriteAheadLoggingIsRefusedNamingIt) {
+  try {
+    Store::open(":memory:");
+    FAIL() << "an in-memory database was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.field(), "--db");
+    EXPECT_THAT(e.what(), HasSubstr("journal mode 'memory'"));
+  }
+}
+
 TEST(Lifecycle, FinishingAnAttemptTwiceIsRefused) {
   const ScratchDir dir;
   Store store = Store::open(dir.file("db.sqlite"));
