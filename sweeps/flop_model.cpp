@@ -293,14 +293,16 @@ int64_t eval_flops_per_token(const ModelConfig& c, int depth) {
   return line.c0 / 3 + (c.is_looped() ? line.c1 * depth : 0);
 }
 
-int64_t model_flops_per_token(const ModelConfig& c) {
+FlopLine model_flop_line(const ModelConfig& c) {
   const ParameterCounts p = count_parameters(c);
   const int64_t attn = attention_flops_per_layer(c);
   const int64_t d = c.d_model;
+  FlopLine line;
   if (!c.is_looped()) {
-    return 6 * (c.n_layers * block_matmul_parameters(c) + gates_in(c, 0, c.n_layers) +
-                p.embedding) +
-           3LL * c.n_layers * attn;
+    line.c0 =
+        6 * (c.n_layers * block_matmul_parameters(c) + gates_in(c, 0, c.n_layers) + p.embedding) +
+        3LL * c.n_layers * attn;
+    return line;
   }
   const int64_t outside = (c.n_prelude + c.n_coda) * block_matmul_parameters(c) +
                           gates_in(c, 0, c.n_prelude) +
@@ -309,12 +311,27 @@ int64_t model_flops_per_token(const ModelConfig& c) {
   const int64_t adapter = c.injection == Injection::kLinear ? 2 * square(d) : 0;
   const int64_t core = c.n_recurrent * block_matmul_parameters(c) +
                        gates_in(c, c.n_prelude, c.n_recurrent) + adapter;
+  line.c0 = 6 * (outside + injection_matmul + p.readout + p.embedding) +
+            3LL * (c.n_prelude + c.n_coda) * attn;
+  line.c1 = 2 * core + c.n_recurrent * attn;
+  line.c2 = 4 * core + 2 * c.n_recurrent * attn;
+  return line;
+}
+
+int64_t model_flops_per_token(const ModelConfig& c) {
+  const FlopLine line = model_flop_line(c);
   const bool fixed = c.depth_sampler == DepthSampler::kFixed;
-  const int64_t mu_rec = fixed ? 1 : c.mean_recurrence;
-  const int64_t mu_bwd = fixed ? 1 : c.mean_backward;
-  return 6 * (outside + injection_matmul + p.readout + p.embedding) + 2 * core * mu_rec +
-         4 * core * mu_bwd + 3LL * (c.n_prelude + c.n_coda) * attn + c.n_recurrent * attn * mu_rec +
-         2 * c.n_recurrent * attn * mu_bwd;
+  const int64_t mu_rec = !c.is_looped() ? 0 : fixed ? 1 : c.mean_recurrence;
+  const int64_t mu_bwd = !c.is_looped() ? 0 : fixed ? 1 : c.mean_backward;
+  return line.c0 + line.c1 * mu_rec + line.c2 * mu_bwd;
+}
+
+double model_flops_per_token_at(const ModelConfig& c,
+                                double mean_recurrence,
+                                double mean_backward) {
+  const FlopLine line = model_flop_line(c);
+  return static_cast<double>(line.c0) + static_cast<double>(line.c1) * mean_recurrence +
+         static_cast<double>(line.c2) * mean_backward;
 }
 
 double effective_parameters(const ModelConfig& c, double mean_recurrence) {

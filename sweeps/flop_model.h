@@ -118,8 +118,14 @@ double train_flops_per_token_at(const ModelConfig& config,
 int64_t eval_flops_per_token(const ModelConfig& config, int depth);
 
 // Model FLOPs for MFU (nanochat/PaLM convention: matmul weights only, head in, lookups free).
-// Never used for budgets.
+// Never used for budgets. model_flop_line() is its line in (mu_rec, mu_bwd), zero slopes for the
+// Transformer; model_flops_per_token_at() evaluates it at any mean depths, such as the loop
+// iterations a step really executed (for hardware FLOPs utilisation).
+FlopLine model_flop_line(const ModelConfig& config);
 int64_t model_flops_per_token(const ModelConfig& config);
+double model_flops_per_token_at(const ModelConfig& config,
+                                double mean_recurrence,
+                                double mean_backward);
 
 // Effective parameters of the training law, N(mu) = N_noncore + mu * N_core (parcae.md §13 #11).
 double effective_parameters(const ModelConfig& config, double mean_recurrence);

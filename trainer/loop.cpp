@@ -93,6 +93,9 @@ struct StepOutcome {
   double mean_depth = 1.0;
   double seconds = 0.0;
   double h_rms = std::numeric_limits<double>::quiet_NaN();  // of h_T, last global micro-batch
+  // Loop iterations this rank computed per row, all and graded (the plan's, unless masked).
+  double executed_depth = 0.0;
+  double executed_graded_depth = 0.0;
   bool stop = false;  // a stop was requested on some rank: every rank checkpoints and stops
 };
 
@@ -122,7 +125,9 @@ class Trainer {
     emit_start();
 
     for (; step_ < max_steps_; ++step_) {
+      profile(step_, /*before_step=*/true);
       const StepOutcome outcome = train_step(step_);
+      profile(step_, /*before_step=*/false);
       tokens_ += job_.training.batch_tokens;
       flops_ = static_cast<double>(tokens_) * static_cast<double>(flops_per_token_);
       current_step_ = step_ + 1;
@@ -184,6 +189,25 @@ class Trainer {
       *options_.progress << "parcae-train: " << line << std::endl;
   }
 
+  // Starts the profiler before step profile_first_step and writes its trace after the last
+  // profiled step, when a trace was asked for.
+  void profile(int64_t step, bool before_step) {
+    if (options_.profile_path.empty() || ranks_.rank != 0)
+      return;
+    const int64_t first = options_.profile_first_step;
+    if (before_step && step == first) {
+      profiling_ = compat::start_profiler();
+      if (!profiling_)
+        say("--profile: this build of LibTorch has no Kineto profiler; no trace written");
+    } else if (!before_step && profiling_ &&
+               (step + 1 == first + options_.profile_steps || step + 1 == max_steps_)) {
+      compat::stop_profiler(options_.profile_path);
+      profiling_ = false;
+      say("profile of steps " + std::to_string(first + 1) + "-" + std::to_string(step + 1) +
+          " written to " + options_.profile_path);
+    }
+  }
+
   // Rank 0 writes the events; the other ranks have no EventLog.
   void emit(const std::string& type, int64_t step, const nlohmann::json& fields) {
     if (events_ != nullptr)
@@ -231,6 +255,8 @@ class Trainer {
     torch::manual_seed(job_.seed);
     ModelOptions model_options;
     model_options.unconstrained_decay = job_.training.unconstrained_decay;
+    if (options_.aten_kernels)
+      model_options.kernels = KernelPath::kAten;
     model_ = LanguageModel(config, model_options);
     model_->to(device_);
     std::vector<NamedParameter> parameters;
@@ -301,6 +327,7 @@ class Trainer {
             {"core", counts.core},
             {"embedding", counts.embedding}}},
           {"flops_per_token", flops_per_token_},
+          {"model_flops_per_token", sweeps::model_flops_per_token(job_.model)},
           {"max_steps", max_steps_},
           {"train_tokens", job_.train_tokens},
           {"seed", job_.seed},
@@ -352,18 +379,20 @@ class Trainer {
       for (int64_t i = 0; i < micro_rows_; ++i)
         mine.push_back(first_row + order[static_cast<size_t>(j * micro_rows_ + i)]);
     }
-    const torch::Tensor rows = windows_->at(mine);  // (local rows, seq + 1), CPU
+    // (local rows, seq + 1), copied to the device once for the whole step, without waiting.
+    const torch::Tensor rows = compat::to_device(windows_->at(mine), device_);
     windows_->set_cursor(first_row + rows_per_step_);
 
     StepOutcome outcome;
     outcome.mean_depth = config.is_looped() ? all.mean_depth() : 1.0;
+    model_->reset_loop_work();
     // loss sum, sum of h_T^2, elements of h_T, stop requests: summed over ranks in one call.
     torch::Tensor stats =
         torch::zeros({4}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
     torch::Tensor loss_sum = stats[0];  // a view: adds land in stats
     for (int64_t l = 0; l < local_micro_; ++l) {
       const int64_t j = l * world + rank;
-      const torch::Tensor batch = rows.narrow(0, l * micro_rows_, micro_rows_).to(device_);
+      const torch::Tensor batch = rows.narrow(0, l * micro_rows_, micro_rows_);
       const torch::Tensor inputs = batch.narrow(1, 0, seq_);
       const torch::Tensor targets = batch.narrow(1, 1, seq_);
       torch::Tensor h0;
@@ -372,13 +401,12 @@ class Trainer {
             device_, step_stream_seed(job_.seed, Stream::kInitialState, step, j));
         h0 = model_->sample_initial_state(micro_rows_, seq_, generator);
       }
-      ModelOutput output;
+      ModelLoss output;
       {
         compat::AutocastGuard autocast(device_.type(), torch::kBFloat16, autocast_);
-        output = model_->forward(inputs, plans[static_cast<size_t>(j)], h0);
+        output = model_->loss(inputs, targets, plans[static_cast<size_t>(j)], h0);
       }
-      const torch::Tensor loss = torch::nn::functional::cross_entropy(
-          output.logits.reshape({-1, output.logits.size(-1)}), targets.reshape({-1}));
+      const torch::Tensor& loss = output.loss;
       if (reducer_ != nullptr && l + 1 == local_micro_)
         reducer_->arm();
       (loss / static_cast<double>(global_micro_)).backward();
@@ -391,6 +419,13 @@ class Trainer {
     }
     if (reducer_ != nullptr)
       reducer_->finish();
+    const LanguageModelImpl::LoopWork work = model_->loop_work();
+    if (work.rows > 0) {
+      outcome.executed_depth =
+          static_cast<double>(work.iterations) / static_cast<double>(work.rows);
+      outcome.executed_graded_depth =
+          static_cast<double>(work.graded_iterations) / static_cast<double>(work.rows);
+    }
     if (options_.stop_requested != nullptr && options_.stop_requested->load())
       stats[3].fill_(1.0);
     communicator_->all_reduce_sum(stats);
@@ -438,6 +473,11 @@ class Trainer {
       if (std::isfinite(outcome.h_rms))
         fields["h_rms"] = outcome.h_rms;
     }
+    if (job_.model.is_looped()) {
+      fields["executed_depth"] = outcome.executed_depth;
+      fields["executed_model_flops_per_token"] = sweeps::model_flops_per_token_at(
+          job_.model, outcome.executed_depth, outcome.executed_graded_depth);
+    }
     emit("step", number, fields);
     const int64_t every = std::max<int64_t>(1, max_steps_ / 100);
     if (number == 1 || number % every == 0 || number == max_steps_ ||
@@ -475,7 +515,7 @@ class Trainer {
       for (int64_t first = index * micro_rows_; first < rows;
            first += micro_rows_ * ranks_.world_size, index += ranks_.world_size) {
         const int64_t n = std::min<int64_t>(micro_rows_, rows - first);
-        const torch::Tensor batch = validation_.narrow(0, first, n).to(device_);
+        const torch::Tensor batch = compat::to_device(validation_.narrow(0, first, n), device_);
         torch::Tensor h0;
         if (config.is_looped()) {
           at::Generator generator =
@@ -485,17 +525,16 @@ class Trainer {
                                                   static_cast<uint64_t>(index)}));
           h0 = model_->sample_initial_state(n, seq_, generator);
         }
-        ModelOutput output;
+        ModelLoss output;
         {
           compat::AutocastGuard autocast(device_.type(), torch::kBFloat16, autocast_);
-          output = model_->forward(
-              batch.narrow(1, 0, seq_), DepthPlan::uniform(static_cast<int>(n), depth, 0), h0);
+          output = model_->loss(batch.narrow(1, 0, seq_),
+                                batch.narrow(1, 1, seq_),
+                                DepthPlan::uniform(static_cast<int>(n), depth, 0),
+                                h0,
+                                LossReduction::kSum);
         }
-        total += torch::nn::functional::cross_entropy(
-                     output.logits.reshape({-1, output.logits.size(-1)}),
-                     batch.narrow(1, 1, seq_).reshape({-1}),
-                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                     .to(torch::kDouble);
+        total += output.loss.to(torch::kDouble);
       }
       communicator_->all_reduce_sum(total);
       const double loss = total.item<double>() / static_cast<double>(rows * seq_);
@@ -560,6 +599,7 @@ class Trainer {
   double loss_train_ = std::numeric_limits<double>::quiet_NaN();
   double previous_wall_time_s_ = 0.0;
   bool resumed_ = false;
+  bool profiling_ = false;
 };
 
 std::string error_message(const std::exception& e) {

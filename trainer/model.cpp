@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <utility>
+#include <vector>
 
 #include "trainer/torch_compat.h"
 
@@ -17,16 +20,6 @@ torch::Dtype compute_dtype(const torch::Tensor& x) {
 
 torch::nn::Linear linear(int64_t in, int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-}
-
-// Rotates adjacent pairs (2i, 2i+1) of the last dim. x: (batch, seq, heads, hd).
-torch::Tensor apply_rotary(const torch::Tensor& x, const RotaryTable& rope) {
-  const auto b = x.size(0), s = x.size(1), h = x.size(2), hd = x.size(3);
-  const torch::Tensor pairs = x.reshape({b, s, h, hd / 2, 2});
-  const torch::Tensor x0 = pairs.select(-1, 0), x1 = pairs.select(-1, 1);
-  const torch::Tensor cos = rope.cos.view({1, s, 1, hd / 2});
-  const torch::Tensor sin = rope.sin.view({1, s, 1, hd / 2});
-  return torch::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1).reshape({b, s, h, hd});
 }
 
 // Samples TruncNormal(0, sigma^2) cut at +-3 sigma by inverting the normal CDF on a uniform
@@ -57,27 +50,14 @@ void init_orthogonal(torch::Tensor& weight, double sigma) {
 
 }  // namespace
 
-RotaryTable make_rotary_table(
-    int64_t seq, int64_t head_dim, double theta, torch::Device device, torch::Dtype dtype) {
-  const auto options = torch::TensorOptions().dtype(torch::kDouble);
-  const torch::Tensor i = torch::arange(head_dim / 2, options);
-  const torch::Tensor inverse_frequency =
-      torch::pow(theta, -2.0 * i / static_cast<double>(head_dim));
-  const torch::Tensor angles = torch::outer(torch::arange(seq, options), inverse_frequency);
-  return {angles.cos().to(device, dtype), angles.sin().to(device, dtype)};
-}
-
-torch::Tensor rms_normalize(const torch::Tensor& x, double eps) {
-  const torch::Tensor wide = x.to(compute_dtype(x));
-  return (wide * torch::rsqrt(wide.pow(2).mean(-1, /*keepdim=*/true) + eps)).to(x.scalar_type());
-}
-
 RMSNormImpl::RMSNormImpl(int64_t dim) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  return rms_normalize(x, kNormEps) * weight.to(x.scalar_type());
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x,
+                                   torch::Dtype out_dtype,
+                                   KernelPath path) {
+  return rms_norm(x, weight, kNormEps, out_dtype, path);
 }
 
 AttentionImpl::AttentionImpl(const sweeps::ModelConfig& config, bool gated)
@@ -93,25 +73,24 @@ AttentionImpl::AttentionImpl(const sweeps::ModelConfig& config, bool gated)
     value_gate = register_module("value_gate", linear(gate_channels_, n_heads_));
 }
 
+torch::Tensor AttentionImpl::qkv_weight() {
+  return torch::cat({query->weight, key->weight, value->weight}, 0);
+}
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& z,
                                      const torch::Tensor& value_embedding,
-                                     const RotaryTable& rope) {
+                                     const torch::Tensor& qkv_weight,
+                                     const RotaryTable& rope,
+                                     KernelPath path) {
   const int64_t b = z.size(0), s = z.size(1);
-  torch::Tensor q = query(z).view({b, s, n_heads_, head_dim_});
-  torch::Tensor k = key(z).view({b, s, n_heads_, head_dim_});
-  torch::Tensor v = value(z).view({b, s, n_heads_, head_dim_});
-  if (value_gate) {
-    const torch::Tensor gate =
-        2.0 * torch::sigmoid(value_gate(z.narrow(-1, 0, gate_channels_)));  // (b, s, H)
-    const torch::Tensor added =
-        gate.unsqueeze(-1) * value_embedding.view({b, s, n_heads_, head_dim_});
-    v = v + added.to(v.scalar_type());
-  }
-  // RoPE, then QK-norm, both in fp32; cast to v's dtype (bf16 under autocast) for attention.
-  q = rms_normalize(apply_rotary(q.to(compute_dtype(q)), rope), kQkNormEps).to(v.scalar_type());
-  k = rms_normalize(apply_rotary(k.to(compute_dtype(k)), rope), kQkNormEps).to(v.scalar_type());
+  const torch::Tensor qkv = torch::nn::functional::linear(z, qkv_weight);  // (b, s, 3 H hd)
+  torch::Tensor gate_logits;                                               // (b, s, H)
+  if (value_gate)
+    gate_logits = value_gate(z.narrow(-1, 0, gate_channels_));
+  const AttentionInputs in = attention_inputs(
+      qkv, gate_logits, value_embedding, rope, n_heads_, head_dim_, kQkNormEps, path);
   const torch::Tensor y = compat::causal_attention(
-      q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));  // (b, H, s, hd)
+      in.q.transpose(1, 2), in.k.transpose(1, 2), in.v.transpose(1, 2));  // (b, H, s, hd)
   return output(y.transpose(1, 2).reshape({b, s, n_heads_ * head_dim_}));
 }
 
@@ -120,8 +99,8 @@ MlpImpl::MlpImpl(const sweeps::ModelConfig& config) {
   down = register_module("down", linear(config.d_ff, config.d_model));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return down(0.5 * torch::relu(up(x)).square());
+torch::Tensor MlpImpl::forward(const torch::Tensor& x, KernelPath path) {
+  return down(relu_squared_half(up(x), path));
 }
 
 BlockImpl::BlockImpl(const sweeps::ModelConfig& config, bool has_value_embedding) {
@@ -139,9 +118,17 @@ BlockImpl::BlockImpl(const sweeps::ModelConfig& config, bool has_value_embedding
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x,
                                  const torch::Tensor& value_embedding_rows,
-                                 const RotaryTable& rope) {
-  const torch::Tensor h = x + attention(attention_norm(x), value_embedding_rows, rope);
-  return h + mlp(mlp_norm(h));
+                                 const torch::Tensor& qkv_weight,
+                                 const RotaryTable& rope,
+                                 KernelPath path) {
+  // The norms feed only matrix products, so they return what those would cast them to.
+  const torch::Tensor z = attention_norm(x, matmul_dtype(x), path);
+  const torch::Tensor h = x + attention(z,
+                                        value_embedding_rows,
+                                        qkv_weight.defined() ? qkv_weight : attention->qkv_weight(),
+                                        rope,
+                                        path);
+  return h + mlp(mlp_norm(h, matmul_dtype(h), path), path);
 }
 
 torch::Tensor BlockImpl::lookup_value_embedding(const torch::Tensor& ids) {
@@ -213,7 +200,7 @@ torch::Tensor LoopInjectionImpl::log_decay() {
 }
 
 LanguageModelImpl::LanguageModelImpl(const sweeps::ModelConfig& config, const ModelOptions& options)
-    : config_(config) {
+    : config_(config), kernels_(options.kernels) {
   TORCH_CHECK(config.validate().empty(), "invalid model config ", config.name);
   embedding = register_module("embedding", torch::nn::Embedding(config.vocab_size, config.d_model));
   auto add_stage = [&](const std::string& name, int first, int count, std::vector<Block>& out) {
@@ -291,69 +278,164 @@ void LanguageModelImpl::initialize() {
     init_orthogonal(readout->weight, sigma);
 }
 
-torch::Tensor LanguageModelImpl::head(const torch::Tensor& y) {
-  const torch::Tensor normed = final_norm(y);
-  const torch::Tensor logits = torch::nn::functional::linear(normed, embedding->weight);
-  return logits.to(compute_dtype(embedding->weight));
+KernelPath LanguageModelImpl::kernel_path() const {
+  return kernels_.value_or(device().is_cuda() ? KernelPath::kFused : KernelPath::kAten);
+}
+
+const RotaryTable& LanguageModelImpl::rotary_table(int64_t seq,
+                                                   torch::Device device,
+                                                   torch::Dtype dtype) {
+  const auto key = std::make_tuple(seq, device.str(), static_cast<int>(dtype));
+  auto found = rotary_tables_.find(key);
+  if (found == rotary_tables_.end()) {
+    found =
+        rotary_tables_
+            .emplace(key,
+                     make_rotary_table(seq, config_.head_dim, config_.rope_theta, device, dtype))
+            .first;
+  }
+  return found->second;
+}
+
+torch::Tensor LanguageModelImpl::final_features(const torch::Tensor& y) {
+  return final_norm(y, matmul_dtype(y), kernel_path());
 }
 
 ModelOutput LanguageModelImpl::forward(const torch::Tensor& ids,
                                        const DepthPlan& plan,
                                        const torch::Tensor& initial_state) {
+  const ModelFeatures out = features(ids, plan, initial_state);
+  const torch::Tensor logits = torch::nn::functional::linear(out.features, embedding->weight);
+  return {logits.to(compute_dtype(embedding->weight)), out.state};
+}
+
+ModelLoss LanguageModelImpl::loss(const torch::Tensor& ids,
+                                  const torch::Tensor& targets,
+                                  const DepthPlan& plan,
+                                  const torch::Tensor& initial_state,
+                                  LossReduction reduction) {
+  const ModelFeatures out = features(ids, plan, initial_state);
+  return {
+      tied_head_cross_entropy(out.features, embedding->weight, targets, reduction, kernel_path()),
+      out.state};
+}
+
+ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
+                                          const DepthPlan& plan,
+                                          const torch::Tensor& initial_state) {
   const int64_t b = ids.size(0), seq = ids.size(1);
-  const RotaryTable rope = make_rotary_table(
-      seq, config_.head_dim, config_.rope_theta, ids.device(), compute_dtype(embedding->weight));
-  torch::Tensor x = embedding(ids);  // (b, seq, d)
+  const KernelPath path = kernel_path();
+  const RotaryTable& rope = rotary_table(seq, ids.device(), compute_dtype(embedding->weight));
   if (!config_.is_looped()) {
+    torch::Tensor x = embedding(ids);  // (b, seq, d)
     for (auto& block : blocks)
-      x = block(x, block->lookup_value_embedding(ids), rope);
-    return {head(x), torch::Tensor()};
+      x = block(x, block->lookup_value_embedding(ids), torch::Tensor(), rope, path);
+    return {final_features(x), torch::Tensor()};
   }
-  TORCH_CHECK(plan.rows() == b, "depth plan has ", plan.rows(), " rows, batch has ", b);
+  TORCH_CHECK(plan.rows() == b && b > 0, "depth plan has ", plan.rows(), " rows, batch has ", b);
   TORCH_CHECK(initial_state.defined() && initial_state.size(0) == b && initial_state.size(1) == seq,
               "initial state must be (batch, seq, d)");
+
+  // Rows in order of decreasing (n_i, k_i), so that the rows still looping at any no-grad
+  // iteration are a prefix of the batch. The sampler's plans (k_i = min(T_i, mu_bwd),
+  // n_i = T_i - k_i) then have k_i decreasing too, and the graded iterations run prefixes as well;
+  // for other plans they mask (run_phase).
+  std::vector<int64_t> order(static_cast<size_t>(b));
+  std::iota(order.begin(), order.end(), 0);
+  auto key = [&](int64_t i) {
+    return std::make_pair(plan.no_grad[static_cast<size_t>(i)],
+                          plan.graded[static_cast<size_t>(i)]);
+  };
+  std::stable_sort(
+      order.begin(), order.end(), [&](int64_t i, int64_t j) { return key(i) > key(j); });
+  const bool reordered = !std::is_sorted(order.begin(), order.end());
+  std::vector<int> no_grad(static_cast<size_t>(b)), graded(static_cast<size_t>(b));
+  for (size_t r = 0; r < order.size(); ++r) {
+    no_grad[r] = plan.no_grad[static_cast<size_t>(order[r])];
+    graded[r] = plan.graded[static_cast<size_t>(order[r])];
+  }
+  torch::Tensor sorted_ids = ids, h = initial_state, restore;
+  if (reordered) {
+    std::vector<int64_t> inverse(order.size());
+    for (size_t r = 0; r < order.size(); ++r)
+      inverse[static_cast<size_t>(order[r])] = static_cast<int64_t>(r);
+    const torch::Tensor forward_order = compat::to_device(torch::tensor(order), ids.device());
+    restore = compat::to_device(torch::tensor(inverse), ids.device());
+    sorted_ids = ids.index_select(0, forward_order);
+    h = initial_state.index_select(0, forward_order);
+  }
+
+  torch::Tensor x = embedding(sorted_ids);  // (b, seq, d)
   for (auto& block : prelude)
-    x = block(x, block->lookup_value_embedding(ids), rope);
-  const torch::Tensor e = prelude_norm ? prelude_norm(x) : x;
+    x = block(x, block->lookup_value_embedding(sorted_ids), torch::Tensor(), rope, path);
+  const torch::Tensor e = prelude_norm ? prelude_norm(x, x.scalar_type(), path) : x;
 
   // Looked up once: a core layer's VE is the same on every loop and keeps its graph, so the
-  // graded loops send gradient into the tables (parcae.md §6).
-  std::vector<torch::Tensor> core_values;
-  for (auto& block : core)
-    core_values.push_back(block->lookup_value_embedding(ids));
+  // graded loops send gradient into the tables (parcae.md §6). The stacked qkv weights likewise.
+  std::vector<torch::Tensor> core_values, core_qkv;
+  for (auto& block : core) {
+    core_values.push_back(block->lookup_value_embedding(sorted_ids));
+    core_qkv.push_back(block->attention->qkv_weight());
+  }
   const LoopInjectionImpl::Constants constants = injection->constants(e);
-  auto recur = [&](const torch::Tensor& h) {
-    torch::Tensor u = injection->apply(h, constants);
+  auto first_rows = [](const torch::Tensor& t, int64_t rows) {
+    return t.defined() && t.dim() == 3 && rows < t.size(0) ? t.narrow(0, 0, rows) : t;
+  };
+  // One pass of the core over the first `rows` rows.
+  auto recur = [&](const torch::Tensor& state, int64_t rows) {
+    const LoopInjectionImpl::Constants part{constants.decay, first_rows(constants.input, rows)};
+    torch::Tensor u = injection->apply(state, part);
     for (size_t j = 0; j < core.size(); ++j)
-      u = core[j](u, core_values[j], rope);
+      u = core[j](u, first_rows(core_values[j], rows), core_qkv[j], rope, path);
     return u;
   };
-  // Row i advances while s < its count; a finished row keeps its state (parcae.md §6).
-  auto run_phase = [&](torch::Tensor h, const std::vector<int>& counts, int steps) {
-    const torch::Tensor count_rows =
-        torch::tensor(std::vector<int64_t>(counts.begin(), counts.end()), torch::kLong)
-            .to(ids.device())
-            .view({b, 1, 1});
-    for (int s = 0; s < steps; ++s) {
-      const torch::Tensor next = recur(h);
-      const bool all_active =
-          std::all_of(counts.begin(), counts.end(), [s](int count) { return count > s; });
-      h = all_active ? next : torch::where(count_rows > s, next, h);
-    }
-    return h;
-  };
-  torch::Tensor h = initial_state;
-  if (plan.max_no_grad() > 0) {
-    torch::NoGradGuard no_grad;
-    h = run_phase(h, plan.no_grad, plan.max_no_grad());
+  // Row i advances while s < counts[i]; a finished row keeps its state (parcae.md §6). With
+  // counts non-increasing only the looping prefix is computed; otherwise every row is, and the
+  // finished ones are masked back to their state.
+  auto run_phase =
+      [&](torch::Tensor state, const std::vector<int>& counts, int steps, bool graded_phase) {
+        const bool prefix = std::is_sorted(counts.rbegin(), counts.rend());
+        torch::Tensor count_rows;
+        if (!prefix) {
+          count_rows = compat::to_device(
+              torch::tensor(std::vector<int64_t>(counts.begin(), counts.end())).view({b, 1, 1}),
+              ids.device());
+        }
+        for (int s = 0; s < steps; ++s) {
+          const auto active = static_cast<int64_t>(
+              std::count_if(counts.begin(), counts.end(), [s](int count) { return count > s; }));
+          const int64_t computed = prefix ? active : b;
+          loop_work_.iterations += computed;
+          if (graded_phase)
+            loop_work_.graded_iterations += computed;
+          if (active == b) {
+            state = recur(state, b);
+          } else if (prefix) {
+            state = torch::cat(
+                {recur(state.narrow(0, 0, active), active), state.narrow(0, active, b - active)},
+                0);
+          } else {
+            state = torch::where(count_rows > s, recur(state, b), state);
+          }
+        }
+        return state;
+      };
+  const int max_no_grad = *std::max_element(no_grad.begin(), no_grad.end());
+  const int max_graded = *std::max_element(graded.begin(), graded.end());
+  if (max_no_grad > 0) {
+    torch::NoGradGuard no_grad_guard;
+    h = run_phase(h, no_grad, max_no_grad, /*graded_phase=*/false);
   }
   compat::clear_autocast_cache();
-  h = run_phase(h, plan.graded, plan.max_graded());
+  h = run_phase(h, graded, max_graded, /*graded_phase=*/true);
+  loop_work_.rows += b;
+  if (reordered)
+    h = h.index_select(0, restore);
 
   torch::Tensor y = readout(h);
   for (auto& block : coda)
-    y = block(y, block->lookup_value_embedding(ids), rope);
-  return {head(y), h};
+    y = block(y, block->lookup_value_embedding(ids), torch::Tensor(), rope, path);
+  return {final_features(y), h};
 }
 
 torch::Tensor LanguageModelImpl::sample_initial_state(int64_t rows,

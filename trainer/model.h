@@ -9,12 +9,16 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "sweeps/flop_model.h"
+#include "trainer/fused_ops.h"
 #include "trainer/sampling.h"
 
 namespace parcae::trainer {
@@ -28,39 +32,37 @@ struct ModelOptions {
   bool unconstrained_decay = false;
   // Apply §4's initialisation. Off only where values do not matter (counting parameters).
   bool initialize = true;
+  // The implementation of the memory-bound operations (fused_ops.h); unset: fused on a GPU,
+  // the ATen composition on the CPU.
+  std::optional<KernelPath> kernels;
 };
 
-// cos and sin of RoPE angles pos * theta^(-2i/hd), i < hd/2, pos < seq: (seq, hd/2) each, in
-// `dtype` (fp32 in training, fp64 in double-precision tests).
-struct RotaryTable {
-  torch::Tensor cos;
-  torch::Tensor sin;
-};
-RotaryTable make_rotary_table(
-    int64_t seq, int64_t head_dim, double theta, torch::Device device, torch::Dtype dtype);
-
-// x * rsqrt(mean(x^2, last dim) + eps), computed in fp32 (fp64 for fp64 input), returned in
-// x's dtype. No weight.
-torch::Tensor rms_normalize(const torch::Tensor& x, double eps);
-
-// RMSNorm with a learned weight (init 1): rms_normalize(x) * w (parcae.md §3).
+// RMSNorm with a learned weight (init 1): rms_normalize(x) * w (parcae.md §3), returned in
+// `out_dtype`.
 class RMSNormImpl : public torch::nn::Module {
  public:
   explicit RMSNormImpl(int64_t dim);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x, torch::Dtype out_dtype, KernelPath path);
   torch::Tensor weight;
 };
 TORCH_MODULE(RMSNorm);
 
 // Multi-head causal attention with RoPE then parameter-free QK-norm, and the optional value
-// embedding gate g = 2 sigmoid(z[..., :32] W_g^T) (parcae.md §3).
+// embedding gate g = 2 sigmoid(z[..., :32] W_g^T) (parcae.md §3). q, k and v come from one
+// matrix product with [Wq; Wk; Wv] stacked (qkv_weight()), which a looped model stacks once per
+// forward and reuses on every loop.
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(const sweeps::ModelConfig& config, bool gated);
-  // z: (batch, seq, d) the normed block input; value_embedding: (batch, seq, H*hd) or undefined.
+  // [Wq; Wk; Wv], (3 H hd, d), differentiable.
+  torch::Tensor qkv_weight();
+  // z: (batch, seq, d) the normed block input; value_embedding: (batch, seq, H*hd) or undefined;
+  // qkv_weight: this layer's qkv_weight().
   torch::Tensor forward(const torch::Tensor& z,
                         const torch::Tensor& value_embedding,
-                        const RotaryTable& rope);
+                        const torch::Tensor& qkv_weight,
+                        const RotaryTable& rope,
+                        KernelPath path);
 
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, output{nullptr};
   torch::nn::Linear value_gate{nullptr};  // W_g, (H, 32); null in layers without a VE
@@ -76,7 +78,7 @@ TORCH_MODULE(Attention);
 class MlpImpl : public torch::nn::Module {
  public:
   explicit MlpImpl(const sweeps::ModelConfig& config);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x, KernelPath path);
   torch::nn::Linear up{nullptr}, down{nullptr};
 };
 TORCH_MODULE(Mlp);
@@ -87,9 +89,12 @@ TORCH_MODULE(Mlp);
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const sweeps::ModelConfig& config, bool has_value_embedding);
+  // qkv_weight: attention->qkv_weight(), or undefined to stack it here.
   torch::Tensor forward(const torch::Tensor& x,
                         const torch::Tensor& value_embedding,
-                        const RotaryTable& rope);
+                        const torch::Tensor& qkv_weight,
+                        const RotaryTable& rope,
+                        KernelPath path);
   // VE[ids], (batch, seq, H*hd); undefined when this block has no table.
   torch::Tensor lookup_value_embedding(const torch::Tensor& ids);
 
@@ -140,6 +145,17 @@ struct ModelOutput {
   torch::Tensor state;   // h_T, (batch, seq, d); undefined for the Transformer
 };
 
+// The final-normed features the tied head reads, and h_T.
+struct ModelFeatures {
+  torch::Tensor features;  // (batch, seq, d), in the matrix-product dtype (bf16 under autocast)
+  torch::Tensor state;     // h_T, (batch, seq, d); undefined for the Transformer
+};
+
+struct ModelLoss {
+  torch::Tensor loss;   // 0-dim fp32 (fp64 for a fp64 model): mean or sum over every token
+  torch::Tensor state;  // h_T; undefined for the Transformer
+};
+
 class LanguageModelImpl : public torch::nn::Module {
  public:
   explicit LanguageModelImpl(const sweeps::ModelConfig& config, const ModelOptions& options = {});
@@ -149,9 +165,36 @@ class LanguageModelImpl : public torch::nn::Module {
   // sample_initial_state). The no-grad iterations run under NoGradGuard, then the autocast
   // cache is cleared, then the graded iterations run with autograd (parcae.md §6 batched
   // execution: a row whose iterations are done keeps its state). The Transformer ignores both.
+  //
+  // Each iteration runs only the rows that still loop: the rows are put in order of decreasing
+  // depth (and back afterwards), so that those rows are a prefix of the batch, and the others
+  // keep their state without being computed.
   ModelOutput forward(const torch::Tensor& ids,
                       const DepthPlan& plan,
                       const torch::Tensor& initial_state);
+  // The same forward up to the final norm, without the logits.
+  ModelFeatures features(const torch::Tensor& ids,
+                         const DepthPlan& plan,
+                         const torch::Tensor& initial_state);
+  // Cross-entropy of the next-token predictions against targets (batch, seq), through
+  // tied_head_cross_entropy: the fused path never holds the fp32 logits.
+  ModelLoss loss(const torch::Tensor& ids,
+                 const torch::Tensor& targets,
+                 const DepthPlan& plan,
+                 const torch::Tensor& initial_state,
+                 LossReduction reduction = LossReduction::kMean);
+  // The kernel path this model uses on its current device.
+  KernelPath kernel_path() const;
+
+  // Loop iterations computed by forwards since reset_loop_work(), summed over rows: the work the
+  // hardware did, beside the plan's depths (rows masked back to their state count as computed).
+  struct LoopWork {
+    int64_t rows = 0;
+    int64_t iterations = 0;         // no-grad and graded
+    int64_t graded_iterations = 0;  // graded only
+  };
+  LoopWork loop_work() const { return loop_work_; }
+  void reset_loop_work() { loop_work_ = {}; }
 
   // h0 ~ TruncNormal(0, sigma0^2, cut at +-3 sigma0), sigma0 = sqrt(2/(5d)), (rows, seq, d),
   // drawn from `generator` (which must live on the model's device).
@@ -172,9 +215,15 @@ class LanguageModelImpl : public torch::nn::Module {
 
  private:
   void initialize();
-  torch::Tensor head(const torch::Tensor& y);
+  torch::Tensor final_features(const torch::Tensor& y);
+  const RotaryTable& rotary_table(int64_t seq, torch::Device device, torch::Dtype dtype);
 
   sweeps::ModelConfig config_;
+  std::optional<KernelPath> kernels_;
+  LoopWork loop_work_;
+  // RoPE tables by (seq, device, dtype), made once: a table made anew would be copied from the
+  // host on every forward, and such a copy waits for the GPU to finish its queued work.
+  std::map<std::tuple<int64_t, std::string, int>, RotaryTable> rotary_tables_;
 };
 TORCH_MODULE(LanguageModel);
 

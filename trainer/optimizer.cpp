@@ -3,8 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <utility>
 
 #include "trainer/model.h"
+#include "trainer/torch_compat.h"
 
 namespace parcae::trainer {
 
@@ -30,17 +33,19 @@ double Schedule::muon_weight_decay(double base, int64_t step) const {
 }
 
 torch::Tensor polar_express(const torch::Tensor& g, torch::Dtype dtype, int iterations) {
-  TORCH_CHECK(g.dim() == 2, "polar_express needs a matrix");
+  TORCH_CHECK(g.dim() == 2 || g.dim() == 3, "polar_express needs a matrix or a stack of them");
+  if (g.dim() == 2)
+    return polar_express(g.unsqueeze(0), dtype, iterations).squeeze(0);
   torch::Tensor x = g.to(dtype);
-  x = x / (x.norm() * 1.02 + 1e-6);
-  const bool tall = x.size(0) > x.size(1);
+  x = x / (at::linalg_vector_norm(x, 2, {1, 2}, /*keepdim=*/true) * 1.02 + 1e-6);
+  const bool tall = x.size(1) > x.size(2);
   for (int i = 0; i < iterations; ++i) {
     const auto& [a, b, c] = kPolarExpressCoefficients[static_cast<size_t>(i)];
     if (tall) {
-      const torch::Tensor gram = torch::matmul(x.t(), x);
+      const torch::Tensor gram = torch::matmul(x.transpose(1, 2), x);
       x = a * x + torch::matmul(x, b * gram + c * torch::matmul(gram, gram));
     } else {
-      const torch::Tensor gram = torch::matmul(x, x.t());
+      const torch::Tensor gram = torch::matmul(x, x.transpose(1, 2));
       x = a * x + torch::matmul(b * gram + c * torch::matmul(gram, gram), x);
     }
   }
@@ -48,21 +53,20 @@ torch::Tensor polar_express(const torch::Tensor& g, torch::Dtype dtype, int iter
 }
 
 double clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
-  std::vector<torch::Tensor> squares;
+  std::vector<torch::Tensor> grads;
   for (const auto& p : parameters) {
     if (p.grad().defined())
-      squares.push_back(p.grad().to(torch::kFloat).square().sum());
+      grads.push_back(p.grad());
   }
-  if (squares.empty())
+  if (grads.empty())
     return 0.0;
-  const double norm = torch::stack(squares).sum().sqrt().item<double>();
+  // One multi-tensor launch for the norms, one reduction, one read back to the host.
+  const std::vector<torch::Tensor> norms = at::_foreach_norm(grads, 2);
+  const double norm =
+      at::linalg_vector_norm(torch::stack(norms).to(torch::kFloat), 2).item<double>();
   if (std::isfinite(norm) && max_norm > 0 && norm > max_norm) {
-    const double scale = max_norm / (norm + 1e-6);
     torch::NoGradGuard no_grad;
-    for (const auto& p : parameters) {
-      if (p.grad().defined())
-        p.grad().mul_(scale);
-    }
+    at::_foreach_mul_(grads, max_norm / (norm + 1e-6));
   }
   return norm;
 }
@@ -78,15 +82,33 @@ MuonAdamW::MuonAdamW(const std::vector<NamedParameter>& parameters,
   for (const auto& p : parameters) {
     if (is_muon_parameter(p.name, p.tensor)) {
       muon_.push_back(p);
-      const bool reduce_columns = p.tensor.size(0) >= p.tensor.size(1);
-      muon_state_.push_back(
-          {torch::zeros_like(p.tensor),
-           torch::zeros(reduce_columns ? std::vector<int64_t>{p.tensor.size(0), 1}
-                                       : std::vector<int64_t>{1, p.tensor.size(1)},
-                        p.tensor.options())});
     } else {
       adamw_.push_back(p);
       adam_state_.push_back({torch::zeros_like(p.tensor), torch::zeros_like(p.tensor)});
+    }
+  }
+  // Same-shape matrices share one stacked state, so that one batched update serves them all.
+  std::map<std::vector<int64_t>, size_t> group_of_shape;
+  for (size_t i = 0; i < muon_.size(); ++i) {
+    const std::vector<int64_t> shape = muon_[i].tensor.sizes().vec();
+    const auto [found, added] = group_of_shape.emplace(shape, muon_groups_.size());
+    if (added)
+      muon_groups_.emplace_back();
+    muon_groups_[found->second].members.push_back(i);
+  }
+  muon_state_.resize(muon_.size());
+  for (MuonGroup& group : muon_groups_) {
+    const torch::Tensor& first = muon_[group.members.front()].tensor;
+    const int64_t n = static_cast<int64_t>(group.members.size());
+    const int64_t rows = first.size(0), cols = first.size(1);
+    group.momentum = torch::zeros({n, rows, cols}, first.options());
+    group.second_moment = torch::zeros(
+        rows >= cols ? std::vector<int64_t>{n, rows, 1} : std::vector<int64_t>{n, 1, cols},
+        first.options());
+    for (int64_t k = 0; k < n; ++k) {
+      MuonState& state = muon_state_[group.members[static_cast<size_t>(k)]];
+      state.momentum = group.momentum.select(0, k);
+      state.second_moment = group.second_moment.select(0, k);
     }
   }
 }
@@ -102,49 +124,90 @@ StepHyperparameters MuonAdamW::hyperparameters(int64_t step) const {
 void MuonAdamW::step(int64_t step) {
   torch::NoGradGuard no_grad;
   const StepHyperparameters hp = hyperparameters(step);
+  adamw_step(hp);
+  for (const MuonGroup& group : muon_groups_)
+    muon_step(hp, group);
+}
 
+void MuonAdamW::adamw_step(const StepHyperparameters& hp) {
   ++adamw_steps_;
   const double beta1 = config_.adamw_beta1, beta2 = config_.adamw_beta2;
+  std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
+  for (size_t i = 0; i < adamw_.size(); ++i) {
+    if (!adamw_[i].tensor.grad().defined())
+      continue;
+    params.push_back(adamw_[i].tensor);
+    grads.push_back(adamw_[i].tensor.grad());
+    exp_avgs.push_back(adam_state_[i].m);
+    exp_avg_sqs.push_back(adam_state_[i].v);
+  }
+  if (params.empty())
+    return;
+  // Every tensor is at the same step t: one fill, and a 0-dim view of it for each.
+  const torch::Tensor steps = torch::full({static_cast<int64_t>(params.size())},
+                                          static_cast<double>(adamw_steps_),
+                                          params.front().options().dtype(torch::kFloat));
+  if (compat::fused_adamw(params,
+                          grads,
+                          exp_avgs,
+                          exp_avg_sqs,
+                          steps.unbind(0),
+                          hp.lr_adamw,
+                          beta1,
+                          beta2,
+                          config_.adamw_weight_decay,
+                          config_.adamw_eps)) {
+    return;
+  }
   const double correction1 = 1.0 - std::pow(beta1, static_cast<double>(adamw_steps_));
   const double correction2 = 1.0 - std::pow(beta2, static_cast<double>(adamw_steps_));
-  for (size_t i = 0; i < adamw_.size(); ++i) {
-    torch::Tensor& p = adamw_[i].tensor;
-    if (!p.grad().defined())
-      continue;
-    const torch::Tensor g = p.grad().to(p.scalar_type());
-    AdamState& s = adam_state_[i];
+  for (size_t i = 0; i < params.size(); ++i) {
+    torch::Tensor& p = params[i];
+    const torch::Tensor g = grads[i].to(p.scalar_type());
     if (config_.adamw_weight_decay != 0.0)
       p.mul_(1.0 - hp.lr_adamw * config_.adamw_weight_decay);
-    s.m.lerp_(g, 1.0 - beta1);
-    s.v.lerp_(g.square(), 1.0 - beta2);
-    p.add_((s.m / correction1) / ((s.v / correction2).sqrt() + config_.adamw_eps), -hp.lr_adamw);
+    exp_avgs[i].lerp_(g, 1.0 - beta1);
+    exp_avg_sqs[i].lerp_(g.square(), 1.0 - beta2);
+    p.add_(
+        (exp_avgs[i] / correction1) / ((exp_avg_sqs[i] / correction2).sqrt() + config_.adamw_eps),
+        -hp.lr_adamw);
   }
+}
 
-  for (size_t i = 0; i < muon_.size(); ++i) {
-    torch::Tensor& p = muon_[i].tensor;
-    if (!p.grad().defined())
-      continue;
-    MuonState& s = muon_state_[i];
-    const torch::Tensor g = p.grad().to(p.scalar_type());
-    // 1. Nesterov momentum: m <- lerp(m, g, 1 - mu); update direction lerp(g, m, mu).
-    s.momentum.lerp_(g, 1.0 - hp.muon_momentum);
-    const torch::Tensor nesterov = g.lerp(s.momentum, hp.muon_momentum);
-    // 2. Orthogonalise.
-    torch::Tensor x = polar_express(nesterov, orthogonalization_dtype_).to(p.scalar_type());
-    // 3. Factored second moment along the smaller dimension (along columns when square),
-    //    rescaled so that the Frobenius norm is unchanged.
-    const int64_t rows = x.size(0), cols = x.size(1);
-    const int64_t reduce_dim = rows >= cols ? 1 : 0;
-    const torch::Tensor mean_square = x.square().mean(reduce_dim, /*keepdim=*/true);
-    const torch::Tensor norm = x.norm();
-    s.second_moment.lerp_(mean_square, 1.0 - kMuonBeta2);
-    const torch::Tensor scaled = x * s.second_moment.clamp_min(1e-10).rsqrt();
-    x = scaled * (norm / scaled.norm().clamp_min(1e-10));
-    // 4. Cautious decoupled weight decay: only where the update and the weight agree in sign.
-    const double eta = hp.lr_muon * std::sqrt(std::max(1.0, static_cast<double>(rows) / cols));
-    const torch::Tensor agree = (x * p >= 0).to(p.scalar_type());
-    p.sub_(eta * x + (eta * hp.muon_weight_decay) * p * agree);
+void MuonAdamW::muon_step(const StepHyperparameters& hp, const MuonGroup& group) {
+  std::vector<torch::Tensor> params, grads;
+  for (const size_t i : group.members) {
+    params.push_back(muon_[i].tensor);
+    grads.push_back(muon_[i].tensor.grad());
   }
+  // A parameter without a gradient has none of its group's either (they are used alike); the
+  // whole group then waits, as each of them would alone.
+  for (const auto& g : grads) {
+    if (!g.defined())
+      return;
+  }
+  const torch::Tensor g = torch::stack(grads).to(group.momentum.scalar_type());  // (n, r, c)
+  // 1. Nesterov momentum: m <- lerp(m, g, 1 - mu); update direction lerp(g, m, mu).
+  group.momentum.lerp_(g, 1.0 - hp.muon_momentum);
+  const torch::Tensor nesterov = g.lerp(group.momentum, hp.muon_momentum);
+  // 2. Orthogonalise each matrix.
+  torch::Tensor x = polar_express(nesterov, orthogonalization_dtype_).to(g.scalar_type());
+  // 3. Factored second moment along the smaller dimension (along columns when square),
+  //    rescaled so that each matrix keeps its Frobenius norm.
+  const int64_t rows = x.size(1), cols = x.size(2);
+  const int64_t reduce_dim = rows >= cols ? 2 : 1;
+  const torch::Tensor mean_square = x.square().mean(reduce_dim, /*keepdim=*/true);
+  const torch::Tensor norm = at::linalg_vector_norm(x, 2, {1, 2}, /*keepdim=*/true);
+  group.second_moment.lerp_(mean_square, 1.0 - kMuonBeta2);
+  const torch::Tensor scaled = x * group.second_moment.clamp_min(1e-10).rsqrt();
+  x = scaled *
+      (norm / at::linalg_vector_norm(scaled, 2, {1, 2}, /*keepdim=*/true).clamp_min(1e-10));
+  // 4. Cautious decoupled weight decay: only where the update and the weight agree in sign.
+  const double eta = hp.lr_muon * std::sqrt(std::max(1.0, static_cast<double>(rows) / cols));
+  const torch::Tensor p = torch::stack(params);
+  const torch::Tensor agree = (x * p >= 0).to(p.scalar_type());
+  const torch::Tensor update = eta * x + (eta * hp.muon_weight_decay) * p * agree;
+  at::_foreach_sub_(params, update.unbind(0));
 }
 
 void MuonAdamW::save(torch::serialize::OutputArchive& archive) const {
@@ -190,9 +253,25 @@ void MuonAdamW::load(torch::serialize::InputArchive& archive) {
                 name.toStringRef(),
                 ", expected ",
                 expected_name);
+    // Read aside and copied in: the state tensors are views into stacked storage, which a read
+    // into them would replace.
     torch::NoGradGuard no_grad;
-    entry.read(first, first_tensor, /*is_buffer=*/true);
-    entry.read(second, second_tensor, /*is_buffer=*/true);
+    for (const auto& [key, state] :
+         {std::pair<const char*, torch::Tensor*>{first, &first_tensor},
+          std::pair<const char*, torch::Tensor*>{second, &second_tensor}}) {
+      torch::Tensor loaded;
+      entry.read(key, loaded, /*is_buffer=*/true);
+      TORCH_CHECK(loaded.sizes() == state->sizes(),
+                  "optimizer state ",
+                  key,
+                  " of ",
+                  expected_name,
+                  " has shape ",
+                  loaded.sizes(),
+                  ", expected ",
+                  state->sizes());
+      state->copy_(loaded);
+    }
   };
   torch::serialize::InputArchive adamw, muon;
   archive.read("adamw", adamw);

@@ -54,11 +54,13 @@ struct NamedParameter {
   torch::Tensor tensor;
 };
 
-// Polar-Express orthogonalisation of a 2-D matrix in `dtype` arithmetic (bf16 on the GPU, fp32
-// on the CPU): X = g / (1.02 ||g||_F + 1e-6), then `iterations` steps
+// Polar-Express orthogonalisation of a 2-D matrix, or of each matrix of a (batch, rows, cols)
+// stack, in `dtype` arithmetic (bf16 on the GPU, fp32 on the CPU): X = g / (1.02 ||g||_F + 1e-6),
+// then `iterations` steps
 //   wide or square: A = X X^T; X = a X + (b A + c A^2) X
 //   tall:           A = X^T X; X = a X + X (b A + c A^2)
-// Returns X in `dtype`; its singular values lie near 1.
+// Returns X in `dtype`; its singular values lie near 1. A stack costs three batched matrix
+// products an iteration, whatever its batch.
 torch::Tensor polar_express(const torch::Tensor& g,
                             torch::Dtype dtype,
                             int iterations = kPolarExpressIterations);
@@ -104,9 +106,18 @@ class MuonAdamW {
     torch::Tensor v;
   };
   struct MuonState {
-    torch::Tensor momentum;       // same shape as the weight
-    torch::Tensor second_moment;  // (rows, 1) when rows >= cols, else (1, cols)
+    torch::Tensor momentum;       // same shape as the weight; a view into its group's stack
+    torch::Tensor second_moment;  // (rows, 1) when rows >= cols, else (1, cols); likewise
   };
+  // Muon parameters of one shape, updated together: their state stacked along a first dim.
+  struct MuonGroup {
+    std::vector<size_t> members;  // indices into muon_
+    torch::Tensor momentum;       // (members, rows, cols)
+    torch::Tensor second_moment;  // (members, rows, 1) or (members, 1, cols)
+  };
+
+  void adamw_step(const StepHyperparameters& hp);
+  void muon_step(const StepHyperparameters& hp, const MuonGroup& group);
 
   sweeps::TrainingConfig config_;
   Schedule schedule_;
@@ -115,6 +126,7 @@ class MuonAdamW {
   std::vector<NamedParameter> muon_;
   std::vector<AdamState> adam_state_;
   std::vector<MuonState> muon_state_;
+  std::vector<MuonGroup> muon_groups_;
   int64_t adamw_steps_ = 0;  // t of the bias correction: updates applied so far
 };
 

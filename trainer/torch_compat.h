@@ -14,6 +14,7 @@
 #include <limits>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
@@ -46,6 +47,15 @@
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #else
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#endif
+// The Kineto profiler's C++ entry points, as LibTorch 2.x declares them.
+#if PARCAE_TORCH_AT_LEAST(2, 0) && PARCAE_WITH_CUDA
+#define PARCAE_HAS_KINETO_PROFILER 1
+#include <set>
+
+#include <torch/csrc/autograd/profiler_kineto.h>
+#else
+#define PARCAE_HAS_KINETO_PROFILER 0
 #endif
 
 namespace parcae::trainer::compat {
@@ -137,6 +147,23 @@ inline torch::Tensor causal_attention(const torch::Tensor& q,
 // no-grad and graded phases.
 inline void clear_autocast_cache() {
   at::autocast::clear_cache();
+}
+
+// Whether autocast is on for `device_type` (kCUDA or kCPU) in this thread, and its dtype.
+inline bool autocast_enabled(torch::DeviceType device_type) {
+#if PARCAE_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(device_type);
+#else
+  return device_type == torch::kCUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+inline at::ScalarType autocast_dtype(torch::DeviceType device_type) {
+#if PARCAE_TORCH_AT_LEAST(2, 4)
+  return at::autocast::get_autocast_dtype(device_type);
+#else
+  return device_type == torch::kCUDA ? at::autocast::get_autocast_gpu_dtype()
+                                     : at::autocast::get_autocast_cpu_dtype();
+#endif
 }
 
 // Enables autocast to `dtype` on `device_type` (kCUDA or kCPU) for its lifetime, when `enabled`.
@@ -278,6 +305,79 @@ inline void set_current_device(const torch::Device& device) {
     c10::cuda::set_device(device.index());
 #else
   (void)device;
+#endif
+}
+
+// `t`, a CPU tensor, on `device`. A GPU gets it through pinned memory without waiting: a copy
+// from ordinary host memory first waits for all the work queued on the GPU.
+inline torch::Tensor to_device(const torch::Tensor& t, const torch::Device& device) {
+  if (!device.is_cuda())
+    return t.to(device);
+  return t.pin_memory().to(device, /*non_blocking=*/true);
+}
+
+// One bias-corrected AdamW step (decoupled weight decay) over every tensor of `params` with
+// ATen's fused multi-tensor kernel, where this LibTorch has one for them (2.1 and later, CUDA
+// tensors). state_steps hold each tensor's step count t after this step, as fp32 on its device.
+// Returns false, having done nothing, where there is no such kernel; the caller then applies
+// the same formulas itself.
+inline bool fused_adamw(const std::vector<torch::Tensor>& params,
+                        const std::vector<torch::Tensor>& grads,
+                        const std::vector<torch::Tensor>& exp_avgs,
+                        const std::vector<torch::Tensor>& exp_avg_sqs,
+                        const std::vector<torch::Tensor>& state_steps,
+                        double lr,
+                        double beta1,
+                        double beta2,
+                        double weight_decay,
+                        double eps) {
+#if PARCAE_TORCH_AT_LEAST(2, 1) && PARCAE_WITH_CUDA
+  if (params.empty() || !params.front().is_cuda())
+    return false;
+  at::_fused_adamw_(params,
+                    grads,
+                    exp_avgs,
+                    exp_avg_sqs,
+                    /*max_exp_avg_sqs=*/{},
+                    state_steps,
+                    lr,
+                    beta1,
+                    beta2,
+                    weight_decay,
+                    eps,
+                    /*amsgrad=*/false,
+                    /*maximize=*/false,
+                    /*grad_scale=*/std::nullopt,
+                    /*found_inf=*/std::nullopt);
+  return true;
+#else
+  (void)params, (void)grads, (void)exp_avgs, (void)exp_avg_sqs, (void)state_steps;
+  (void)lr, (void)beta1, (void)beta2, (void)weight_decay, (void)eps;
+  return false;
+#endif
+}
+
+// Kineto traces of CPU operators and GPU kernels (a Chrome trace, as torch.profiler writes), in
+// CUDA builds of LibTorch 2.x. start_profiler() returns false where this build has none.
+inline bool start_profiler() {
+#if PARCAE_HAS_KINETO_PROFILER
+  namespace impl = torch::profiler::impl;
+  const impl::ProfilerConfig config(impl::ProfilerState::KINETO);
+  const std::set<impl::ActivityType> activities{impl::ActivityType::CPU, impl::ActivityType::CUDA};
+  torch::autograd::profiler::prepareProfiler(config, activities);
+  torch::autograd::profiler::enableProfiler(config, activities);
+  return true;
+#else
+  return false;
+#endif
+}
+
+// Stops the profiler that start_profiler() started and writes its trace to `path`.
+inline void stop_profiler(const std::string& path) {
+#if PARCAE_HAS_KINETO_PROFILER
+  torch::autograd::profiler::disableProfiler()->save(path);
+#else
+  (void)path;
 #endif
 }
 

@@ -64,6 +64,14 @@ struct TrainOptions {
   const std::atomic<bool>* stop_requested = nullptr;
   // Human progress, one line per logged step and evaluation; null for none. Only rank 0 writes.
   std::ostream* progress = nullptr;
+  // Run the models' memory-bound operations as their ATen compositions instead of the fused
+  // kernels (trainer/fused_ops.h), to compare the two. The CPU always uses the compositions.
+  bool aten_kernels = false;
+  // With a path, a Kineto trace of optimizer steps [profile_first_step, + profile_steps) (0-based)
+  // is written there (CUDA builds of LibTorch 2.x; elsewhere a note says there is none).
+  std::string profile_path;
+  int64_t profile_first_step = 10;
+  int64_t profile_steps = 3;
   // This process's rank. nullopt trains alone, without a process group, and needs job.gpus = 1.
   // Set (world_size 1 included), the ranks meet through a TCP store at master_addr:master_port
   // and sum their gradients through c10d: NCCL on CUDA, Gloo on the CPU.

@@ -1,7 +1,7 @@
 // The models against parcae.md §2–§6: parameter counts equal the model description's for every
 // preset, the §4 closed form at initialisation, gradients against central finite differences in
-// double, masked batched execution against per-row execution, truncated backpropagation through
-// depth, rho(A-bar) < 1, and a bf16 autocast step that reaches every parameter.
+// double, batched execution of mixed depths against per-row execution, truncated backpropagation
+// through depth, rho(A-bar) < 1, and a bf16 autocast step that reaches every parameter.
 #include "trainer/model.h"
 
 #include <cmath>
@@ -308,16 +308,16 @@ TEST(ModelGradients, EveryModelMatchesCentralFiniteDifferencesInDouble) {
   expect_gradients_match_finite_differences(sweeps::preset("parcae-micro"), /*unconstrained=*/true);
 }
 
-TEST(ModelLoop, MaskedBatchedExecutionEqualsRunningEachRowAlone) {
+// Rows of different depths in one batch give each row what it gets alone. The first plan is
+// the sampler's kind (k_i = min(T_i, 3)), which the forward runs on the looping rows only; the
+// second is not (T_1 = T_3 with n_1 < n_3), so its graded iterations run masked.
+void expect_batched_rows_equal_rows_alone(const DepthPlan& plan) {
   const ModelConfig config = sweeps::preset("parcae-micro");
   LanguageModel model = double_model(config);
   perturb(*model, 0.05);
   const torch::Tensor ids = random_ids(config, 4, 8);
   const torch::Tensor targets = random_ids(config, 4, 8);
   const torch::Tensor h0 = fixed_initial_state(*model, 4, 8);
-  DepthPlan plan;
-  plan.no_grad = {0, 2, 1, 3};
-  plan.graded = {1, 2, 2, 1};
 
   const ModelOutput batched = model->forward(ids, plan, h0);
   // Sum of per-row mean losses, so that its gradient is the sum of the rows' gradients.
@@ -349,6 +349,17 @@ TEST(ModelLoop, MaskedBatchedExecutionEqualsRunningEachRowAlone) {
     EXPECT_LT((parameters[j].grad() - batched_grads[j]).abs().max().item<double>(), 1e-10)
         << "parameter " << j;
   }
+}
+
+TEST(ModelLoop, BatchedExecutionEqualsRunningEachRowAlone) {
+  DepthPlan sampled;
+  sampled.no_grad = {0, 4, 1, 0};
+  sampled.graded = {2, 3, 3, 3};
+  expect_batched_rows_equal_rows_alone(sampled);
+  DepthPlan arbitrary;
+  arbitrary.no_grad = {0, 2, 1, 3};
+  arbitrary.graded = {1, 2, 2, 1};
+  expect_batched_rows_equal_rows_alone(arbitrary);
 }
 
 std::vector<torch::Tensor> gradients_of(LanguageModelImpl& model,

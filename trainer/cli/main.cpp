@@ -48,12 +48,27 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--out", options.out_dir, "Run folder for events.jsonl and checkpoint/")
       ->required();
+  std::string kernels = "fused";
+  app.add_option("--kernels",
+                 kernels,
+                 "fused: the fused GPU kernels; aten: their ATen compositions, to compare")
+      ->check(CLI::IsMember({"fused", "aten"}));
+  app.add_option("--profile",
+                 options.profile_path,
+                 "Write a Kineto trace (Chrome JSON) of a few steps to this file");
+  app.add_option("--profile-from",
+                 options.profile_first_step,
+                 "First optimizer step (0-based) of the trace")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--profile-steps", options.profile_steps, "Steps in the trace")
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : parcae::trainer::kExitBadInput;
   }
 
+  options.aten_kernels = kernels == "aten";
   install_signal_handlers();
   options.stop_requested = &stop_requested;
   options.progress = &std::cerr;

@@ -1,0 +1,66 @@
+// The CUDA side of fused_ops.h: LibTorch tensors in, the kernels of trainer/kernels/ launched on
+// the current stream, tensors out. Built only with PARCAE_WITH_CUDA. Each *_supported() says
+// whether the kernels take these tensors (dtypes, layout, sizes); fused_ops.cpp falls back to the
+// ATen composition where they do not.
+#pragma once
+
+#include <cstdint>
+#include <tuple>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace parcae::trainer::cuda_ops {
+
+bool rms_norm_supported(const torch::Tensor& x, const torch::Tensor& weight, torch::Dtype out);
+// y (x's shape, `out` dtype) and rstd (rows) fp32; x contiguous.
+std::tuple<torch::Tensor, torch::Tensor> rms_norm_forward(const torch::Tensor& x,
+                                                          const torch::Tensor& weight,
+                                                          double eps,
+                                                          torch::Dtype out);
+// dx (x's dtype) and dweight (fp32).
+std::tuple<torch::Tensor, torch::Tensor> rms_norm_backward(const torch::Tensor& dy,
+                                                           const torch::Tensor& x,
+                                                           const torch::Tensor& weight,
+                                                           const torch::Tensor& rstd);
+
+bool attention_inputs_supported(const torch::Tensor& qkv,
+                                const torch::Tensor& gate_logits,
+                                const torch::Tensor& value_embedding,
+                                int64_t head_dim);
+// q, k, v (batch, seq, heads, head_dim) bf16, contiguous.
+std::vector<torch::Tensor> attention_inputs_forward(const torch::Tensor& qkv,
+                                                    const torch::Tensor& gate_logits,
+                                                    const torch::Tensor& value_embedding,
+                                                    const torch::Tensor& cos,
+                                                    const torch::Tensor& sin,
+                                                    int64_t heads,
+                                                    int64_t head_dim,
+                                                    double eps);
+// d_qkv (batch, seq, 3 W) bf16, and with a gate d_gate_logits and d_value_embedding.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> attention_inputs_backward(
+    const torch::Tensor& d_q,
+    const torch::Tensor& d_k,
+    const torch::Tensor& d_v,
+    const torch::Tensor& qkv,
+    const torch::Tensor& gate_logits,
+    const torch::Tensor& value_embedding,
+    const torch::Tensor& cos,
+    const torch::Tensor& sin,
+    int64_t heads,
+    int64_t head_dim,
+    double eps);
+
+bool relu_squared_supported(const torch::Tensor& u);
+torch::Tensor relu_squared_forward(const torch::Tensor& u);
+torch::Tensor relu_squared_backward(const torch::Tensor& dy, const torch::Tensor& u);
+
+bool cross_entropy_supported(const torch::Tensor& features, const torch::Tensor& weight);
+// Runs the kernel on bf16 logits and returns true; returns false (nothing done) for other dtypes.
+bool softmax_cross_entropy(const torch::Tensor& logits,
+                           const torch::Tensor& targets,
+                           const torch::Tensor& losses,
+                           double scale,
+                           bool write_gradient);
+
+}  // namespace parcae::trainer::cuda_ops
