@@ -60,50 +60,81 @@ torch::Tensor gate_of(const torch::Tensor& gate_logits) {
 
 // ---- RMSNorm --------------------------------------------------------------------------------
 
+// RMSNorm of x, or of the residual sum x + delta, which it also returns. Without a residual,
+// delta is an empty placeholder (`residual` false) and so is the first output.
 class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx,
+  static variable_list forward(AutogradContext* ctx,
                                const torch::Tensor& x,
+                               const torch::Tensor& delta_input,
                                const torch::Tensor& weight,
                                double eps,
-                               int64_t out_dtype) {
-    const torch::Tensor input = x.contiguous();
+                               int64_t out_dtype,
+                               bool residual) {
     const auto dtype = static_cast<torch::Dtype>(out_dtype);
-    torch::Tensor y, rstd;
+    const torch::Tensor delta = residual ? delta_input : torch::Tensor();
+    torch::Tensor sum, y, rstd;
 #if PARCAE_WITH_CUDA
-    if (on_gpu(input)) {
-      std::tie(y, rstd) = cuda_ops::rms_norm_forward(input, weight, eps, dtype);
+    if (on_gpu(x)) {
+      std::tie(sum, y, rstd) = cuda_ops::rms_norm_forward(x, delta, weight, eps, dtype);
     }
 #endif
     if (!y.defined()) {
+      if (residual)
+        sum = x + delta;
+      const torch::Tensor input = residual ? sum : x;
       const torch::Tensor wide = input.to(compute_dtype(input));
       rstd = torch::rsqrt(wide.pow(2).mean(-1, /*keepdim=*/true) + eps);
-      y = (wide * rstd).to(input.scalar_type()) * weight.to(input.scalar_type());
-      y = y.to(dtype);
+      y = ((wide * rstd).to(input.scalar_type()) * weight.to(input.scalar_type())).to(dtype);
     }
-    ctx->save_for_backward({input, weight, rstd});
-    return y;
+    const torch::Tensor normalized = residual ? sum : x.contiguous();
+    ctx->save_for_backward({normalized, weight, rstd});
+    ctx->saved_data["residual"] = residual;
+    ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+    ctx->saved_data["delta_dtype"] =
+        static_cast<int64_t>(residual ? delta.scalar_type() : x.scalar_type());
+    ctx->set_materialize_grads(false);
+    // Autograd functions return no undefined outputs: an empty one stands for the missing sum.
+    return {residual ? sum : torch::empty({0}, y.options()), y};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const torch::Tensor& x = saved[0];
+    const torch::Tensor& input = saved[0];
     const torch::Tensor& weight = saved[1];
     const torch::Tensor& rstd = saved[2];
-    const torch::Tensor dy = grads[0].contiguous();
+    const bool residual = ctx->saved_data["residual"].toBool();
+    const auto x_dtype = static_cast<torch::Dtype>(ctx->saved_data["x_dtype"].toInt());
+    const auto delta_dtype = static_cast<torch::Dtype>(ctx->saved_data["delta_dtype"].toInt());
+    const torch::Tensor& g_sum = grads[0];
+    const torch::Tensor dy =
+        grads[1].defined() ? grads[1] : torch::zeros(input.sizes(), input.options());
+    torch::Tensor dx, d_delta, dw;
 #if PARCAE_WITH_CUDA
-    if (on_gpu(x)) {
-      auto [dx, dw] = cuda_ops::rms_norm_backward(dy, x, weight, rstd);
-      return {dx, dw, torch::Tensor(), torch::Tensor()};
+    if (on_gpu(input)) {
+      const bool bf16_delta = residual && delta_dtype == torch::kBFloat16 && x_dtype != delta_dtype;
+      std::tie(dx, d_delta, dw) = cuda_ops::rms_norm_backward(
+          dy, input, residual ? g_sum : torch::Tensor(), weight, rstd, bf16_delta);
     }
 #endif
-    const torch::Tensor wide = x.to(compute_dtype(x));
-    const torch::Tensor g = dy.to(compute_dtype(x));
-    const torch::Tensor w = weight.to(compute_dtype(x));
-    const torch::Tensor dx = rms_normalize_backward(wide, rstd, g * w).to(x.scalar_type());
-    const torch::Tensor dw =
-        (g * (wide * rstd)).reshape({-1, x.size(-1)}).sum(0).to(weight.scalar_type());
-    return {dx, dw, torch::Tensor(), torch::Tensor()};
+    if (!dx.defined()) {
+      const torch::Tensor wide = input.to(compute_dtype(input));
+      const torch::Tensor g = dy.to(compute_dtype(input));
+      const torch::Tensor w = weight.to(compute_dtype(input));
+      torch::Tensor d_input = rms_normalize_backward(wide, rstd, g * w);
+      if (residual && g_sum.defined())
+        d_input = d_input + g_sum.to(compute_dtype(input));
+      dx = d_input.to(input.scalar_type());
+      dw = (g * (wide * rstd)).reshape({-1, input.size(-1)}).sum(0).to(weight.scalar_type());
+    }
+    if (residual && !d_delta.defined())
+      d_delta = dx.to(delta_dtype);
+    return {dx.to(x_dtype),
+            residual ? d_delta : torch::Tensor(),
+            dw,
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -250,6 +281,31 @@ class ReluSquaredFunction : public torch::autograd::Function<ReluSquaredFunction
   }
 };
 
+// ---- embedding lookup ----------------------------------------------------------------------
+
+class EmbeddingFunction : public torch::autograd::Function<EmbeddingFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx,
+                               const torch::Tensor& weight,
+                               const torch::Tensor& ids) {
+    const torch::Tensor flat = ids.reshape({-1});
+    ctx->save_for_backward({flat});
+    ctx->saved_data["rows"] = weight.size(0);
+    std::vector<int64_t> shape = ids.sizes().vec();
+    shape.push_back(weight.size(1));
+    return weight.index_select(0, flat).view(shape);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const torch::Tensor flat = ctx->get_saved_variables()[0];
+    const torch::Tensor g = grads[0].reshape({flat.size(0), -1});
+    torch::Tensor d_weight =
+        torch::zeros({ctx->saved_data["rows"].toInt(), g.size(1)}, g.options());
+    d_weight.index_add_(0, flat, g);
+    return {d_weight, torch::Tensor()};
+  }
+};
+
 // ---- tied head and cross-entropy ---------------------------------------------------------------
 
 // Over one chunk: losses (rows) of the logits (rows, vocab) against targets; with
@@ -352,19 +408,38 @@ torch::Dtype matmul_dtype(const torch::Tensor& x) {
   return own;
 }
 
+ResidualNorm add_rms_norm(const torch::Tensor& x,
+                          const torch::Tensor& delta,
+                          const torch::Tensor& weight,
+                          double eps,
+                          torch::Dtype out_dtype,
+                          KernelPath path) {
+  bool fused = path == KernelPath::kFused;
+#if PARCAE_WITH_CUDA
+  if (fused && on_gpu(x))
+    fused = cuda_ops::rms_norm_supported(x, delta, weight, out_dtype);
+#endif
+  if (fused) {
+    const bool residual = delta.defined();
+    const variable_list out =
+        RmsNormFunction::apply(x,
+                               residual ? delta : torch::empty({0}, x.options()),
+                               weight,
+                               eps,
+                               static_cast<int64_t>(out_dtype),
+                               residual);
+    return {residual ? out[0] : x, out[1]};
+  }
+  const torch::Tensor sum = delta.defined() ? x + delta : x;
+  return {sum, (rms_normalize(sum, eps) * weight.to(sum.scalar_type())).to(out_dtype)};
+}
+
 torch::Tensor rms_norm(const torch::Tensor& x,
                        const torch::Tensor& weight,
                        double eps,
                        torch::Dtype out_dtype,
                        KernelPath path) {
-  bool fused = path == KernelPath::kFused;
-#if PARCAE_WITH_CUDA
-  if (fused && on_gpu(x))
-    fused = cuda_ops::rms_norm_supported(x, weight, out_dtype);
-#endif
-  if (fused)
-    return RmsNormFunction::apply(x, weight, eps, static_cast<int64_t>(out_dtype));
-  return (rms_normalize(x, eps) * weight.to(x.scalar_type())).to(out_dtype);
+  return add_rms_norm(x, torch::Tensor(), weight, eps, out_dtype, path).normed;
 }
 
 AttentionInputs attention_inputs(const torch::Tensor& qkv,
@@ -411,6 +486,14 @@ AttentionInputs attention_inputs(const torch::Tensor& qkv,
         .to(v.scalar_type());
   };
   return {rotated_normed(q), rotated_normed(k), v};
+}
+
+torch::Tensor embedding_lookup(const torch::Tensor& weight,
+                               const torch::Tensor& ids,
+                               KernelPath path) {
+  if (path == KernelPath::kFused)
+    return EmbeddingFunction::apply(weight, ids);
+  return torch::nn::functional::embedding(ids, weight);
 }
 
 torch::Tensor relu_squared_half(const torch::Tensor& u, KernelPath path) {

@@ -2,10 +2,12 @@
 // function: the ATen composition (the reference, and the only path of a CPU build) and a fused
 // operation with its own backward (one CUDA kernel each way on the GPU). parcae.md §3 defines
 // the operations:
-//   rms_norm                  RMSNorm with a learned weight, output in a chosen dtype
+//   rms_norm, add_rms_norm    RMSNorm with a learned weight, output in a chosen dtype, of x or
+//                             of the residual sum x + delta (the add fused in)
 //   attention_inputs          q, k, v of one layer from its fused projection: RoPE then QK-norm
 //                             on q and k, the gated value embedding added to v
 //   relu_squared_half         0.5 relu(u)^2 of the MLP
+//   embedding_lookup          token and value-embedding tables, with a scatter-add backward
 //   tied_head_cross_entropy   the tied head and the cross-entropy in row chunks, never holding
 //                             the (rows, vocab) logits in fp32 nor all of them at once
 // The fused path keeps fewer tensors for the backward and launches one kernel where the
@@ -47,6 +49,21 @@ torch::Tensor rms_norm(const torch::Tensor& x,
                        torch::Dtype out_dtype,
                        KernelPath path);
 
+struct ResidualNorm {
+  torch::Tensor sum;     // x + delta, in the dtype ATen's add gives
+  torch::Tensor normed;  // rms_norm(sum, weight), in out_dtype
+};
+
+// The residual stream's add and the RMSNorm that reads it, as one operation: sum = x + delta
+// (x itself when delta is undefined), normed = rms_norm(sum). The fused path writes both in one
+// pass, and its backward adds the gradient that reaches the sum by other paths.
+ResidualNorm add_rms_norm(const torch::Tensor& x,
+                          const torch::Tensor& delta,
+                          const torch::Tensor& weight,
+                          double eps,
+                          torch::Dtype out_dtype,
+                          KernelPath path);
+
 struct AttentionInputs {
   torch::Tensor q, k, v;  // (batch, seq, heads, head_dim), in qkv's dtype
 };
@@ -64,6 +81,13 @@ AttentionInputs attention_inputs(const torch::Tensor& qkv,
                                  int64_t head_dim,
                                  double qk_eps,
                                  KernelPath path);
+
+// weight[ids]: (..., d) for ids (...). The fused backward scatters the gradient rows into the
+// table with one index_add (atomic adds on the GPU, so the order of the sums is not fixed) where
+// the composition sorts the ids first, in a dozen launches.
+torch::Tensor embedding_lookup(const torch::Tensor& weight,
+                               const torch::Tensor& ids,
+                               KernelPath path);
 
 // 0.5 relu(u)^2 in u's dtype.
 torch::Tensor relu_squared_half(const torch::Tensor& u, KernelPath path);

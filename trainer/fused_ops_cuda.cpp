@@ -51,23 +51,37 @@ int multiprocessors() {
 
 }  // namespace
 
-bool rms_norm_supported(const torch::Tensor& x, const torch::Tensor& weight, torch::Dtype out) {
-  return x.is_cuda() && kernel_dtype(x.scalar_type()) && kernel_dtype(out) && weight.defined() &&
-         weight.is_cuda() && weight.scalar_type() == torch::kFloat && weight.dim() == 1 &&
-         x.dim() >= 1 && x.size(-1) == weight.size(0) && x.size(-1) <= k::rms_norm_max_dim() &&
-         x.size(-1) > 0;
+bool rms_norm_supported(const torch::Tensor& x,
+                        const torch::Tensor& delta,
+                        const torch::Tensor& weight,
+                        torch::Dtype out) {
+  const bool plain_ok = x.is_cuda() && kernel_dtype(x.scalar_type()) && kernel_dtype(out) &&
+                        weight.defined() && weight.is_cuda() &&
+                        weight.scalar_type() == torch::kFloat && weight.dim() == 1 &&
+                        x.dim() >= 1 && x.size(-1) == weight.size(0) &&
+                        x.size(-1) <= k::rms_norm_max_dim() && x.size(-1) > 0;
+  if (!plain_ok || !delta.defined())
+    return plain_ok;
+  return is_bf16(delta) && delta.is_cuda() && delta.sizes() == x.sizes();
 }
 
-std::tuple<torch::Tensor, torch::Tensor> rms_norm_forward(const torch::Tensor& x,
-                                                          const torch::Tensor& weight,
-                                                          double eps,
-                                                          torch::Dtype out) {
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> rms_norm_forward(
+    const torch::Tensor& x,
+    const torch::Tensor& delta,
+    const torch::Tensor& weight,
+    double eps,
+    torch::Dtype out) {
   const int64_t dim = x.size(-1), rows = x.numel() / dim;
+  const torch::Tensor input = x.contiguous();
+  const torch::Tensor addend = delta.defined() ? delta.contiguous() : torch::Tensor();
+  torch::Tensor sum = delta.defined() ? torch::empty_like(input) : torch::Tensor();
   torch::Tensor y = torch::empty(x.sizes(), x.options().dtype(out));
   torch::Tensor rstd = torch::empty({rows}, x.options().dtype(torch::kFloat));
   const torch::Tensor w = weight.contiguous();
-  check(k::rms_norm_forward(x.data_ptr(),
+  check(k::rms_norm_forward(input.data_ptr(),
                             *kernel_dtype(x.scalar_type()),
+                            bits(addend),
+                            sum.defined() ? sum.data_ptr() : nullptr,
                             w.data_ptr<float>(),
                             y.data_ptr(),
                             *kernel_dtype(out),
@@ -77,35 +91,46 @@ std::tuple<torch::Tensor, torch::Tensor> rms_norm_forward(const torch::Tensor& x
                             static_cast<float>(eps),
                             stream()),
         "rms_norm_forward");
-  return {y, rstd};
+  return {sum, y, rstd};
 }
 
-std::tuple<torch::Tensor, torch::Tensor> rms_norm_backward(const torch::Tensor& dy,
-                                                           const torch::Tensor& x,
-                                                           const torch::Tensor& weight,
-                                                           const torch::Tensor& rstd) {
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> rms_norm_backward(
+    const torch::Tensor& dy,
+    const torch::Tensor& x,
+    const torch::Tensor& grad_sum,
+    const torch::Tensor& weight,
+    const torch::Tensor& rstd,
+    bool bf16_delta_gradient) {
   TORCH_CHECK(kernel_dtype(dy.scalar_type()), "rms_norm_backward: unsupported gradient dtype");
   const int64_t dim = x.size(-1), rows = x.numel() / dim;
+  const torch::Tensor g = dy.contiguous();
+  const torch::Tensor g_sum =
+      grad_sum.defined() ? grad_sum.to(x.scalar_type()).contiguous() : torch::Tensor();
   torch::Tensor dx = torch::empty_like(x);
+  torch::Tensor d_delta = bf16_delta_gradient
+                              ? torch::empty(x.sizes(), x.options().dtype(torch::kBFloat16))
+                              : torch::Tensor();
   // Enough blocks to fill the GPU a few times over; each sums its rows' weight gradient.
   const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>(rows / 8, 4 * multiprocessors()));
   const int blocks = static_cast<int>(std::max<int64_t>(1, wanted));
   torch::Tensor partial = torch::empty({blocks, dim}, x.options().dtype(torch::kFloat));
   const torch::Tensor w = weight.contiguous();
-  check(k::rms_norm_backward(dy.data_ptr(),
-                             *kernel_dtype(dy.scalar_type()),
+  check(k::rms_norm_backward(g.data_ptr(),
+                             *kernel_dtype(g.scalar_type()),
                              x.data_ptr(),
                              *kernel_dtype(x.scalar_type()),
+                             g_sum.defined() ? g_sum.data_ptr() : nullptr,
                              w.data_ptr<float>(),
                              rstd.data_ptr<float>(),
                              dx.data_ptr(),
+                             mutable_bits(d_delta),
                              partial.data_ptr<float>(),
                              rows,
                              static_cast<int>(dim),
                              blocks,
                              stream()),
         "rms_norm_backward");
-  return {dx, partial.sum(0)};
+  return {dx, d_delta, partial.sum(0)};
 }
 
 bool attention_inputs_supported(const torch::Tensor& qkv,

@@ -12,17 +12,29 @@
 
 namespace parcae::trainer::cuda_ops {
 
-bool rms_norm_supported(const torch::Tensor& x, const torch::Tensor& weight, torch::Dtype out);
-// y (x's shape, `out` dtype) and rstd (rows) fp32; x contiguous.
-std::tuple<torch::Tensor, torch::Tensor> rms_norm_forward(const torch::Tensor& x,
-                                                          const torch::Tensor& weight,
-                                                          double eps,
-                                                          torch::Dtype out);
-// dx (x's dtype) and dweight (fp32).
-std::tuple<torch::Tensor, torch::Tensor> rms_norm_backward(const torch::Tensor& dy,
-                                                           const torch::Tensor& x,
-                                                           const torch::Tensor& weight,
-                                                           const torch::Tensor& rstd);
+// RMSNorm of x, or of x + delta with delta bf16 (undefined: none).
+bool rms_norm_supported(const torch::Tensor& x,
+                        const torch::Tensor& delta,
+                        const torch::Tensor& weight,
+                        torch::Dtype out);
+// The sum x + delta (x's dtype; undefined without delta), y (x's shape, `out` dtype) and rstd
+// (rows) fp32.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> rms_norm_forward(
+    const torch::Tensor& x,
+    const torch::Tensor& delta,
+    const torch::Tensor& weight,
+    double eps,
+    torch::Dtype out);
+// From dy and the normalised input x (the sum, with a residual): dx = the input's gradient plus
+// grad_sum (undefined: none), in x's dtype; the same in bf16 with bf16_delta_gradient (else
+// undefined); and dweight (fp32).
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> rms_norm_backward(
+    const torch::Tensor& dy,
+    const torch::Tensor& x,
+    const torch::Tensor& grad_sum,
+    const torch::Tensor& weight,
+    const torch::Tensor& rstd,
+    bool bf16_delta_gradient);
 
 bool attention_inputs_supported(const torch::Tensor& qkv,
                                 const torch::Tensor& gate_logits,

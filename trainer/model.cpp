@@ -116,23 +116,27 @@ BlockImpl::BlockImpl(const sweeps::ModelConfig& config, bool has_value_embedding
   }
 }
 
-torch::Tensor BlockImpl::forward(const torch::Tensor& x,
-                                 const torch::Tensor& value_embedding_rows,
-                                 const torch::Tensor& qkv_weight,
-                                 const RotaryTable& rope,
-                                 KernelPath path) {
+ResidualStream BlockImpl::forward(const ResidualStream& in,
+                                  const torch::Tensor& value_embedding_rows,
+                                  const torch::Tensor& qkv_weight,
+                                  const RotaryTable& rope,
+                                  KernelPath path) {
   // The norms feed only matrix products, so they return what those would cast them to.
-  const torch::Tensor z = attention_norm(x, matmul_dtype(x), path);
-  const torch::Tensor h = x + attention(z,
-                                        value_embedding_rows,
-                                        qkv_weight.defined() ? qkv_weight : attention->qkv_weight(),
-                                        rope,
-                                        path);
-  return h + mlp(mlp_norm(h, matmul_dtype(h), path), path);
+  const ResidualNorm first =
+      add_rms_norm(in.x, in.pending, attention_norm->weight, kNormEps, matmul_dtype(in.x), path);
+  const torch::Tensor attended =
+      attention(first.normed,
+                value_embedding_rows,
+                qkv_weight.defined() ? qkv_weight : attention->qkv_weight(),
+                rope,
+                path);
+  const ResidualNorm second =
+      add_rms_norm(first.sum, attended, mlp_norm->weight, kNormEps, matmul_dtype(first.sum), path);
+  return {second.sum, mlp(second.normed, path)};
 }
 
-torch::Tensor BlockImpl::lookup_value_embedding(const torch::Tensor& ids) {
-  return value_embedding ? value_embedding(ids) : torch::Tensor();
+torch::Tensor BlockImpl::lookup_value_embedding(const torch::Tensor& ids, KernelPath path) {
+  return value_embedding ? embedding_lookup(value_embedding->weight, ids, path) : torch::Tensor();
 }
 
 LoopInjectionImpl::LoopInjectionImpl(const sweeps::ModelConfig& config, bool unconstrained_decay)
@@ -297,8 +301,10 @@ const RotaryTable& LanguageModelImpl::rotary_table(int64_t seq,
   return found->second;
 }
 
-torch::Tensor LanguageModelImpl::final_features(const torch::Tensor& y) {
-  return final_norm(y, matmul_dtype(y), kernel_path());
+torch::Tensor LanguageModelImpl::final_features(const ResidualStream& y) {
+  return add_rms_norm(
+             y.x, y.pending, final_norm->weight, kNormEps, matmul_dtype(y.x), kernel_path())
+      .normed;
 }
 
 ModelOutput LanguageModelImpl::forward(const torch::Tensor& ids,
@@ -327,9 +333,10 @@ ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
   const KernelPath path = kernel_path();
   const RotaryTable& rope = rotary_table(seq, ids.device(), compute_dtype(embedding->weight));
   if (!config_.is_looped()) {
-    torch::Tensor x = embedding(ids);  // (b, seq, d)
+    ResidualStream x{embedding_lookup(embedding->weight, ids, path),
+                     torch::Tensor()};  // (b, seq, d)
     for (auto& block : blocks)
-      x = block(x, block->lookup_value_embedding(ids), torch::Tensor(), rope, path);
+      x = block(x, block->lookup_value_embedding(ids, path), torch::Tensor(), rope, path);
     return {final_features(x), torch::Tensor()};
   }
   TORCH_CHECK(plan.rows() == b && b > 0, "depth plan has ", plan.rows(), " rows, batch has ", b);
@@ -365,17 +372,26 @@ ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
     h = initial_state.index_select(0, forward_order);
   }
 
-  torch::Tensor x = embedding(sorted_ids);  // (b, seq, d)
+  ResidualStream x{embedding_lookup(embedding->weight, sorted_ids, path),
+                   torch::Tensor()};  // (b, seq, d)
   for (auto& block : prelude)
-    x = block(x, block->lookup_value_embedding(sorted_ids), torch::Tensor(), rope, path);
-  const torch::Tensor e = prelude_norm ? prelude_norm(x, x.scalar_type(), path) : x;
+    x = block(x, block->lookup_value_embedding(sorted_ids, path), torch::Tensor(), rope, path);
+  // e stays in the stream's dtype: the add and linear injections use it as it is.
+  const torch::Tensor e =
+      prelude_norm
+          ? add_rms_norm(x.x, x.pending, prelude_norm->weight, kNormEps, x.x.scalar_type(), path)
+                .normed
+          : x.value();
 
   // Looked up once: a core layer's VE is the same on every loop and keeps its graph, so the
   // graded loops send gradient into the tables (parcae.md §6). The stacked qkv weights likewise.
   std::vector<torch::Tensor> core_values, core_qkv;
   for (auto& block : core) {
-    core_values.push_back(block->lookup_value_embedding(sorted_ids));
-    core_qkv.push_back(block->attention->qkv_weight());
+    core_values.push_back(block->lookup_value_embedding(sorted_ids, path));
+    // Cast once for every loop: a stacked weight is no parameter, so autocast would cast it anew
+    // at each use.
+    const torch::Tensor stacked = block->attention->qkv_weight();
+    core_qkv.push_back(stacked.to(matmul_dtype(stacked)));
   }
   const LoopInjectionImpl::Constants constants = injection->constants(e);
   auto first_rows = [](const torch::Tensor& t, int64_t rows) {
@@ -384,10 +400,10 @@ ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
   // One pass of the core over the first `rows` rows.
   auto recur = [&](const torch::Tensor& state, int64_t rows) {
     const LoopInjectionImpl::Constants part{constants.decay, first_rows(constants.input, rows)};
-    torch::Tensor u = injection->apply(state, part);
+    ResidualStream u{injection->apply(state, part), torch::Tensor()};
     for (size_t j = 0; j < core.size(); ++j)
       u = core[j](u, first_rows(core_values[j], rows), core_qkv[j], rope, path);
-    return u;
+    return u.value();
   };
   // Row i advances while s < counts[i]; a finished row keeps its state (parcae.md §6). With
   // counts non-increasing only the looping prefix is computed; otherwise every row is, and the
@@ -432,9 +448,9 @@ ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
   if (reordered)
     h = h.index_select(0, restore);
 
-  torch::Tensor y = readout(h);
+  ResidualStream y{readout(h), torch::Tensor()};
   for (auto& block : coda)
-    y = block(y, block->lookup_value_embedding(ids), torch::Tensor(), rope, path);
+    y = block(y, block->lookup_value_embedding(ids, path), torch::Tensor(), rope, path);
   return {final_features(y), h};
 }
 

@@ -83,20 +83,30 @@ class MlpImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
+// The residual stream between blocks. Its value is x + pending: a block's last branch output
+// (pending; undefined when there is none) is added by the norm that next reads the stream
+// (add_rms_norm), in the same pass over memory.
+struct ResidualStream {
+  torch::Tensor x;
+  torch::Tensor pending;
+  torch::Tensor value() const { return pending.defined() ? x + pending : x; }
+};
+
 // Pre-norm block: x + Attn(N1 x), then + MLP(N2 x). A block with a value embedding owns its
 // table VE (V, H*hd); the caller looks it up once per forward (a core layer's lookup serves
 // every loop) and passes it in.
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const sweeps::ModelConfig& config, bool has_value_embedding);
-  // qkv_weight: attention->qkv_weight(), or undefined to stack it here.
-  torch::Tensor forward(const torch::Tensor& x,
-                        const torch::Tensor& value_embedding,
-                        const torch::Tensor& qkv_weight,
-                        const RotaryTable& rope,
-                        KernelPath path);
+  // qkv_weight: attention->qkv_weight(), or undefined to stack it here. Returns the stream with
+  // the MLP's output pending.
+  ResidualStream forward(const ResidualStream& in,
+                         const torch::Tensor& value_embedding,
+                         const torch::Tensor& qkv_weight,
+                         const RotaryTable& rope,
+                         KernelPath path);
   // VE[ids], (batch, seq, H*hd); undefined when this block has no table.
-  torch::Tensor lookup_value_embedding(const torch::Tensor& ids);
+  torch::Tensor lookup_value_embedding(const torch::Tensor& ids, KernelPath path);
 
   RMSNorm attention_norm{nullptr}, mlp_norm{nullptr};
   Attention attention{nullptr};
@@ -215,7 +225,7 @@ class LanguageModelImpl : public torch::nn::Module {
 
  private:
   void initialize();
-  torch::Tensor final_features(const torch::Tensor& y);
+  torch::Tensor final_features(const ResidualStream& y);
   const RotaryTable& rotary_table(int64_t seq, torch::Device device, torch::Dtype dtype);
 
   sweeps::ModelConfig config_;

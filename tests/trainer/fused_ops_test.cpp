@@ -74,6 +74,47 @@ TEST(FusedOps, RmsNormFormulasMatchAutogradOfTheComposition) {
   EXPECT_LT(relative_error(fused_grads[1], aten_grads[1]), 1e-12);
 }
 
+TEST(FusedOps, ResidualSumAndNormFormulasMatchAutogradOfTheComposition) {
+  torch::manual_seed(6);
+  const torch::Tensor x = torch::randn({3, 5, 24}, kDouble);
+  const torch::Tensor delta = torch::randn({3, 5, 24}, kDouble);
+  const torch::Tensor weight = 1.0 + 0.1 * torch::randn({24}, kDouble);
+  // Both outputs carry gradient, as in a block: the sum goes on down the stream.
+  const torch::Tensor projection = torch::randn({2, 3, 5, 24}, kDouble);
+  auto run = [&](KernelPath path) {
+    return value_and_gradients(
+        [&](const std::vector<torch::Tensor>& in) {
+          const ResidualNorm out = add_rms_norm(in[0], in[1], in[2], 1e-5, torch::kDouble, path);
+          return torch::stack({out.sum, out.normed});
+        },
+        {x, delta, weight},
+        projection);
+  };
+  const auto [fused, fused_grads] = run(KernelPath::kFused);
+  const auto [aten, aten_grads] = run(KernelPath::kAten);
+  EXPECT_LT(relative_error(fused, aten), 1e-14);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_LT(relative_error(fused_grads[i], aten_grads[i]), 1e-12) << "input " << i;
+}
+
+TEST(FusedOps, EmbeddingLookupScattersItsGradientLikeTheComposition) {
+  torch::manual_seed(7);
+  const torch::Tensor table = torch::randn({50, 12}, kDouble);
+  // Repeated ids, so that rows of the gradient add up.
+  const torch::Tensor ids = torch::randint(0, 10, {4, 9}, torch::kLong);
+  const torch::Tensor projection = torch::randn({4, 9, 12}, kDouble);
+  auto run = [&](KernelPath path) {
+    return value_and_gradients(
+        [&](const std::vector<torch::Tensor>& in) { return embedding_lookup(in[0], ids, path); },
+        {table},
+        projection);
+  };
+  const auto [fused, fused_grads] = run(KernelPath::kFused);
+  const auto [aten, aten_grads] = run(KernelPath::kAten);
+  EXPECT_EQ(relative_error(fused, aten), 0.0);
+  EXPECT_LT(relative_error(fused_grads[0], aten_grads[0]), 1e-15);
+}
+
 void expect_attention_inputs_formulas_match(bool gated) {
   torch::manual_seed(gated ? 2 : 3);
   const int64_t b = 2, s = 6, heads = 3, head_dim = 8, width = heads * head_dim;
@@ -236,6 +277,36 @@ TEST(FusedKernels, RmsNormMatchesTheCompositionOnTheGpu) {
     EXPECT_LT(relative_error(fused_grads[0], aten_grads[0]), kBf16Tolerance);
     EXPECT_LT(relative_error(fused_grads[1], aten_grads[1]), kBf16Tolerance);
     EXPECT_EQ(fused_grads[0].scalar_type(), dtype);
+  }
+}
+
+TEST(FusedKernels, ResidualSumAndNormMatchTheCompositionOnTheGpu) {
+  ASSERT_TRUE(torch::cuda::is_available()) << "a CUDA build's tests need a visible GPU";
+  torch::manual_seed(18);
+  // The fp32 stream of the prelude and core, and the bf16 stream of the coda.
+  for (const torch::Dtype dtype : {torch::kFloat, torch::kBFloat16}) {
+    const auto options = torch::TensorOptions().device(gpu());
+    const torch::Tensor x = torch::randn({4, 300, 768}, options).to(dtype);
+    const torch::Tensor delta = torch::randn({4, 300, 768}, options).to(torch::kBFloat16);
+    const torch::Tensor weight = 1.0 + 0.1 * torch::randn({768}, options);
+    const torch::Tensor projection = torch::randn({2, 4, 300, 768}, options);
+    auto run = [&](KernelPath path) {
+      return value_and_gradients(
+          [&](const std::vector<torch::Tensor>& in) {
+            const ResidualNorm out =
+                add_rms_norm(in[0], in[1], in[2], 1e-5, torch::kBFloat16, path);
+            return torch::stack({out.sum.to(torch::kFloat), out.normed.to(torch::kFloat)});
+          },
+          {x, delta, weight},
+          projection);
+    };
+    const auto [fused, fused_grads] = run(KernelPath::kFused);
+    const auto [aten, aten_grads] = run(KernelPath::kAten);
+    EXPECT_LT(relative_error(fused, aten), kBf16Tolerance);
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_LT(relative_error(fused_grads[i], aten_grads[i]), kBf16Tolerance) << "input " << i;
+    EXPECT_EQ(fused_grads[0].scalar_type(), dtype);
+    EXPECT_EQ(fused_grads[1].scalar_type(), torch::kBFloat16);
   }
 }
 

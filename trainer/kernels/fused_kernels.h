@@ -19,11 +19,16 @@ namespace parcae::trainer::kernels {
 // The element types of activations: fp32 or bf16 (stored as uint16_t bits).
 enum class Dtype { kFloat, kBFloat16 };
 
-// y = round(round(x * r) * round(w)), r = rsqrt(mean(x^2) + eps) over each row of `dim`, where
-// round() is to x's type (as ATen rounds the normalised value and the weight to x's type before
-// the product) and y is written in y_dtype. weight may be null (no weight). rstd (rows) receives r.
+// RMSNorm of s = x, or of the residual sum s = x + delta (delta bf16, the sum rounded to x's type
+// as ATen's add rounds it, and written to sum_out in x's type):
+//   y = round(round(s * r) * round(w)), r = rsqrt(mean(s^2) + eps) over each row of `dim`,
+// where round() is to x's type (as ATen rounds the normalised value and the weight to x's type
+// before the product) and y is written in y_dtype. weight may be null (no weight); delta and
+// sum_out are both null or both given. rstd (rows) receives r.
 cudaError_t rms_norm_forward(const void* x,
                              Dtype x_dtype,
+                             const uint16_t* delta,
+                             void* sum_out,
                              const float* weight,
                              void* y,
                              Dtype y_dtype,
@@ -33,16 +38,21 @@ cudaError_t rms_norm_forward(const void* x,
                              float eps,
                              cudaStream_t stream);
 
-// dx = r * (dn - n * mean(dn * n)), n = x r, dn = dy * w; dx in x's type. With a weight, block b
-// of `blocks` writes its partial sum of dy * n per column to weight_partial[b * dim ...]; the
-// caller sums the `blocks` rows. Needs dim <= rms_norm_max_dim().
+// Gradient of rms_norm_forward with respect to its input s (x here is s: the saved sum, or the
+// plain input): ds = r * (dn - n * mean(dn * n)) + grad_sum, n = s r, dn = dy * w, written to dx
+// in s's type and, when d_delta is given, to d_delta in bf16 (the gradient of the bf16 addend).
+// grad_sum (s's type) may be null: no gradient reached the sum by another path. With a weight,
+// block b of `blocks` writes its partial sum of dy * n per column to weight_partial[b * dim ...];
+// the caller sums the `blocks` rows. Needs dim <= rms_norm_max_dim().
 cudaError_t rms_norm_backward(const void* dy,
                               Dtype dy_dtype,
                               const void* x,
                               Dtype x_dtype,
+                              const void* grad_sum,
                               const float* weight,
                               const float* rstd,
                               void* dx,
+                              uint16_t* d_delta,
                               float* weight_partial,
                               int64_t rows,
                               int dim,
