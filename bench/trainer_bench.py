@@ -136,12 +136,13 @@ def read_events(path):
     return events
 
 
-def summarise_trainer(events, warmup):
+def summarise_trainer(events, warmup, model_flops=None):
     steps = events["step"][warmup:]
     if not steps or events["done"] is None:
         return {"error": (events["error"] or {}).get("message", "no done event")}
     tps = statistics.median(s["tokens_per_s"] for s in steps)
-    model_flops = events["start"]["model_flops_per_token"]
+    # Builds older than the model_flops_per_token field take the figure of the current build.
+    model_flops = events["start"].get("model_flops_per_token", model_flops)
     executed = [s.get("executed_model_flops_per_token", model_flops) for s in steps]
     return {
         "tokens_per_s": tps,
@@ -169,11 +170,11 @@ def run_trainer(binary, job, out_dir, extra=(), wait=True):
     return process
 
 
-def trainer_result(out_dir, warmup, returncode):
+def trainer_result(out_dir, warmup, returncode, model_flops=None):
     path = os.path.join(out_dir, "events.jsonl")
     if not os.path.exists(path):
         return {"error": f"exit {returncode}, no events"}
-    result = summarise_trainer(read_events(path), warmup)
+    result = summarise_trainer(read_events(path), warmup, model_flops)
     result["exit"] = returncode
     return result
 
@@ -224,6 +225,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trainer", default="build-gpu/bin/parcae-train")
     parser.add_argument("--baseline", help="another parcae-train build, run on the same jobs")
+    parser.add_argument("--baseline-configs", default="",
+                        help="comma-separated configurations for the baseline (default: all)")
     parser.add_argument("--peer", default=os.path.join(os.path.dirname(__file__),
                                                        "../../shared/peers/pytorch_bench.py"))
     parser.add_argument("--out", default="build-gpu/trainer-bench")
@@ -265,10 +268,12 @@ def main():
             entry["aten"] = trainer_result(os.path.join(args.out, name, "aten"), args.warmup,
                                            process.returncode)
             log(f"{name} aten: {entry['aten']}")
-        if args.baseline:
+        baseline_names = [n for n in args.baseline_configs.split(",") if n] or names
+        if args.baseline and name in baseline_names:
             process = run_trainer(args.baseline, job, os.path.join(args.out, name, "baseline"))
             entry["baseline"] = trainer_result(os.path.join(args.out, name, "baseline"),
-                                               args.warmup, process.returncode)
+                                               args.warmup, process.returncode,
+                                               entry["fused"].get("model_flops_per_token"))
             log(f"{name} baseline: {entry['baseline']}")
         if config.get("packed"):
             processes = [run_trainer(args.trainer, job,
@@ -283,7 +288,7 @@ def main():
                                "parts": parts}
             log(f"{name} packed x{len(parts)}: {entry['packed']['tokens_per_s']:,.0f} tokens/s")
         if config["peer"] and not args.no_peer:
-            for mode, timeout in (("eager", 240), ("compile", 420)):
+            for mode, timeout in (("eager", 180), ("compile", 300)):
                 entry[mode] = run_peer(args.peer, config["peer"], mode,
                                        os.path.join(args.out, "peer.jsonl"), name, timeout)
                 log(f"{name} peer {mode}: {entry[mode]}")

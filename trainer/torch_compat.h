@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <string>
@@ -113,14 +114,48 @@ inline at::Generator make_generator(const torch::Device& device, uint64_t seed) 
   return generator;
 }
 
+// Which kernel runs causal_attention on the GPU: PARCAE_ATTENTION=cudnn or flash forces one;
+// unset or `auto` takes flash attention for small calls and ATen's own choice (cuDNN's on Hopper)
+// for large ones. cuDNN's attention is the faster kernel, but each call costs ~0.3 ms (forward)
+// and ~1 ms (backward) of host time, and every new batch size builds a new plan (tens of ms):
+// with per-sequence depths the looping rows change size every iteration, so small models, whose
+// kernels take microseconds, would wait on the host.
+enum class AttentionKernel { kAuto, kCudnn, kFlash };
+inline AttentionKernel attention_kernel_choice() {
+  static const AttentionKernel choice = [] {
+    const char* value = std::getenv("PARCAE_ATTENTION");
+    const std::string name = value != nullptr ? value : "auto";
+    if (name == "cudnn")
+      return AttentionKernel::kCudnn;
+    if (name == "flash")
+      return AttentionKernel::kFlash;
+    return AttentionKernel::kAuto;
+  }();
+  return choice;
+}
+
 // Causal softmax attention with scale 1/sqrt(hd). q, k, v: (batch, heads, seq, hd), one dtype.
-// LibTorch 2.x has fused kernels (flash / memory-efficient on CUDA) behind
+// LibTorch 2.x has fused kernels (flash / cuDNN / memory-efficient on CUDA) behind
 // at::scaled_dot_product_attention; 1.13 has none, so it gets the plain math, with the softmax
 // in fp32 (or fp64 for fp64 inputs).
 inline torch::Tensor causal_attention(const torch::Tensor& q,
                                       const torch::Tensor& k,
                                       const torch::Tensor& v) {
 #if PARCAE_TORCH_AT_LEAST(2, 0)
+#if PARCAE_WITH_CUDA
+  // Below about 2^33 multiply-adds of q k^T a call is short enough that host time dominates.
+  constexpr double kSmallAttention = 8.6e9;
+  const AttentionKernel choice = attention_kernel_choice();
+  const double work =
+      static_cast<double>(q.size(0)) * q.size(1) * q.size(2) * k.size(2) * q.size(3);
+  const bool flash_dtype = q.scalar_type() == torch::kBFloat16 || q.scalar_type() == torch::kHalf;
+  if (q.is_cuda() && flash_dtype && q.size(3) <= 256 &&
+      (choice == AttentionKernel::kFlash ||
+       (choice == AttentionKernel::kAuto && work < kSmallAttention))) {
+    return std::get<0>(
+        at::_scaled_dot_product_flash_attention(q, k, v, /*dropout_p=*/0.0, /*is_causal=*/true));
+  }
+#endif
   return at::scaled_dot_product_attention(q,
                                           k,
                                           v,
