@@ -17,10 +17,11 @@ def category(name):
     if "parcae" in n or "rms_norm" in n or "attention_inputs" in n or "relu_squared" in n \
             or "softmax_cross_entropy" in n:
         return "fused (ours)"
-    if "nvjet" in n or "gemm" in n or "cutlass" in n or "xmma" in n or "sm90_" in n:
-        return "matrix multiplies"
+    # Before the matrix multiplies: cuDNN's attention kernels are named like them (sm90_, wgmma).
     if "flash" in n or "fmha" in n or "cudnn" in n or "sdpa" in n or "attention" in n:
         return "attention"
+    if "nvjet" in n or "gemm" in n or "cutlass" in n or "xmma" in n or "sm90_" in n:
+        return "matrix multiplies"
     if "adam" in n or "multi_tensor" in n or "foreach" in n:
         return "optimizer (multi-tensor)"
     if "copy" in n or "cast" in n:

@@ -225,6 +225,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trainer", default="build-gpu/bin/parcae-train")
     parser.add_argument("--baseline", help="another parcae-train build, run on the same jobs")
+    parser.add_argument("--peer-configs", default="",
+                        help="comma-separated configurations for the peer (default: all)")
     parser.add_argument("--baseline-configs", default="",
                         help="comma-separated configurations for the baseline (default: all)")
     parser.add_argument("--peer", default=os.path.join(os.path.dirname(__file__),
@@ -240,7 +242,7 @@ def main():
 
     names = [n for n in args.only.split(",") if n] or list(CONFIGS)
     os.makedirs(args.out, exist_ok=True)
-    shards = make_text_shards(os.path.join(args.out, "data"))
+    shards = make_text_shards(os.path.abspath(os.path.join(args.out, "data")))
     results = {"date": time.strftime("%Y-%m-%d"), "steps": args.steps, "warmup": args.warmup,
                "configs": {}}
     try:
@@ -287,7 +289,8 @@ def main():
                                "tokens_per_s": sum(p.get("tokens_per_s", 0.0) for p in parts),
                                "parts": parts}
             log(f"{name} packed x{len(parts)}: {entry['packed']['tokens_per_s']:,.0f} tokens/s")
-        if config["peer"] and not args.no_peer:
+        peer_names = [n for n in args.peer_configs.split(",") if n] or names
+        if config["peer"] and not args.no_peer and name in peer_names:
             for mode, timeout in (("eager", 180), ("compile", 300)):
                 entry[mode] = run_peer(args.peer, config["peer"], mode,
                                        os.path.join(args.out, "peer.jsonl"), name, timeout)
