@@ -464,21 +464,14 @@ cudaError_t attention_inputs_forward(const uint16_t* qkv,
     return cudaSuccess;
   const int lanes = vector_lanes(shape, qkv);
   const dim3 grid = vectorized_grid(shape, lanes > 0 ? lanes : 32);
-  switch (lanes) {
-#define PARCAE_FORWARD_CASE(L)                                                        \
-  case L:                                                                             \
-    attention_inputs_forward_vectorized<L><<<grid, kWarpsPerBlock * 32, 0, stream>>>( \
-        qkv, gate_logits, value_embedding, cos, sin, q_out, k_out, v_out, shape);     \
-    break;
-    PARCAE_FORWARD_CASE(2)
-    PARCAE_FORWARD_CASE(4)
-    PARCAE_FORWARD_CASE(8)
-    PARCAE_FORWARD_CASE(16)
-    PARCAE_FORWARD_CASE(32)
-#undef PARCAE_FORWARD_CASE
-    default:
-      attention_inputs_forward_kernel<<<grid_of(shape), kWarpsPerBlock * 32, 0, stream>>>(
-          qkv, gate_logits, value_embedding, cos, sin, q_out, k_out, v_out, shape);
+  const bool launched = detail::with_power_of_two_lanes(lanes, [&](auto lanes_constant) {
+    attention_inputs_forward_vectorized<decltype(lanes_constant)::value>
+        <<<grid, kWarpsPerBlock * 32, 0, stream>>>(
+            qkv, gate_logits, value_embedding, cos, sin, q_out, k_out, v_out, shape);
+  });
+  if (!launched) {
+    attention_inputs_forward_kernel<<<grid_of(shape), kWarpsPerBlock * 32, 0, stream>>>(
+        qkv, gate_logits, value_embedding, cos, sin, q_out, k_out, v_out, shape);
   }
   return cudaGetLastError();
 }
@@ -508,43 +501,35 @@ cudaError_t attention_inputs_backward(const uint16_t* d_q,
     return cudaSuccess;
   const int lanes = vector_lanes(shape, qkv);
   const dim3 grid = vectorized_grid(shape, lanes > 0 ? lanes : 32);
-  switch (lanes) {
-#define PARCAE_BACKWARD_CASE(L)                                       \
-  case L:                                                             \
-    attention_inputs_backward_vectorized<L>                           \
-        <<<grid, kWarpsPerBlock * 32, 0, stream>>>(d_q,               \
-                                                   d_k,               \
-                                                   d_v,               \
-                                                   qkv,               \
-                                                   gate_logits,       \
-                                                   value_embedding,   \
-                                                   cos,               \
-                                                   sin,               \
-                                                   d_qkv,             \
-                                                   d_gate_logits,     \
-                                                   d_value_embedding, \
-                                                   shape);            \
-    break;
-    PARCAE_BACKWARD_CASE(2)
-    PARCAE_BACKWARD_CASE(4)
-    PARCAE_BACKWARD_CASE(8)
-    PARCAE_BACKWARD_CASE(16)
-    PARCAE_BACKWARD_CASE(32)
-#undef PARCAE_BACKWARD_CASE
-    default:
-      attention_inputs_backward_kernel<<<grid_of(shape), kWarpsPerBlock * 32, 0, stream>>>(
-          d_q,
-          d_k,
-          d_v,
-          qkv,
-          gate_logits,
-          value_embedding,
-          cos,
-          sin,
-          d_qkv,
-          d_gate_logits,
-          d_value_embedding,
-          shape);
+  const bool launched = detail::with_power_of_two_lanes(lanes, [&](auto lanes_constant) {
+    attention_inputs_backward_vectorized<decltype(lanes_constant)::value>
+        <<<grid, kWarpsPerBlock * 32, 0, stream>>>(d_q,
+                                                   d_k,
+                                                   d_v,
+                                                   qkv,
+                                                   gate_logits,
+                                                   value_embedding,
+                                                   cos,
+                                                   sin,
+                                                   d_qkv,
+                                                   d_gate_logits,
+                                                   d_value_embedding,
+                                                   shape);
+  });
+  if (!launched) {
+    attention_inputs_backward_kernel<<<grid_of(shape), kWarpsPerBlock * 32, 0, stream>>>(
+        d_q,
+        d_k,
+        d_v,
+        qkv,
+        gate_logits,
+        value_embedding,
+        cos,
+        sin,
+        d_qkv,
+        d_gate_logits,
+        d_value_embedding,
+        shape);
   }
   return cudaGetLastError();
 }

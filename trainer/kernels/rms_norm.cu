@@ -199,18 +199,10 @@ cudaError_t rms_norm_forward(const void* x,
     return cudaSuccess;
   if ((delta == nullptr) != (sum_out == nullptr))
     return cudaErrorInvalidValue;
-  const bool x_bf16 = x_dtype == Dtype::kBFloat16, y_bf16 = y_dtype == Dtype::kBFloat16;
-  if (x_bf16 && y_bf16) {
-    return launch_forward<uint16_t, uint16_t>(
+  return detail::with_storage_types(x_dtype, y_dtype, [&](auto in, auto out) {
+    return launch_forward<decltype(in), decltype(out)>(
         x, delta, sum_out, weight, y, rstd, rows, dim, eps, stream);
-  }
-  if (x_bf16)
-    return launch_forward<uint16_t, float>(
-        x, delta, sum_out, weight, y, rstd, rows, dim, eps, stream);
-  if (y_bf16)
-    return launch_forward<float, uint16_t>(
-        x, delta, sum_out, weight, y, rstd, rows, dim, eps, stream);
-  return launch_forward<float, float>(x, delta, sum_out, weight, y, rstd, rows, dim, eps, stream);
+  });
 }
 
 cudaError_t rms_norm_backward(const void* dy,
@@ -229,21 +221,10 @@ cudaError_t rms_norm_backward(const void* dy,
                               cudaStream_t stream) {
   if (dim > rms_norm_max_dim() || blocks < 1)
     return cudaErrorInvalidValue;
-  const bool x_bf16 = x_dtype == Dtype::kBFloat16, dy_bf16 = dy_dtype == Dtype::kBFloat16;
-  if (x_bf16 && dy_bf16) {
-    return launch_backward<uint16_t, uint16_t>(
+  return detail::with_storage_types(x_dtype, dy_dtype, [&](auto in, auto grad) {
+    return launch_backward<decltype(in), decltype(grad)>(
         dy, x, grad_sum, weight, rstd, dx, d_delta, weight_partial, rows, dim, blocks, stream);
-  }
-  if (x_bf16) {
-    return launch_backward<uint16_t, float>(
-        dy, x, grad_sum, weight, rstd, dx, d_delta, weight_partial, rows, dim, blocks, stream);
-  }
-  if (dy_bf16) {
-    return launch_backward<float, uint16_t>(
-        dy, x, grad_sum, weight, rstd, dx, d_delta, weight_partial, rows, dim, blocks, stream);
-  }
-  return launch_backward<float, float>(
-      dy, x, grad_sum, weight, rstd, dx, d_delta, weight_partial, rows, dim, blocks, stream);
+  });
 }
 
 }  // namespace parcae::trainer::kernels
