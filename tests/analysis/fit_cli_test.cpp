@@ -24,7 +24,7 @@
 #include "sweeps/job_config.h"
 #include "tests/orchestrator/test_support.h"
 
-namespace parcae::orchestrator {
+namespace parcae::analysis {
 namespace {
 
 using test_support::run_cli;
@@ -314,7 +314,7 @@ TEST_F(FitCli, PowerAndChinchillaReadTheSweepsRunsByColumnName) {
   EXPECT_EQ(power.at("n"), 24);
   EXPECT_GT(coefficient(power, "a"), 0.5);  // more compute, more tokens
   const auto missing = run_cli(
-      with_db({"fit", "power", "--sweep", "iso", "--x-col", "budget", "--y-col", "loss"}, db_));
+      with_db({"fit", "power", "--sweep", "iso", "--x-col", "budget_idd", "--y-col", "loss"}, db_));
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_THAT(missing.err, HasSubstr("did you mean 'budget_id'"));
 
@@ -419,4 +419,4 @@ TEST_F(FitCli, ExportWritesEachTableInEachFormat) {
 }
 
 }  // namespace
-}  // namespace parcae::orchestrator
+}  // namespace parcae::analysis
