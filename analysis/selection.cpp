@@ -105,16 +105,16 @@ std::string resolve_column(const RunTable& table,
 
 Condition parse_condition(const std::string& text) {
   static const char* kOps[] = {"==", "!=", "<=", ">=", "=", "<", ">"};
-  for (size_t at = 0; at < text.size(); ++at) {
-    for (const char* op : kOps) {
-      const std::string o(op);
-      if (text.compare(at, o.size(), o) != 0)
-        continue;
-      Condition c{trim(text.substr(0, at)), o, trim(text.substr(at + o.size())), text};
-      if (c.column.empty() || c.value.empty())
-        break;
+  // The first operator decides: "a>=2" is a, >=, 2, never "a>" = "2".
+  const size_t at = text.find_first_of("=!<>");
+  for (const char* op : kOps) {
+    const std::string o(op);
+    if (at == std::string::npos || text.compare(at, o.size(), o) != 0)
+      continue;
+    Condition c{trim(text.substr(0, at)), o, trim(text.substr(at + o.size())), text};
+    if (!c.column.empty() && !c.value.empty())
       return c;
-    }
+    break;
   }
   throw InputError("",
                    "--where",

@@ -196,10 +196,10 @@ TEST(IsoflopAnalysis, TheStudysExportGivesTheStudysOwnMinima) {
   std::ifstream in(dir + "fit-isoflop.json");
   const nlohmann::json study = nlohmann::json::parse(in);
   const auto& minima = analysis.groups[0].fit.budgets;
-  ASSERT_EQ(minima.size(), study.at("minima").size());
+  ASSERT_EQ(minima.size(), study.at("budgets").size());
   int compared = 0;
   for (size_t i = 0; i < minima.size(); ++i) {
-    const auto& expected = study.at("minima")[i];
+    const auto& expected = study.at("budgets")[i];
     EXPECT_EQ(fitting::to_string(minima[i].status), expected.at("status").get<std::string>());
     if (expected.at("x_star").is_number()) {
       EXPECT_NEAR(minima[i].x_star, expected.at("x_star").get<double>(), 1e-9);
