@@ -478,6 +478,7 @@ struct ParcaeLawFit : Fit {
   TrainingLawParameters theta;  // alpha is [P]'s a, beta is [P]'s b
   EffectiveParameters params_of_mu;
   int best_start = -1;
+  int polished = 0;  // starts continued with the tight rule (stage 2); 0 for one stage
   double gradient_max_norm = kNotComputed;
   std::vector<TrainingLawParameters> local_optima;  // as in ChinchillaFit
   Frontier frontier;  // filled when options.frontier.budgets is not empty

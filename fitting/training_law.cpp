@@ -427,6 +427,7 @@ ParcaeLawFit fit_parcae_law(const ParcaeData& data,
   ParcaeLawFit fit;
   fit.law = "parcae";
   fit.params_of_mu = params_of_mu;
+  fit.polished = static_cast<int>(result.polished.size());
   detail::fill_from_multistart(fit, rows, result, objective);
   fit.coefficients = detail::parcae_coefficients(fit.theta, params_of_mu, options, &fit.frontier);
   detail::check_physical_range(fit,
