@@ -162,7 +162,7 @@ std::vector<std::string> Fit::usability_problems() const {
     problems.push_back(std::string("status ") + to_string(status) +
                        (message.empty() ? "" : ": " + message));
   }
-  if (coefficients.empty()) {
+  if (coefficients.empty() && status == FitStatus::kOk) {
     problems.push_back("no coefficients");
   }
   std::string not_finite;
