@@ -162,10 +162,10 @@ struct FitRequest {
 
 // What one law produced.
 struct FitOutput {
-  nlohmann::ordered_json json;               // the --json document
-  std::string text;                          // the table printed without --json
-  std::vector<results::FitRecord> records;   // what --save stores, one per fit
-  bool ok = true;                            // every fit ok (satexp: or flat): exit code 0
+  nlohmann::ordered_json json;              // the --json document
+  std::string text;                         // the table printed without --json
+  std::vector<results::FitRecord> records;  // what --save stores, one per fit
+  bool ok = true;                           // every fit ok (satexp: or flat): exit code 0
 };
 
 // Fits request.law to the source's rows. Throws InputError for bad input (exit code 2).

@@ -253,8 +253,8 @@ void plot_frontier(Context& c, const IsoflopAnalysis& analysis, const IsoflopGro
                     bool counts) {
     Figure f;
     f.name = name + suffix_of(g.group);
-    f.title = fmt::format("{}: compute-optimal {} against the FLOP budget", title_of(c, g.group),
-                          what);
+    f.title =
+        fmt::format("{}: compute-optimal {} against the FLOP budget", title_of(c, g.group), what);
     f.x_label = "training FLOPs C";
     f.y_label = fmt::format("{} ({})", what, symbol);
     f.log_x = f.log_y = true;
@@ -340,13 +340,10 @@ void plot_frontier(Context& c, const IsoflopAnalysis& analysis, const IsoflopGro
         Series slope = line_of(
             [&](double x) { return anchor * std::pow(x / middle, reference); }, lo, hi, true, 6);
         slope.style = SeriesStyle::kDashedLines;
-        slope.title = mu_axis && !c.request.reference_slopes_set
-                          ? fmt::format("Parcae paper: {} \u221d C^{:.2f} (slope only)",
-                                        symbol,
-                                        reference)
-                          : fmt::format("reference: {} \u221d C^{:.2f} (slope only)",
-                                        symbol,
-                                        reference);
+        slope.title =
+            mu_axis && !c.request.reference_slopes_set
+                ? fmt::format("Parcae paper: {} \u221d C^{:.2f} (slope only)", symbol, reference)
+                : fmt::format("reference: {} \u221d C^{:.2f} (slope only)", symbol, reference);
         f.series.push_back(slope);
         y_lo = std::min({y_lo, slope.y.front(), slope.y.back()});
         y_hi = std::max({y_hi, slope.y.front(), slope.y.back()});

@@ -345,8 +345,8 @@ FitOutput fit_satexp(const FitRequest& r, const Source& source) {
     fit = fitting::bootstrap_satexp(
         columns.values[0], columns.values[1], fit, options, bootstrap_options(r));
   }
-  out.ok = fit.status != fitting::FitStatus::kFailed &&
-           fit.status != fitting::FitStatus::kUnphysical;
+  out.ok =
+      fit.status != fitting::FitStatus::kFailed && fit.status != fitting::FitStatus::kUnphysical;
   out.json = fit_to_json(fit);
   out.json["objective_choice"] = objective_json(choice);
   out.json["half_life"] = std::isfinite(fit.half_life) ? Json(fit.half_life) : Json(nullptr);
@@ -392,11 +392,10 @@ FitOutput fit_chinchilla(const FitRequest& r, const Source& source) {
   require(!params_col.empty() && !loss_col.empty() && (tokens_col.empty() != r.flops.empty()),
           "--params-col/--tokens-col|--flops-col/--loss-col",
           "chinchilla needs N, one of D or C (then D = C / 6N), and the loss");
-  const auto columns =
-      read_columns(r,
-                   source,
-                   {{params_col, true}, {tokens_col.empty() ? r.flops : tokens_col, true},
-                    {loss_col, true}});
+  const auto columns = read_columns(
+      r,
+      source,
+      {{params_col, true}, {tokens_col.empty() ? r.flops : tokens_col, true}, {loss_col, true}});
   fitting::ChinchillaData data;
   data.params = columns.values[0];
   data.loss = columns.values[2];
@@ -473,8 +472,10 @@ std::vector<const RunResult*> parcae_runs(const FitRequest& r,
                      "separately)");
   }
   if (runs.empty()) {
-    throw InputError(
-        source.table.file, "runs", "(none)", "no finished looped runs to fit the " + r.law + " law");
+    throw InputError(source.table.file,
+                     "runs",
+                     "(none)",
+                     "no finished looped runs to fit the " + r.law + " law");
   }
   return runs;
 }
@@ -634,14 +635,11 @@ FitOutput fit_unified(const FitRequest& r, const Source& source) {
             "--mu-col/--tokens-col/--test-time-col/--loss-col",
             "unified from a CSV needs mu, D, T and loss columns (one row per run and T)");
     params_of_mu = params_from_flags(r);
-    const auto columns = read_columns(r,
-                                      source,
-                                      {{r.mu, true},
-                                       {r.tokens, true},
-                                       {r.test_time, true},
-                                       {r.loss, true},
-                                       {r.run, false, true}},
-                                      r.mu);
+    const auto columns = read_columns(
+        r,
+        source,
+        {{r.mu, true}, {r.tokens, true}, {r.test_time, true}, {r.loss, true}, {r.run, false, true}},
+        r.mu);
     data.mean_recurrence = columns.values[0];
     data.tokens = columns.values[1];
     data.test_time = columns.values[2];
@@ -723,15 +721,11 @@ FitOutput fit_law(const FitRequest& request, const Source& source) {
       return fit_unified(request, source);
   } catch (const fitting::InputError& e) {
     // The data cannot be fitted as given: bad input, exit code 2.
-    throw InputError(source.name(),
-                     "",
-                     e.what(),
-                     "cannot be fitted (docs/fitting.md says what each law needs)");
+    throw InputError(
+        source.name(), "", e.what(), "cannot be fitted (docs/fitting.md says what each law needs)");
   }
-  throw InputError("",
-                   "LAW",
-                   request.law,
-                   "expected isoflop, power, satexp, chinchilla, parcae or unified");
+  throw InputError(
+      "", "LAW", request.law, "expected isoflop, power, satexp, chinchilla, parcae or unified");
 }
 
 }  // namespace parcae::analysis

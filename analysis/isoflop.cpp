@@ -103,10 +103,12 @@ void check_one_series(const RunTable& table,
                        name,
                        "'" + trim(other[column]) + "' and '" + trim(row[column]) + "'",
                        "two runs at budget " + key.first + " and " + x_name + " = " + key.second +
-                           (group.key.empty() ? "" : " (" + group.label() + ")") +
-                           " differ in " + name + ", so they are not one isoFLOP series",
-                       "fit each " + name + " on its own: --group-by " + name + ", or choose with "
-                       "--where " + name + "=...");
+                           (group.key.empty() ? "" : " (" + group.label() + ")") + " differ in " +
+                           name + ", so they are not one isoFLOP series",
+                       "fit each " + name + " on its own: --group-by " + name +
+                           ", or choose with "
+                           "--where " +
+                           name + "=...");
     }
   }
 }
@@ -169,9 +171,12 @@ IsoflopAnalysis analyse_isoflop(const Source& source, const IsoflopRequest& requ
     }
     RowGroup kept = group;
     kept.rows = rows;
-    check_one_series(
-        table, kept, budget_id_column, x_index, request.x.empty() ? "mu_rec" : request.x,
-        request.selection.group_by);
+    check_one_series(table,
+                     kept,
+                     budget_id_column,
+                     x_index,
+                     request.x.empty() ? "mu_rec" : request.x,
+                     request.selection.group_by);
     std::vector<NumericColumnSpec> specs = {
         {budget_column, true}, {out.x_column, true}, {loss_column, false}};
     specs.push_back({tokens_column, true, true});

@@ -1,6 +1,4 @@
 // gnuplot rendering of Figures: data blocks, one script, PNG, SVG and PDF terminals.
-#include "analysis/figure.h"
-
 #include <sys/wait.h>
 
 #include <array>
@@ -10,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "analysis/figure.h"
 #include "sweeps/error.h"
 
 namespace parcae::analysis {
@@ -218,7 +217,9 @@ std::vector<std::string> render_figure(const Figure& figure,
         continue;
       const bool bars = style == SeriesStyle::kXErrorBars || style == SeriesStyle::kYErrorBars;
       plot << (first ? "" : ", \\\n     ") << "\"" << figure.name << ".dat\" index " << block
-           << (band ? " using 1:2:3 " : bars ? " using 1:2:3:4 " : " using 1:2 ")
+           << (band   ? " using 1:2:3 "
+               : bars ? " using 1:2:3:4 "
+                      : " using 1:2 ")
            << style_clause(figure.series[i], i);
       first = false;
     }

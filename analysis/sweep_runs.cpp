@@ -15,13 +15,33 @@ std::string exact_text(double value) {
   return nlohmann::json(value).dump();
 }
 
-const std::vector<std::string> kRunColumns = {
-    "job_id",         "cell",          "model",           "budget_id",   "budget_flops",
-    "mean_recurrence", "mean_backward", "fixed_depth",     "control",     "looped",
-    "seed",           "d_model",       "n_heads",         "head_dim",    "d_ff",
-    "n_layers",       "n_prelude",     "n_recurrent",     "n_coda",      "context_length",
-    "flops_per_token", "tokens",       "params",          "params_noncore", "params_core",
-    "params_effective", "loss"};
+const std::vector<std::string> kRunColumns = {"job_id",
+                                              "cell",
+                                              "model",
+                                              "budget_id",
+                                              "budget_flops",
+                                              "mean_recurrence",
+                                              "mean_backward",
+                                              "fixed_depth",
+                                              "control",
+                                              "looped",
+                                              "seed",
+                                              "d_model",
+                                              "n_heads",
+                                              "head_dim",
+                                              "d_ff",
+                                              "n_layers",
+                                              "n_prelude",
+                                              "n_recurrent",
+                                              "n_coda",
+                                              "context_length",
+                                              "flops_per_token",
+                                              "tokens",
+                                              "params",
+                                              "params_noncore",
+                                              "params_core",
+                                              "params_effective",
+                                              "loss"};
 
 std::vector<std::string> run_row(const RunResult& run) {
   const sweeps::ModelConfig& m = run.model;

@@ -24,9 +24,9 @@
 #include <thread>
 #include <vector>
 
-#include "fitting/fitting.h"         // fit_chinchilla, fit_isoflop, ChinchillaData, IsoflopRun
 #include "analysis/analysis.h"  // read_csv, read_numeric_columns
-#include "sweeps/error.h"            // parcae::Error
+#include "fitting/fitting.h"    // fit_chinchilla, fit_isoflop, ChinchillaData, IsoflopRun
+#include "sweeps/error.h"       // parcae::Error
 
 namespace {
 

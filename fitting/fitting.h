@@ -362,7 +362,7 @@ struct ChinchillaOptions {
   int polished_optima = 5;
   MinimizerOptions minimizer;
   std::vector<double> allocation_budgets;  // C at which N_opt and D_opt are reported
-  int threads = 0;  // 0: hardware_concurrency(); the result does not depend on it
+  int threads = 0;            // 0: hardware_concurrency(); the result does not depend on it
   ProgressCallback progress;  // optional; told of the screening stage's starts
 };
 

@@ -124,8 +124,8 @@ void check_physical_range(Fit& fit,
   if (!(irreducible > kIrreducibleShare * smallest_loss)) {
     problems.push_back("E = " + format_number(irreducible) +
                        " nats: expected an irreducible loss above " +
-                       format_number(kIrreducibleShare) +
-                       " of the smallest loss fitted (" + format_number(smallest_loss) + ")");
+                       format_number(kIrreducibleShare) + " of the smallest loss fitted (" +
+                       format_number(smallest_loss) + ")");
   }
   for (const Coefficient& c : fit.coefficients) {
     if (!std::isfinite(c.value)) {

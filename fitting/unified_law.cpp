@@ -279,9 +279,8 @@ UnifiedLawFit fit_unified_law(const UnifiedData& data,
     }
     starts.push_back(std::move(s));
   }
-  const detail::MultiStartResult result =
-      detail::minimize_multistart(
-          subset, starts, options.minimizer, options.threads, options.progress);
+  const detail::MultiStartResult result = detail::minimize_multistart(
+      subset, starts, options.minimizer, options.threads, options.progress);
 
   UnifiedLawFit fit;
   fit.law = "unified";

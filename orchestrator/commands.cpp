@@ -20,8 +20,8 @@
 #include "orchestrator/orchestrator.h"
 #include "sweeps/error.h"
 #include "sweeps/job_config.h"
-#include "sweeps/suggest.h"
 #include "sweeps/run_contract.h"
+#include "sweeps/suggest.h"
 
 namespace parcae::orchestrator {
 namespace {

@@ -45,8 +45,10 @@ results::AttemptEnd decide_attempt_end(const ExitFacts& facts, const RetryBudget
   using results::Outcome;
   results::AttemptEnd end;
   const auto finished = [&](const std::string& how) {
-    end.outcome = facts.final_status == sweeps::kStatusDiverged ? Outcome::kDiverged : Outcome::kDone;
-    end.next_state = facts.final_status == sweeps::kStatusDiverged ? JobState::kDiverged : JobState::kDone;
+    end.outcome =
+        facts.final_status == sweeps::kStatusDiverged ? Outcome::kDiverged : Outcome::kDone;
+    end.next_state =
+        facts.final_status == sweeps::kStatusDiverged ? JobState::kDiverged : JobState::kDone;
     end.reason = how;
     return end;
   };
@@ -104,8 +106,9 @@ results::AttemptEnd decide_attempt_end(const ExitFacts& facts, const RetryBudget
   if (facts.stopping) {
     end.outcome = Outcome::kPreempted;
     end.next_state = JobState::kPreempted;
-    end.reason = code == sweeps::kExitPreempted ? "stopped by the orchestrator after saving (exit 143)"
-                             : fmt::format("stopped by the orchestrator (exit {})", code);
+    end.reason = code == sweeps::kExitPreempted
+                     ? "stopped by the orchestrator after saving (exit 143)"
+                     : fmt::format("stopped by the orchestrator (exit {})", code);
     return end;
   }
   if (code == sweeps::kExitPreempted)

@@ -197,8 +197,7 @@ void apply(const std::string& job,
     const auto version = optional_integer(event, "events_version");
     if (version && *version != sweeps::kEventsVersion) {
       throw BadEvent{"\"events_version\" = " + std::to_string(*version) + ": expected " +
-                     std::to_string(sweeps::kEventsVersion) +
-                     " (this parcae-scale reads version " +
+                     std::to_string(sweeps::kEventsVersion) + " (this parcae-scale reads version " +
                      std::to_string(sweeps::kEventsVersion) + "; rebuild it with the trainer)"};
     }
     const nlohmann::json* versions = member(event, "versions");

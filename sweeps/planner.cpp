@@ -124,10 +124,8 @@ PlannedCell plan_cell(const SweepSpec& spec,
                       std::vector<std::string>& problems) {
   PlannedCell cell;
   const ModelConfig& model = facts.model;
-  cell.name = cell_name(pick.budget != nullptr && pick.budget->has_axes ? pick.budget->axes
-                                                                         : spec.axes,
-                        pick,
-                        model);
+  cell.name = cell_name(
+      pick.budget != nullptr && pick.budget->has_axes ? pick.budget->axes : spec.axes, pick, model);
   cell.model_label = pick.model->label;
   for (const auto& p : facts.problems)
     problems.push_back(spec.file + ": cell " + cell.name + ": model." + p);
@@ -265,8 +263,8 @@ Plan plan_sweep(const SweepSpec& spec) {
   plan.cells.reserve(budgets.size() * token_counts.size() * shared.picks.size() *
                      spec.axes.seeds.size());
   for (const Budget* budget : budgets) {
-    const ModelPicks own = budget != nullptr && budget->has_axes ? model_picks_of(budget->axes)
-                                                                 : ModelPicks{};
+    const ModelPicks own =
+        budget != nullptr && budget->has_axes ? model_picks_of(budget->axes) : ModelPicks{};
     const ModelPicks& chosen = budget != nullptr && budget->has_axes ? own : shared;
     const std::vector<AxisPick>& model_picks = chosen.picks;
     const std::vector<ModelFacts>& facts = chosen.facts;

@@ -7,8 +7,8 @@
 namespace parcae::sweeps {
 
 // A run folder, <jobs root>/<sweep>/<job id>/.
-inline constexpr const char* kJobFileName = "job.json";         // the JobConfig, written at planning
-inline constexpr const char* kEventsFileName = "events.jsonl";  // one event per line, appended
+inline constexpr const char* kJobFileName = "job.json";  // the JobConfig, written at planning
+inline constexpr const char* kEventsFileName = "events.jsonl";   // one event per line, appended
 inline constexpr const char* kCheckpointDirName = "checkpoint";  // the trainer's checkpoints
 inline constexpr const char* kTrainerLogName = "trainer.log";    // the trainer's stdout and stderr
 

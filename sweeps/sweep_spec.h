@@ -56,8 +56,8 @@ struct SweepAxes {
   // Width d of each model: head_dim is kept, so n_heads = d / head_dim (d must be a multiple of
   // it); d_ff keeps its ratio to d (4d in every preset); ve_gate_channels = min(its value, d).
   std::vector<int> d_model;
-  std::vector<int> n_layers;  // Transformer family: L
-  std::vector<int> n_recurrent;     // looped family: L_R
+  std::vector<int> n_layers;     // Transformer family: L
+  std::vector<int> n_recurrent;  // looped family: L_R
   std::vector<RecurrenceChoice> mean_recurrence;
   std::vector<int64_t> train_tokens;  // fixed-data cells; exclusive with budgets
   std::vector<uint64_t> seeds = {0};

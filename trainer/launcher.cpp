@@ -20,9 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include "sweeps/error.h"
+#include "sweeps/run_contract.h"
 #include "trainer/events.h"
 #include "trainer/trainer.h"
-#include "sweeps/run_contract.h"
 
 extern char** environ;
 

@@ -21,6 +21,7 @@
 #include "sweeps/error.h"
 #include "sweeps/flop_model.h"
 #include "sweeps/job_config.h"
+#include "sweeps/run_contract.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
 #include "trainer/distributed.h"
@@ -30,7 +31,6 @@
 #include "trainer/sampling.h"
 #include "trainer/torch_compat.h"
 #include "trainer/trainer.h"
-#include "sweeps/run_contract.h"
 
 #ifndef PARCAE_VERSION
 #define PARCAE_VERSION "unknown"

@@ -213,12 +213,8 @@ bool has_avx2() {
 // J and its gradient row by row with the scalar log_sum_exp of numerics.h (two exp and one
 // log1p per row); rows of weight 0 are skipped. weights may be null (all 1). With linear, the
 // residual is Lhat - L = exp(LSE) - L, whose derivative in each term t_j is Lhat w_j.
-bool rowwise_training_law(const Columns& c,
-                          double delta,
-                          bool linear,
-                          const double* x,
-                          double* value,
-                          double* gradient) {
+bool rowwise_training_law(
+    const Columns& c, double delta, bool linear, const double* x, double* value, double* gradient) {
   const double a = x[0], b = x[1], e = x[2], alpha = x[3], beta = x[4];
   double total = 0.0;
   double g[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
@@ -269,7 +265,9 @@ std::vector<double> padded_column(const std::vector<double>& values,
 TrainingLawObjective::TrainingLawObjective(const TrainingLawRows& rows,
                                            double huber_delta,
                                            ResidualScale residuals)
-    : rows_(rows.log_loss.size()), delta_(huber_delta), linear_(residuals == ResidualScale::kLinear) {
+    : rows_(rows.log_loss.size()),
+      delta_(huber_delta),
+      linear_(residuals == ResidualScale::kLinear) {
   const std::size_t padded = (rows_ + kBlockRows - 1) / kBlockRows * kBlockRows;
   log_params_ = padded_column(rows.log_params, rows_, padded, 0.0);
   log_tokens_ = padded_column(rows.log_tokens, rows_, padded, 0.0);

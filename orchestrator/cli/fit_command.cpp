@@ -1,12 +1,12 @@
 // `parcae-scale fit LAW (--sweep NAME | --csv FILE)`: scaling laws with intervals, from a sweep in
 // the database or from any CSV. Flags map onto analysis::FitRequest; analysis::fit_law() selects
 // the runs, fits and reports; this file prints, saves and chooses the exit code.
+#include <unistd.h>
+
 #include <chrono>
 #include <iostream>
 #include <memory>
 #include <optional>
-
-#include <unistd.h>
 
 #include <fmt/format.h>
 

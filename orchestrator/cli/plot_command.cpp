@@ -28,7 +28,7 @@ struct PlotFlags {
   analysis::PlotRequest request;
   std::string target;  // KIND with --sweep, else the sweep name (the older form)
   std::string sweep;
-  std::string format;             // empty: png and svg
+  std::string format;            // empty: png and svg
   std::string reference_slopes;  // "", "none", or "X" or "X,D"
 };
 

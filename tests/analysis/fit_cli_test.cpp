@@ -206,8 +206,8 @@ class FitCli : public ::testing::Test {
         {"model",
          {{{"name", "m32"}}, {{"name", "m64"}, {"d_model", 64}, {"n_heads", 4}, {"d_ff", 256}}}},
         {"mean_recurrence", kMus}};
-    const std::vector<std::tuple<std::string, double (*)(const RunFacts&, double), nlohmann::json,
-                                 size_t>>
+    const std::vector<
+        std::tuple<std::string, double (*)(const RunFacts&, double), nlohmann::json, size_t>>
         sweeps = {{"iso", &iso_loss, mu_axis, 24},
                   {"unified", &unified_loss, mu_axis, 24},
                   {"size", &size_loss, width_axis, 24},
@@ -490,8 +490,8 @@ TEST_F(FitCli, MuStarPerSizeFromAJointGridNeedsAGroupAndRecordsEachGroupsJobs) {
   const auto one = fit_json(
       {"fit", "isoflop", "--sweep", "joint", "--where", "model=m64", "--bootstrap", "0", "--json"});
   EXPECT_NEAR(coefficient(one, "a"), 0.25, 1e-9);
-  const auto none = run_cli(
-      with_db({"fit", "isoflop", "--sweep", "joint", "--where", "model=m128"}, db_));
+  const auto none =
+      run_cli(with_db({"fit", "isoflop", "--sweep", "joint", "--where", "model=m128"}, db_));
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_THAT(none.err, HasSubstr("selects no rows"));
 }
@@ -564,8 +564,9 @@ TEST(FitCommand, SatexpWithLinearResidualsGivesCurveFitsAnswer) {
   // The default, log residuals, is another objective with another optimum.
   const auto log = run_cli(args);
   ASSERT_EQ(log.exit_code, 0) << log.err;
-  EXPECT_GT(std::abs(coefficient(nlohmann::json::parse(log.out), "Z") - scipy.at("Z").get<double>()),
-            0.1);
+  EXPECT_GT(
+      std::abs(coefficient(nlohmann::json::parse(log.out), "Z") - scipy.at("Z").get<double>()),
+      0.1);
   auto bad = args;
   bad.insert(bad.end(), {"--loss", "huber:-1"});
   EXPECT_EQ(run_cli(bad).exit_code, 2);

@@ -50,8 +50,9 @@ TEST(Condition, TextWithoutAnOperatorIsBadInputNamingWhere) {
 }
 
 TEST(Selection, ConditionsCompareNumbersAsNumbersAndTextAsText) {
-  const RunTable t = table_of({"model", "mean_recurrence", "fixed_depth"},
-                              {{"a", "2", "0"}, {"a", "10", "0"}, {"b", "4", "0"}, {"b", "1", "1"}});
+  const RunTable t =
+      table_of({"model", "mean_recurrence", "fixed_depth"},
+               {{"a", "2", "0"}, {"a", "10", "0"}, {"b", "4", "0"}, {"b", "1", "1"}});
   const SelectedRows numeric = select_rows(t, {{"mu_rec>=4"}, {}}, "params");
   ASSERT_EQ(numeric.groups.size(), 1u);
   EXPECT_EQ(numeric.groups[0].rows, (std::vector<size_t>{1, 2}));  // 10 >= 4 as numbers
@@ -74,8 +75,8 @@ TEST(Selection, TheControlsAreLeftOutOfAFitOverMuRecUnlessAConditionNamesThem) {
 }
 
 TEST(Selection, GroupsFollowTheOrderOfFirstAppearanceAndNameTheirValues) {
-  const RunTable t = table_of({"model", "mean_recurrence"},
-                              {{"b", "2"}, {"a", "2"}, {"b", "4"}, {"a", "4"}});
+  const RunTable t =
+      table_of({"model", "mean_recurrence"}, {{"b", "2"}, {"a", "2"}, {"b", "4"}, {"a", "4"}});
   const SelectedRows s = select_rows(t, {{}, {"model"}}, "mean_recurrence");
   ASSERT_EQ(s.groups.size(), 2u);
   EXPECT_EQ(s.groups[0].label(), "model=b");
