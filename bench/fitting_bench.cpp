@@ -24,9 +24,9 @@
 #include <thread>
 #include <vector>
 
-#include "fitting/fitting.h"         // fit_chinchilla, fit_isoflop, ChinchillaData, IsoflopRun
-#include "orchestrator/csv_table.h"  // read_csv, read_numeric_columns
-#include "sweeps/error.h"            // parcae::Error
+#include "analysis/analysis.h"  // read_csv, read_numeric_columns
+#include "fitting/fitting.h"    // fit_chinchilla, fit_isoflop, ChinchillaData, IsoflopRun
+#include "sweeps/error.h"       // parcae::Error
 
 namespace {
 
@@ -45,8 +45,8 @@ double cpu_seconds() {
 
 // §7: D = C / (6N), and only the rows whose loss is strictly below the 5th-largest loss.
 ChinchillaData load_chinchilla(const std::string& path) {
-  const auto table = parcae::orchestrator::read_csv(path);
-  const auto columns = parcae::orchestrator::read_numeric_columns(
+  const auto table = parcae::analysis::read_csv(path);
+  const auto columns = parcae::analysis::read_numeric_columns(
       table, {{"Model Size", true}, {"Training FLOP", true}, {"loss", true}}, false);
   std::vector<double> sorted = columns.values[2];
   std::sort(sorted.begin(), sorted.end(), std::greater<double>());

@@ -132,8 +132,9 @@ std::vector<std::vector<double>> training_law_starts(const LawFit& fit,
 std::vector<double> refit_training_law(const detail::TrainingLawRows& rows,
                                        const std::vector<std::vector<double>>& starts,
                                        double huber_delta,
+                                       ResidualScale residuals,
                                        const MinimizerOptions& minimizer) {
-  const detail::TrainingLawObjective objective(rows, huber_delta);
+  const detail::TrainingLawObjective objective(rows, huber_delta, residuals);
   const detail::MultiStartResult result =
       detail::minimize_multistart(objective, starts, minimizer, 1);
   if (result.best < 0) {
@@ -258,7 +259,11 @@ ChinchillaFit bootstrap_chinchilla(const ChinchillaData& data,
         detail::TrainingLawRows replicate = rows;
         replicate.weights = weights;
         const std::vector<double> x =
-            refit_training_law(replicate, starts, options.huber_delta, options.minimizer);
+            refit_training_law(replicate,
+                               starts,
+                               detail::penalty_delta(options.penalty, options.huber_delta),
+                               options.residuals,
+                               options.minimizer);
         if (x.empty()) {
           return {};
         }
@@ -291,7 +296,11 @@ ParcaeLawFit bootstrap_parcae_law(const ParcaeData& data,
                    detail::TrainingLawRows replicate = rows;
                    replicate.weights = weights;
                    const std::vector<double> x = refit_training_law(
-                       replicate, starts, options.huber_delta, options.minimizer);
+                       replicate,
+                       starts,
+                       detail::penalty_delta(options.penalty, options.huber_delta),
+                       options.residuals,
+                       options.minimizer);
                    if (x.empty()) {
                      return {};
                    }
@@ -351,7 +360,10 @@ UnifiedLawFit bootstrap_unified_law(const UnifiedData& data,
                    detail::UnifiedRows replicate = rows;
                    replicate.weights = weights;
                    const detail::UnifiedObjective full(
-                       replicate, options.variant, options.huber_delta);
+                       replicate,
+                       options.variant,
+                       detail::penalty_delta(options.penalty, options.huber_delta),
+                       options.residuals);
                    const detail::SubsetObjective subset(full, fixed, free);
                    const detail::MultiStartResult refit =
                        detail::minimize_multistart(subset, starts, options.minimizer, 1);

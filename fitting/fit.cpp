@@ -46,10 +46,20 @@ const char* to_string(FitStatus status) {
       return "extrapolated";
     case FitStatus::kFlat:
       return "flat";
+    case FitStatus::kUnphysical:
+      return "unphysical";
     case FitStatus::kFailed:
       break;
   }
   return "failed";
+}
+
+const char* to_string(ResidualScale scale) {
+  return scale == ResidualScale::kLinear ? "linear" : "log";
+}
+
+const char* to_string(Penalty penalty) {
+  return penalty == Penalty::kSquares ? "l2" : "huber";
 }
 
 const Coefficient& Fit::coefficient(std::string_view name) const {
@@ -138,26 +148,44 @@ std::string Fit::report() const {
   for (const std::string& warning : warnings) {
     text += "  warning: " + warning + "\n";
   }
-  text += std::string("  usable: ") + (is_usable() ? "yes" : "no") + "\n";
+  const std::vector<std::string> problems = usability_problems();
+  text += std::string("  usable: ") + (problems.empty() ? "yes" : "no") + "\n";
+  for (const std::string& problem : problems) {
+    text += "    " + problem + "\n";
+  }
   return text;
 }
 
-bool Fit::is_usable() const {
-  if (status != FitStatus::kOk || coefficients.empty()) {
-    return false;
+std::vector<std::string> Fit::usability_problems() const {
+  std::vector<std::string> problems;
+  if (status != FitStatus::kOk) {
+    problems.push_back(std::string("status ") + to_string(status) +
+                       (message.empty() ? "" : ": " + message));
   }
+  if (coefficients.empty() && status == FitStatus::kOk) {
+    problems.push_back("no coefficients");
+  }
+  std::string not_finite;
   for (const Coefficient& c : coefficients) {
     if (!std::isfinite(c.value)) {
-      return false;
+      not_finite += (not_finite.empty() ? "" : ", ") + c.name;
     }
   }
+  if (!not_finite.empty() && status != FitStatus::kFailed && status != FitStatus::kUnphysical) {
+    problems.push_back("not finite: " + not_finite);
+  }
   if (bootstrap_replicates > 0 && bootstrap_failed > 0.05 * bootstrap_replicates) {
-    return false;
+    problems.push_back(std::to_string(bootstrap_failed) + " of " +
+                       std::to_string(bootstrap_replicates) +
+                       " bootstrap replicates failed, more than 5%");
   }
-  if (requires_validation) {
-    return bootstrap_replicates > 0 && std::isfinite(heldout_error_percent);
+  if (requires_validation && bootstrap_replicates == 0) {
+    problems.push_back("no bootstrap over runs (a parametric law needs its intervals, §6)");
   }
-  return true;
+  if (requires_validation && !std::isfinite(heldout_error_percent)) {
+    problems.push_back("no held-out error on record (§6)");
+  }
+  return problems;
 }
 
 double heldout_relative_error_percent(const std::vector<double>& predicted,

@@ -60,11 +60,24 @@ class InputError : public std::invalid_argument {
 // ok: the fit is what it claims. no_minimum: a parabola with c2 <= 0. extrapolated: a vertex
 // outside the sampled range. flat: a test-time curve with no visible decay (Z < 1e-6, or less than
 // 1e-6 nats of decay over the sampled T). failed: no start succeeded, or too little data for the
-// method (the message says which).
-enum class FitStatus { kOk, kNoMinimum, kExtrapolated, kFlat, kFailed };
+// method (the message says which). unphysical (DECISION, beyond §1's five): the optimizer found
+// its optimum, but the law's parameters there leave their physical range (a negative exponent, an
+// irreducible loss E of about zero, a derived quantity that is not finite), so the numbers
+// describe no scaling; the message lists each parameter and its range.
+enum class FitStatus { kOk, kNoMinimum, kExtrapolated, kFlat, kFailed, kUnphysical };
 
-// "ok", "no_minimum", "extrapolated", "flat", "failed" (the spellings of §1).
+// "ok", "no_minimum", "extrapolated", "flat", "failed" (the spellings of §1), "unphysical".
 const char* to_string(FitStatus status);
+
+// Where a curve fit measures its residuals: ln Lhat - ln L (kLog, the default of every law here,
+// §1 and §5) or Lhat - L (kLinear, as scipy.optimize.curve_fit and most published fits of
+// accuracy against loss do).
+enum class ResidualScale { kLog, kLinear };
+// What each residual costs: Huber's H(r) of §1 with the law's delta, or r^2 / 2 (kSquares:
+// ordinary least squares; the factor 1/2 does not move the optimum).
+enum class Penalty { kHuber, kSquares };
+const char* to_string(ResidualScale scale);  // "log", "linear"
+const char* to_string(Penalty penalty);      // "huber", "l2"
 
 // One reported quantity: a fitted coefficient or a derived one (a_N, a prediction). se is the
 // standard error: from OLS or the delta method where the law has one (power, isoflop, satexp),
@@ -115,7 +128,10 @@ struct Fit {
 
   // §6: status ok, every coefficient value finite, a bootstrap failure rate <= 5% where a
   // bootstrap ran, and, where requires_validation, a bootstrap and a held-out error on record.
-  bool is_usable() const;
+  bool is_usable() const { return usability_problems().empty(); }
+  // Why is_usable() is false, one short sentence each ("status unphysical: alpha = -0.006 ...",
+  // "no bootstrap: run one for intervals"); empty for a usable fit.
+  std::vector<std::string> usability_problems() const;
 };
 
 // Mean relative error in percent, (100/m) * sum |predicted_i - measured_i| / measured_i (§6).
@@ -319,8 +335,14 @@ struct ChinchillaData {
   std::vector<double> loss;    // nats, finite and > 0
 };
 
+// Called as (starts finished, starts in all) while a multi-start runs, at most once per finished
+// start and never concurrently (a lock is held), from the solver's threads: keep it short.
+using ProgressCallback = std::function<void(int done, int total)>;
+
 struct ChinchillaOptions {
   double huber_delta = 1e-3;
+  ResidualScale residuals = ResidualScale::kLog;  // r = log Lhat - ln L (§3), or Lhat - L
+  Penalty penalty = Penalty::kHuber;              // H(r) with huber_delta (§3), or r^2 / 2
   // Starts; empty means the grid of §3: alpha, beta in {0, 0.5, 1, 1.5, 2}, e in {-1, -0.5, 0,
   // 0.5, 1}, a, b in {0, 5, ..., 25} (4,500 starts, unbounded).
   std::vector<TrainingLawParameters> starts;
@@ -340,7 +362,8 @@ struct ChinchillaOptions {
   int polished_optima = 5;
   MinimizerOptions minimizer;
   std::vector<double> allocation_budgets;  // C at which N_opt and D_opt are reported
-  int threads = 0;  // 0: hardware_concurrency(); the result does not depend on it
+  int threads = 0;            // 0: hardware_concurrency(); the result does not depend on it
+  ProgressCallback progress;  // optional; told of the screening stage's starts
 };
 
 // coefficients: "E", "A", "B", "alpha", "beta", "a_N", "b_D", "G", then "N_opt(C=...)" and
@@ -430,14 +453,22 @@ struct TrainingLawQuery {
 
 struct ParcaeLawOptions {
   double huber_delta = 1e-3;
+  ResidualScale residuals = ResidualScale::kLog;  // as ChinchillaOptions
+  Penalty penalty = Penalty::kHuber;
   bool grid_starts = true;  // the 4,500 starts of §3
   int random_starts = 500;  // uniform in a, b in [0, 25], e in [-1, 1], alpha, beta in [0, 2]
   std::uint64_t seed = 42;
   std::vector<TrainingLawParameters> extra_starts;  // tried after grid and random starts
+  // Screening and polishing, as ChinchillaOptions: every start with `screening`, then the
+  // polished_optima best distinct end points with `minimizer`. 0 runs every start with
+  // `minimizer` alone (the one-stage procedure, about 15 times slower on 5,000 starts).
+  MinimizerOptions screening = ChinchillaOptions{}.screening;
+  int polished_optima = 5;
   MinimizerOptions minimizer;
   std::vector<TrainingLawQuery> predictions;  // reported as "L(mu=...,D=...)"
   FrontierOptions frontier;  // budgets non-empty: "mu*(C=...)", "D*(C=...)", "L*(C=...)"
   int threads = 0;
+  ProgressCallback progress;  // optional; told of the (screening) starts
 };
 
 // coefficients: "E", "A", "a", "B", "b" ([P]'s names; a, b are the exponents here), then the
@@ -447,6 +478,7 @@ struct ParcaeLawFit : Fit {
   TrainingLawParameters theta;  // alpha is [P]'s a, beta is [P]'s b
   EffectiveParameters params_of_mu;
   int best_start = -1;
+  int polished = 0;  // starts continued with the tight rule (stage 2); 0 for one stage
   double gradient_max_norm = kNotComputed;
   std::vector<TrainingLawParameters> local_optima;  // as in ChinchillaFit
   Frontier frontier;  // filled when options.frontier.budgets is not empty
@@ -507,6 +539,8 @@ struct UnifiedOptions {
   // Hold (E, X, x, Y, y) at the training-law fit and fit only (Z, z[, gamma]) (§4.2 option).
   bool floor_fixed = false;
   double huber_delta = 1e-3;
+  ResidualScale residuals = ResidualScale::kLog;  // as ChinchillaOptions
+  Penalty penalty = Penalty::kHuber;
   // Starts: the training-law optimum with zeta in {-3, ..., 1} x z in {0.5, 1, 2, 4, 8, 16}
   // (30; with gamma learned, each also at gamma in {0, 0.5, 1, 1.5, 2}), then random_starts
   // uniform in ln X, ln Y in [0, 25], x, y in [0, 2], e in [-1, 1], zeta in [-4, 1],
@@ -517,6 +551,7 @@ struct UnifiedOptions {
   MinimizerOptions minimizer;
   std::vector<UnifiedLawQuery> predictions;  // reported as "L(mu=...,D=...,T=...)"
   int threads = 0;
+  ProgressCallback progress;  // optional
 };
 
 // coefficients: "E", "X", "x", "Y", "y", "Z", "z", then "gamma" for kLearnedGamma, then the
@@ -571,6 +606,9 @@ enum class SatExpObjective { kLeastSquares, kHuberSum };
 struct SatExpOptions {
   TestTimeForm form = TestTimeForm::kExponential;
   SatExpObjective objective = SatExpObjective::kLeastSquares;
+  // kLog ([P], the default) or kLinear: sum (Lhat - L)^2 with kLeastSquares is exactly the
+  // objective of scipy.optimize.curve_fit.
+  ResidualScale residuals = ResidualScale::kLog;
   double huber_delta = 1e-3;  // for the Huber objective and for the reported Huber values
   // Variable-projection starts (§5): for each rate z0, L ~ c0 + c1 basis(z0, T) by linear least
   // squares, then L_inf = min(c0, 0.999 min L), Z = max(c1, 1e-6), z = z0.
@@ -593,7 +631,7 @@ struct SatExpFit : Fit {
   double amplitude = kNotComputed;   // Z
   double rate = kNotComputed;        // z
   double half_life = kNotComputed;   // T_1/2 = ln 2 / z (kExponential only)
-  double huber_mean = kNotComputed;  // mean per-point Huber of the log residuals (delta 1e-3)
+  double huber_mean = kNotComputed;  // mean per-point Huber of the residuals (delta 1e-3)
   double huber_sum = kNotComputed;
   // |L_inf - L(T = mu_rec)| / L(T = mu_rec) when options.mean_recurrence is one of the T values.
   double floor_gap = kNotComputed;

@@ -61,32 +61,41 @@ double basis_log_slope(TestTimeForm form, double test_time) {
   return -std::log(test_time);
 }
 
-// r = ln(e^lambda + e^zeta basis(e^omega, T)) - ln L, parameters (lambda, zeta, omega).
+// r = ln(e^lambda + e^zeta basis(e^omega, T)) - ln L, parameters (lambda, zeta, omega); with
+// linear, r = Lhat - L.
 struct FloorResidual {
   TestTimeForm form;
   double test_time;
-  double log_loss;
+  double loss;
+  bool linear;
   template <typename T>
   bool operator()(const T* p, T* residual) const {
     using std::exp;
     using std::log;
     const T value = exp(p[0]) + exp(p[1]) * basis(form, exp(p[2]), test_time);
-    residual[0] = log(value) - log_loss;
+    residual[0] = linear ? value - loss : log(value) - std::log(loss);
     return true;
   }
 };
 
-// r = zeta - e^omega ln T - ln L for Z T^-z, parameters (zeta, omega).
+// r = zeta - e^omega ln T - ln L for Z T^-z, parameters (zeta, omega); with linear, Lhat - L.
 struct NoFloorResidual {
   double test_time;
-  double log_loss;
+  double loss;
+  bool linear;
   template <typename T>
   bool operator()(const T* p, T* residual) const {
     using std::exp;
-    residual[0] = p[0] - exp(p[1]) * std::log(test_time) - log_loss;
+    const T log_value = p[0] - exp(p[1]) * std::log(test_time);
+    residual[0] = linear ? exp(log_value) - loss : log_value - std::log(loss);
     return true;
   }
 };
+
+// The residual of one point on the chosen scale.
+double residual_of(ResidualScale scale, double predicted, double loss) {
+  return scale == ResidualScale::kLinear ? predicted - loss : std::log(predicted) - std::log(loss);
+}
 
 struct Curve {
   std::vector<double> test_time;
@@ -157,16 +166,17 @@ Solution solve_from(const Curve& curve,
       options.objective == SatExpObjective::kHuberSum ? &huber_loss : nullptr;
   const bool floor = has_floor(options.form);
   double* block = floor ? solution.p.data() : solution.p.data() + 1;
+  const bool linear = options.residuals == ResidualScale::kLinear;
   for (std::size_t i = 0; i < curve.loss.size(); ++i) {
-    const double log_loss = std::log(curve.loss[i]);
     if (floor) {
-      problem.AddResidualBlock(new ceres::AutoDiffCostFunction<FloorResidual, 1, 3>(
-                                   new FloorResidual{options.form, curve.test_time[i], log_loss}),
-                               loss,
-                               block);
+      problem.AddResidualBlock(
+          new ceres::AutoDiffCostFunction<FloorResidual, 1, 3>(
+              new FloorResidual{options.form, curve.test_time[i], curve.loss[i], linear}),
+          loss,
+          block);
     } else {
       problem.AddResidualBlock(new ceres::AutoDiffCostFunction<NoFloorResidual, 1, 2>(
-                                   new NoFloorResidual{curve.test_time[i], log_loss}),
+                                   new NoFloorResidual{curve.test_time[i], curve.loss[i], linear}),
                                loss,
                                block);
     }
@@ -225,9 +235,11 @@ void validate(const SatExpOptions& options) {
   }
 }
 
-// Standard errors of (L_inf, Z, z) from (J'J)^-1 s^2, J the Jacobian of the log residuals with
-// respect to the natural (not log) parameters; +infinity when J'J is singular.
-std::vector<double> standard_errors(const SatExpFit& fit, const Curve& curve) {
+// Standard errors of (L_inf, Z, z) from (J'J)^-1 s^2, J the Jacobian of the residuals (log or
+// linear) with respect to the natural (not log) parameters; +infinity when J'J is singular.
+std::vector<double> standard_errors(const SatExpFit& fit,
+                                    const Curve& curve,
+                                    ResidualScale residuals) {
   const bool floor = has_floor(fit.form);
   const int p = floor ? 3 : 2;
   const int n = static_cast<int>(curve.loss.size());
@@ -239,7 +251,10 @@ std::vector<double> standard_errors(const SatExpFit& fit, const Curve& curve) {
   for (int i = 0; i < n; ++i) {
     const double t = curve.test_time[i];
     const double b = basis(fit.form, fit.rate, t);
-    const double value = model_value(fit.form, fit.l_inf, fit.amplitude, fit.rate, t);
+    // d ln Lhat = d Lhat / Lhat; a linear residual's derivative is d Lhat itself.
+    const double value = residuals == ResidualScale::kLinear
+                             ? 1.0
+                             : model_value(fit.form, fit.l_inf, fit.amplitude, fit.rate, t);
     int column = 0;
     if (floor) {
       jacobian(i, column++) = 1.0 / value;
@@ -301,7 +316,7 @@ SatExpFit fit_curve(const Curve& curve, const SatExpOptions& options) {
   for (int i = 0; i < fit.n; ++i) {
     const double value =
         model_value(fit.form, fit.l_inf, fit.amplitude, fit.rate, curve.test_time[i]);
-    const double r = std::log(value) - std::log(curve.loss[i]);
+    const double r = residual_of(options.residuals, value, curve.loss[i]);
     fit.residuals.push_back(r);
     fit.huber_sum += detail::huber_value(r, options.huber_delta);
     squares += r * r;
@@ -345,7 +360,7 @@ SatExpFit fit_curve(const Curve& curve, const SatExpOptions& options) {
     }
   }
 
-  const std::vector<double> se = standard_errors(fit, curve);
+  const std::vector<double> se = standard_errors(fit, curve, options.residuals);
   if (floor) {
     fit.coefficients = {
         {"y_inf", fit.l_inf, se[0]}, {"Z", fit.amplitude, se[1]}, {"z", fit.rate, se[2]}};
@@ -416,8 +431,8 @@ SatExpExtrapolation satexp_extrapolation(const std::vector<double>& test_time,
   double huber_sum = 0.0, relative = 0.0;
   for (std::size_t i = 0; i < outside.loss.size(); ++i) {
     const double predicted = result.fit.predict(outside.test_time[i]);
-    huber_sum +=
-        detail::huber_value(std::log(predicted) - std::log(outside.loss[i]), options.huber_delta);
+    huber_sum += detail::huber_value(residual_of(options.residuals, predicted, outside.loss[i]),
+                                     options.huber_delta);
     relative += std::abs(predicted - outside.loss[i]) / outside.loss[i];
   }
   result.huber_mean = huber_sum / result.scored_points;

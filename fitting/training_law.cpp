@@ -44,7 +44,7 @@ template <typename LawFit>
 void fill_from_multistart(LawFit& fit,
                           const TrainingLawRows& rows,
                           const MultiStartResult& result,
-                          double huber_delta) {
+                          const TrainingLawObjective& objective) {
   fit.starts = static_cast<int>(result.runs.size());
   fit.successes = result.successes;
   fit.n = static_cast<int>(rows.log_loss.size());
@@ -66,7 +66,6 @@ void fill_from_multistart(LawFit& fit,
   fit.gradient_max_norm = best.gradient_max_norm;
   fit.objective = best.value;
   fit.objective_per_point = best.value / fit.n;
-  const TrainingLawObjective objective(rows, huber_delta);
   fit.residuals = objective.residuals(best.x.data());
   for (const auto& x : distinct_optima(result, kLocalOptimaKept)) {
     fit.local_optima.push_back(to_parameters(x));
@@ -107,6 +106,42 @@ double golden_section(const std::function<double(double)>& f, double low, double
 }
 
 }  // namespace
+
+void check_physical_range(Fit& fit,
+                          const std::vector<std::pair<std::string, double>>& exponents,
+                          double irreducible,
+                          double smallest_loss) {
+  if (fit.status != FitStatus::kOk) {
+    return;
+  }
+  std::vector<std::string> problems;
+  for (const auto& [name, value] : exponents) {
+    if (!(value > 0.0)) {
+      problems.push_back(name + " = " + format_number(value) +
+                         ": expected a positive exponent (the loss falls as the resource grows)");
+    }
+  }
+  if (!(irreducible > kIrreducibleShare * smallest_loss)) {
+    problems.push_back("E = " + format_number(irreducible) +
+                       " nats: expected an irreducible loss above " +
+                       format_number(kIrreducibleShare) + " of the smallest loss fitted (" +
+                       format_number(smallest_loss) + ")");
+  }
+  for (const Coefficient& c : fit.coefficients) {
+    if (!std::isfinite(c.value)) {
+      problems.push_back(c.name + " = " + format_number(c.value) + ": not finite");
+    }
+  }
+  if (problems.empty()) {
+    return;
+  }
+  fit.status = FitStatus::kUnphysical;
+  std::string joined;
+  for (const std::string& p : problems) {
+    joined += (joined.empty() ? "" : "; ") + p;
+  }
+  fit.message = "the optimum leaves the physical range: " + joined;
+}
 
 TrainingLawRows chinchilla_rows(const ChinchillaData& data) {
   check_same_size("data.tokens", data.tokens.size(), "data.params", data.params.size());
@@ -343,22 +378,29 @@ ChinchillaFit fit_chinchilla(const ChinchillaData& data, const ChinchillaOptions
        options.starts.empty() ? chinchilla_start_grid() : options.starts) {
     starts.push_back(detail::to_vector(theta));
   }
-  const detail::TrainingLawObjective objective(rows, options.huber_delta);
+  const detail::TrainingLawObjective objective(
+      rows, detail::penalty_delta(options.penalty, options.huber_delta), options.residuals);
   const detail::MultiStartResult result =
       options.polished_optima == 0
-          ? detail::minimize_multistart(objective, starts, options.minimizer, options.threads)
+          ? detail::minimize_multistart(
+                objective, starts, options.minimizer, options.threads, options.progress)
           : detail::minimize_multistart_screened(objective,
                                                  starts,
                                                  options.screening,
                                                  options.minimizer,
                                                  options.polished_optima,
-                                                 options.threads);
+                                                 options.threads,
+                                                 options.progress);
 
   ChinchillaFit fit;
   fit.law = "chinchilla";
   fit.polished = static_cast<int>(result.polished.size());
-  detail::fill_from_multistart(fit, rows, result, options.huber_delta);
+  detail::fill_from_multistart(fit, rows, result, objective);
   fit.coefficients = detail::chinchilla_coefficients(fit.theta, options);
+  detail::check_physical_range(fit,
+                               {{"alpha", fit.theta.alpha}, {"beta", fit.theta.beta}},
+                               fit.theta.E(),
+                               *std::min_element(data.loss.begin(), data.loss.end()));
   return fit;
 }
 
@@ -367,15 +409,31 @@ ParcaeLawFit fit_parcae_law(const ParcaeData& data,
                             const ParcaeLawOptions& options) {
   detail::validate_parcae_options(options);
   const detail::TrainingLawRows rows = detail::parcae_rows(data, params_of_mu);
-  const detail::TrainingLawObjective objective(rows, options.huber_delta);
-  const detail::MultiStartResult result = detail::minimize_multistart(
-      objective, detail::parcae_starts(options), options.minimizer, options.threads);
+  const detail::TrainingLawObjective objective(
+      rows, detail::penalty_delta(options.penalty, options.huber_delta), options.residuals);
+  const std::vector<std::vector<double>> starts = detail::parcae_starts(options);
+  const detail::MultiStartResult result =
+      options.polished_optima == 0
+          ? detail::minimize_multistart(
+                objective, starts, options.minimizer, options.threads, options.progress)
+          : detail::minimize_multistart_screened(objective,
+                                                 starts,
+                                                 options.screening,
+                                                 options.minimizer,
+                                                 options.polished_optima,
+                                                 options.threads,
+                                                 options.progress);
 
   ParcaeLawFit fit;
   fit.law = "parcae";
   fit.params_of_mu = params_of_mu;
-  detail::fill_from_multistart(fit, rows, result, options.huber_delta);
+  fit.polished = static_cast<int>(result.polished.size());
+  detail::fill_from_multistart(fit, rows, result, objective);
   fit.coefficients = detail::parcae_coefficients(fit.theta, params_of_mu, options, &fit.frontier);
+  detail::check_physical_range(fit,
+                               {{"a", fit.theta.alpha}, {"b", fit.theta.beta}},
+                               fit.theta.E(),
+                               *std::min_element(data.loss.begin(), data.loss.end()));
   return fit;
 }
 

@@ -264,7 +264,10 @@ UnifiedLawFit fit_unified_law(const UnifiedData& data,
     full_starts.push_back(detail::to_vector(theta, options.variant));
   }
 
-  const detail::UnifiedObjective full(rows, options.variant, options.huber_delta);
+  const detail::UnifiedObjective full(rows,
+                                      options.variant,
+                                      detail::penalty_delta(options.penalty, options.huber_delta),
+                                      options.residuals);
   std::vector<double> fixed = detail::to_vector(training_law.theta);
   fixed.resize(full.size(), 0.0);
   const detail::SubsetObjective subset(full, fixed, free);
@@ -276,8 +279,8 @@ UnifiedLawFit fit_unified_law(const UnifiedData& data,
     }
     starts.push_back(std::move(s));
   }
-  const detail::MultiStartResult result =
-      detail::minimize_multistart(subset, starts, options.minimizer, options.threads);
+  const detail::MultiStartResult result = detail::minimize_multistart(
+      subset, starts, options.minimizer, options.threads, options.progress);
 
   UnifiedLawFit fit;
   fit.law = "unified";
@@ -306,6 +309,11 @@ UnifiedLawFit fit_unified_law(const UnifiedData& data,
     fit.residuals = full.residuals(x.data());
   }
   fit.coefficients = detail::unified_coefficients(fit.theta, params_of_mu, options);
+  detail::check_physical_range(
+      fit,
+      {{"x", fit.theta.floor.alpha}, {"y", fit.theta.floor.beta}, {"z", std::exp(fit.theta.log_z)}},
+      fit.theta.floor.E(),
+      *std::min_element(data.loss.begin(), data.loss.end()));
   return fit;
 }
 

@@ -20,6 +20,7 @@
 #include "orchestrator/orchestrator.h"
 #include "sweeps/error.h"
 #include "sweeps/job_config.h"
+#include "sweeps/run_contract.h"
 #include "sweeps/suggest.h"
 
 namespace parcae::orchestrator {
@@ -94,7 +95,7 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
     // Each run folder is complete from the start, so that the jobs can also be trained where
     // parcae-scale is not installed (scripts/run-jobs) and ingested later with `sweep sync`.
     for (const auto& job : store.jobs(outcome.spec.name, {JobState::kPlanned})) {
-      const std::string job_file = (fs::path(job.out_dir) / "job.json").string();
+      const std::string job_file = (fs::path(job.out_dir) / sweeps::kJobFileName).string();
       if (fs::exists(job_file) || !store.attempts(job.id).empty())
         continue;
       fs::create_directories(job.out_dir);
@@ -114,7 +115,7 @@ SyncResult sync(const std::string& db_path, const std::string& sweep) {
   for (const auto& job : store.jobs(
            sweep, {JobState::kPlanned, JobState::kPreempted}, Store::JobFields::kWithoutConfig)) {
     const results::IngestReport report =
-        store.ingest_events(job.id, (fs::path(job.out_dir) / "events.jsonl").string());
+        store.ingest_events(job.id, (fs::path(job.out_dir) / sweeps::kEventsFileName).string());
     if (report.lines > 0)
       result.ingested.push_back(job.id);
     for (const auto& bad : report.bad_lines) {
@@ -132,7 +133,7 @@ SyncResult sync(const std::string& db_path, const std::string& sweep) {
     const auto attempt = store.claim_job(job.id, start);
     if (!attempt)
       continue;
-    const bool diverged = *fresh->final_status == "diverged";
+    const bool diverged = *fresh->final_status == sweeps::kStatusDiverged;
     results::AttemptEnd end;
     end.outcome = diverged ? results::Outcome::kDiverged : results::Outcome::kDone;
     end.next_state = diverged ? JobState::kDiverged : JobState::kDone;
@@ -184,7 +185,7 @@ std::vector<SweepStatus> sweep_status(const std::string& db_path, const std::str
     for (const auto& job : status.jobs) {
       if (job.state == JobState::kFailed) {
         status.log_tails[job.id] =
-            log_tail((fs::path(job.out_dir) / "trainer.log").string(), kLogTailLines);
+            log_tail((fs::path(job.out_dir) / sweeps::kTrainerLogName).string(), kLogTailLines);
       }
     }
     out.push_back(std::move(status));
@@ -344,7 +345,7 @@ CancelResult cancel(const std::string& db_path,
   // The attempts of dead orchestrators are recorded here; a live one records its own.
   for (const auto& [id, attempt] : orphans) {
     const auto job = store.find_job(id);
-    store.ingest_events(id, (fs::path(job->out_dir) / "events.jsonl").string());
+    store.ingest_events(id, (fs::path(job->out_dir) / sweeps::kEventsFileName).string());
     results::AttemptEnd end;
     end.outcome = results::Outcome::kCancelled;
     end.reason = "cancelled by `sweep cancel`";

@@ -24,6 +24,7 @@
 #include "orchestrator/orchestrator.h"
 #include "sweeps/error.h"
 #include "sweeps/job_config.h"
+#include "sweeps/run_contract.h"
 
 namespace parcae::orchestrator {
 namespace detail {
@@ -44,8 +45,10 @@ results::AttemptEnd decide_attempt_end(const ExitFacts& facts, const RetryBudget
   using results::Outcome;
   results::AttemptEnd end;
   const auto finished = [&](const std::string& how) {
-    end.outcome = facts.final_status == "diverged" ? Outcome::kDiverged : Outcome::kDone;
-    end.next_state = facts.final_status == "diverged" ? JobState::kDiverged : JobState::kDone;
+    end.outcome =
+        facts.final_status == sweeps::kStatusDiverged ? Outcome::kDiverged : Outcome::kDone;
+    end.next_state =
+        facts.final_status == sweeps::kStatusDiverged ? JobState::kDiverged : JobState::kDone;
     end.reason = how;
     return end;
   };
@@ -103,13 +106,14 @@ results::AttemptEnd decide_attempt_end(const ExitFacts& facts, const RetryBudget
   if (facts.stopping) {
     end.outcome = Outcome::kPreempted;
     end.next_state = JobState::kPreempted;
-    end.reason = code == 143 ? "stopped by the orchestrator after saving (exit 143)"
-                             : fmt::format("stopped by the orchestrator (exit {})", code);
+    end.reason = code == sweeps::kExitPreempted
+                     ? "stopped by the orchestrator after saving (exit 143)"
+                     : fmt::format("stopped by the orchestrator (exit {})", code);
     return end;
   }
-  if (code == 143)
+  if (code == sweeps::kExitPreempted)
     return requeue(Outcome::kPreempted, "preempted after saving (exit 143)");
-  if (code == 2)
+  if (code == sweeps::kExitBadInput)
     return fail("bad input (exit 2)", true);
   if (code == 125)
     return fail("trainer released without the go signal (exit 125)", false);
@@ -286,7 +290,7 @@ class Scheduler {
   }
 
   std::string events_path(const std::string& out_dir) const {
-    return (fs::path(out_dir) / "events.jsonl").string();
+    return (fs::path(out_dir) / sweeps::kEventsFileName).string();
   }
 
   // Records how an attempt ended, from what its events say and how its process exited.
@@ -395,8 +399,8 @@ class Scheduler {
     request.attempt = attempt;
     request.trainer = trainer_;
     request.out_dir = job.out_dir;
-    request.job_file = (fs::path(job.out_dir) / "job.json").string();
-    request.log_file = (fs::path(job.out_dir) / "trainer.log").string();
+    request.job_file = (fs::path(job.out_dir) / sweeps::kJobFileName).string();
+    request.log_file = (fs::path(job.out_dir) / sweeps::kTrainerLogName).string();
     request.gpus = gpus;
     if (pool_.cpu() && std::getenv("OMP_NUM_THREADS") == nullptr) {
       request.environment.emplace_back("OMP_NUM_THREADS", std::to_string(cpu_threads_));

@@ -28,6 +28,7 @@
 #include "orchestrator/orchestrator.h"
 #include "sweeps/error.h"
 #include "sweeps/job_config.h"
+#include "sweeps/run_contract.h"
 
 namespace parcae::orchestrator {
 namespace detail {
@@ -137,7 +138,7 @@ std::string escape_output_pattern(const std::string& path) {
 }
 
 std::string events_path(const JobRecord& job) {
-  return (fs::path(job.out_dir) / "events.jsonl").string();
+  return (fs::path(job.out_dir) / sweeps::kEventsFileName).string();
 }
 
 // Slurm's view of the jobs in `ids`: squeue for what slurmctld still holds, sacct for the rest
@@ -574,7 +575,7 @@ class Submitter {
         fs::create_directories(job.out_dir);
         sweeps::write_job_file(
             sweeps::job_config_from_json(job.config, "(database: job " + job.id + ")"),
-            (fs::path(job.out_dir) / "job.json").string());
+            (fs::path(job.out_dir) / sweeps::kJobFileName).string());
         script.tasks.push_back({job.id, job.cell, job.out_dir});
       }
       const std::string path =

@@ -18,6 +18,7 @@
 #include "results/detail/store_impl.h"
 #include "results/results.h"
 #include "sweeps/error.h"
+#include "sweeps/run_contract.h"
 
 namespace parcae::results {
 namespace {
@@ -155,7 +156,7 @@ void apply(const std::string& job,
     throw BadEvent{"\"event\" is missing"};
   const double time = required_number(event, "time");
   const int64_t step = required_integer(event, "step");
-  if (*type == "step") {
+  if (*type == sweeps::kEventStep) {
     Statement& q = s.curve;
     q.reset();
     const int64_t tokens = required_integer(event, "tokens");
@@ -178,7 +179,7 @@ void apply(const std::string& job,
         .bind(15, optional_number(event, "h_rms"))
         .run();
     progress = {true, step, tokens, flops, loss};
-  } else if (*type == "eval") {
+  } else if (*type == sweeps::kEventEval) {
     const int64_t depth = required_integer(event, "depth");
     if (depth < 1)
       throw BadEvent{"\"depth\" must be >= 1"};
@@ -190,7 +191,15 @@ void apply(const std::string& job,
         .bind(5, required_integer(event, "tokens"))
         .bind(6, optional_number(event, "loss"))
         .run();
-  } else if (*type == "start") {
+  } else if (*type == sweeps::kEventStart) {
+    // A start event names the version of the events that follow; another version may mean other
+    // fields, so its lines are refused rather than read by the wrong rules.
+    const auto version = optional_integer(event, "events_version");
+    if (version && *version != sweeps::kEventsVersion) {
+      throw BadEvent{"\"events_version\" = " + std::to_string(*version) + ": expected " +
+                     std::to_string(sweeps::kEventsVersion) + " (this parcae-scale reads version " +
+                     std::to_string(sweeps::kEventsVersion) + "; rebuild it with the trainer)"};
+    }
     const nlohmann::json* versions = member(event, "versions");
     const nlohmann::json no_versions = nlohmann::json::object();
     const nlohmann::json& v =
@@ -230,12 +239,12 @@ void apply(const std::string& job,
         .run();
     s.started.reset();
     s.started.bind(1, job).run();
-  } else if (*type == "checkpoint") {
+  } else if (*type == sweeps::kEventCheckpoint) {
     s.checkpoint.reset();
     s.checkpoint.bind(1, job).bind(2, step).bind(3, optional_text(event, "path")).run();
-  } else if (*type == "done") {
+  } else if (*type == sweeps::kEventDone) {
     const auto status = optional_text(event, "status");
-    if (!status || (*status != "done" && *status != "diverged")) {
+    if (!status || (*status != sweeps::kStatusDone && *status != sweeps::kStatusDiverged)) {
       throw BadEvent{"\"status\" must be \"done\" or \"diverged\""};
     }
     s.done.reset();
@@ -248,9 +257,9 @@ void apply(const std::string& job,
         .bind(7, optional_number(event, "wall_time_s"))
         .run();
     report.final_status = *status;
-  } else if (*type == "preempted") {
+  } else if (*type == sweeps::kEventPreempted) {
     report.saw_preempted = true;
-  } else if (*type == "error") {
+  } else if (*type == sweeps::kEventError) {
     const std::string message = optional_text(event, "message").value_or("(no message)");
     s.error.reset();
     s.error.bind(1, job).bind(2, message).run();

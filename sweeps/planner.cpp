@@ -15,6 +15,7 @@ struct AxisPick {
   const Budget* budget = nullptr;
   const int64_t* train_tokens = nullptr;
   const ModelChoice* model = nullptr;
+  const int* d_model = nullptr;
   const int* n_layers = nullptr;
   const int* n_recurrent = nullptr;
   const RecurrenceChoice* recurrence = nullptr;
@@ -31,14 +32,16 @@ std::vector<const T*> picks(const std::vector<T>& values) {
   return out;
 }
 
-std::string cell_name(const SweepSpec& spec, const AxisPick& pick, const ModelConfig& model) {
+std::string cell_name(const SweepAxes& axes, const AxisPick& pick, const ModelConfig& model) {
   std::vector<std::string> parts;
   if (pick.budget != nullptr)
     parts.push_back("C" + pick.budget->id);
   if (pick.train_tokens != nullptr)
     parts.push_back("D" + std::to_string(*pick.train_tokens));
-  if (spec.axes.models.size() > 1)
+  if (axes.models.size() > 1)
     parts.push_back(pick.model->label);
+  if (pick.d_model != nullptr)
+    parts.push_back("d" + std::to_string(*pick.d_model));
   if (pick.n_layers != nullptr)
     parts.push_back("L" + std::to_string(*pick.n_layers));
   if (pick.n_recurrent != nullptr)
@@ -59,6 +62,15 @@ std::string cell_name(const SweepSpec& spec, const AxisPick& pick, const ModelCo
 
 ModelConfig apply_axes(const AxisPick& pick) {
   ModelConfig model = pick.model->config;
+  if (pick.d_model != nullptr) {
+    // sweep_spec.h: head_dim kept, d_ff in proportion, the value-embedding gate at most d wide.
+    const int d = *pick.d_model;
+    model.d_ff = static_cast<int>(
+        std::llround(static_cast<double>(model.d_ff) * d / std::max(1, model.d_model)));
+    model.n_heads = d / std::max(1, model.head_dim);
+    model.ve_gate_channels = std::min(model.ve_gate_channels, d);
+    model.d_model = d;
+  }
   if (pick.n_layers != nullptr)
     model.n_layers = *pick.n_layers;
   if (pick.n_recurrent != nullptr)
@@ -112,7 +124,8 @@ PlannedCell plan_cell(const SweepSpec& spec,
                       std::vector<std::string>& problems) {
   PlannedCell cell;
   const ModelConfig& model = facts.model;
-  cell.name = cell_name(spec, pick, model);
+  cell.name = cell_name(
+      pick.budget != nullptr && pick.budget->has_axes ? pick.budget->axes : spec.axes, pick, model);
   cell.model_label = pick.model->label;
   for (const auto& p : facts.problems)
     problems.push_back(spec.file + ": cell " + cell.name + ": model." + p);
@@ -221,24 +234,40 @@ Plan plan_sweep(const SweepSpec& spec) {
     throw SweepFileError(spec.file, problems);
   Plan plan;
   plan.sweep = spec.name;
-  // The model axes, in the order the cells walk them, each pick's facts worked out once.
-  std::vector<AxisPick> model_picks;
-  std::vector<ModelFacts> facts;
-  for (const ModelChoice* model : picks(spec.axes.models)) {
-    for (const int* layers : picks(spec.axes.n_layers)) {
-      for (const int* recurrent : picks(spec.axes.n_recurrent)) {
-        for (const RecurrenceChoice* recurrence : picks(spec.axes.mean_recurrence)) {
-          model_picks.push_back({nullptr, nullptr, model, layers, recurrent, recurrence, 0});
-          facts.push_back(model_facts(spec, model_picks.back()));
+  // The model axes, in the order the cells walk them, each pick's facts worked out once: for the
+  // sweep's axes, and for each budget that carries its own.
+  struct ModelPicks {
+    std::vector<AxisPick> picks;
+    std::vector<ModelFacts> facts;
+  };
+  auto model_picks_of = [&](const SweepAxes& axes) {
+    ModelPicks out;
+    for (const ModelChoice* model : picks(axes.models)) {
+      for (const int* d_model : picks(axes.d_model)) {
+        for (const int* layers : picks(axes.n_layers)) {
+          for (const int* recurrent : picks(axes.n_recurrent)) {
+            for (const RecurrenceChoice* recurrence : picks(axes.mean_recurrence)) {
+              out.picks.push_back(
+                  {nullptr, nullptr, model, d_model, layers, recurrent, recurrence, 0});
+              out.facts.push_back(model_facts(spec, out.picks.back()));
+            }
+          }
         }
       }
     }
-  }
+    return out;
+  };
+  const ModelPicks shared = model_picks_of(spec.axes);
   const auto budgets = picks(spec.budgets);
   const auto token_counts = picks(spec.axes.train_tokens);
-  plan.cells.reserve(budgets.size() * token_counts.size() * model_picks.size() *
+  plan.cells.reserve(budgets.size() * token_counts.size() * shared.picks.size() *
                      spec.axes.seeds.size());
   for (const Budget* budget : budgets) {
+    const ModelPicks own =
+        budget != nullptr && budget->has_axes ? model_picks_of(budget->axes) : ModelPicks{};
+    const ModelPicks& chosen = budget != nullptr && budget->has_axes ? own : shared;
+    const std::vector<AxisPick>& model_picks = chosen.picks;
+    const std::vector<ModelFacts>& facts = chosen.facts;
     for (const int64_t* tokens : token_counts) {
       for (size_t m = 0; m < model_picks.size(); ++m) {
         for (uint64_t seed : spec.axes.seeds) {

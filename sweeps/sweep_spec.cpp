@@ -278,7 +278,8 @@ nlohmann::json as_model_object(const nlohmann::json& model) {
 void read_models(const nlohmann::json* base,
                  const nlohmann::json* axis,
                  Problems& problems,
-                 SweepAxes& axes) {
+                 SweepAxes& axes,
+                 const std::string& prefix = "axes") {
   const std::string& file = problems.file();
   if (axis == nullptr) {
     if (base == nullptr) {
@@ -294,7 +295,7 @@ void read_models(const nlohmann::json* base,
   }
   if (!axis->is_array() || axis->empty()) {
     problems.add(
-        "axes.model", axis->dump(), "expected a non-empty list of presets or model objects");
+        prefix + ".model", axis->dump(), "expected a non-empty list of presets or model objects");
     return;
   }
   for (size_t i = 0; i < axis->size(); ++i) {
@@ -309,15 +310,18 @@ void read_models(const nlohmann::json* base,
           throw InputError(file, "model", base->dump(), "expected a preset name or an object");
         merged.merge_patch(entry);
       }
-      ModelConfig config = model_config_from_json(merged, file, indexed("axes.model", i));
+      ModelConfig config = model_config_from_json(merged, file, indexed(prefix + ".model", i));
       axes.models.push_back({config.name, config});
     });
   }
 }
 
-void read_mean_recurrence(const nlohmann::json& value, Problems& problems, SweepAxes& axes) {
+void read_mean_recurrence(const nlohmann::json& value,
+                          Problems& problems,
+                          SweepAxes& axes,
+                          const std::string& prefix) {
   const std::string& file = problems.file();
-  const std::string field = "axes.mean_recurrence";
+  const std::string field = prefix + ".mean_recurrence";
   const bool generated = value.is_object();
   const auto values = axis_values(value, file, field);
   for (size_t i = 0; i < values.size(); ++i) {
@@ -341,27 +345,49 @@ void read_mean_recurrence(const nlohmann::json& value, Problems& problems, Sweep
   }
 }
 
+// The axes of model shape, which a budget may also carry (read_budgets).
+void read_shape_axes(const nlohmann::json& value,
+                     Problems& problems,
+                     SweepAxes& axes,
+                     const std::string& prefix) {
+  const std::string& file = problems.file();
+  problems.guard([&] {
+    if (value.contains("d_model"))
+      axes.d_model = read_int_axis(value.at("d_model"), file, prefix + ".d_model", problems);
+  });
+  problems.guard([&] {
+    if (value.contains("n_layers"))
+      axes.n_layers = read_int_axis(value.at("n_layers"), file, prefix + ".n_layers", problems);
+  });
+  problems.guard([&] {
+    if (value.contains("n_recurrent")) {
+      axes.n_recurrent =
+          read_int_axis(value.at("n_recurrent"), file, prefix + ".n_recurrent", problems);
+    }
+  });
+  problems.guard([&] {
+    if (value.contains("mean_recurrence")) {
+      axes.mean_recurrence.clear();
+      read_mean_recurrence(value.at("mean_recurrence"), problems, axes, prefix);
+    }
+  });
+}
+
 void read_axes(const nlohmann::json& value, Problems& problems, SweepAxes& axes) {
   if (!check_keys(value,
-                  {"model", "n_layers", "n_recurrent", "mean_recurrence", "train_tokens", "seed"},
+                  {"model",
+                   "d_model",
+                   "n_layers",
+                   "n_recurrent",
+                   "mean_recurrence",
+                   "train_tokens",
+                   "seed"},
                   "axes",
                   problems)) {
     return;
   }
   const std::string& file = problems.file();
-  problems.guard([&] {
-    if (value.contains("n_layers"))
-      axes.n_layers = read_int_axis(value.at("n_layers"), file, "axes.n_layers", problems);
-  });
-  problems.guard([&] {
-    if (value.contains("n_recurrent")) {
-      axes.n_recurrent = read_int_axis(value.at("n_recurrent"), file, "axes.n_recurrent", problems);
-    }
-  });
-  problems.guard([&] {
-    if (value.contains("mean_recurrence"))
-      read_mean_recurrence(value.at("mean_recurrence"), problems, axes);
-  });
+  read_shape_axes(value, problems, axes, "axes");
   problems.guard([&] {
     if (!value.contains("train_tokens"))
       return;
@@ -392,11 +418,37 @@ void read_axes(const nlohmann::json& value, Problems& problems, SweepAxes& axes)
   });
 }
 
-void read_budgets(const nlohmann::json& value, Problems& problems, std::vector<Budget>& budgets) {
+// A budget's own axes of model shape, on top of the sweep's.
+void read_budget_axes(const nlohmann::json& value,
+                      const std::string& field,
+                      const nlohmann::json* base_model,
+                      Problems& problems,
+                      Budget& budget) {
+  if (!check_keys(value,
+                  {"model", "d_model", "n_layers", "n_recurrent", "mean_recurrence"},
+                  field,
+                  problems)) {
+    return;
+  }
+  budget.has_axes = true;
+  if (value.contains("model")) {
+    budget.axes.models.clear();
+    read_models(base_model, &value.at("model"), problems, budget.axes, field);
+  }
+  read_shape_axes(value, problems, budget.axes, field);
+}
+
+void read_budgets(const nlohmann::json& value,
+                  const SweepAxes& sweep_axes,
+                  const nlohmann::json* base_model,
+                  Problems& problems,
+                  std::vector<Budget>& budgets) {
   const std::string& file = problems.file();
   if (value.is_object()) {
-    for (double flops : expand_generator(value, file, "budgets"))
-      budgets.push_back({budget_id_for(flops), flops});
+    const std::vector<double> flops = expand_generator(value, file, "budgets");
+    const std::vector<std::string> ids = budget_ids_for(flops);
+    for (size_t i = 0; i < flops.size(); ++i)
+      budgets.push_back({ids[i], flops[i], false, {}});
     return;
   }
   if (!value.is_array()) {
@@ -410,12 +462,16 @@ void read_budgets(const nlohmann::json& value, Problems& problems, std::vector<B
     const nlohmann::json& entry = value[i];
     const std::string field = indexed("budgets", i);
     if (entry.is_number()) {
-      budgets.push_back({budget_id_for(entry.get<double>()), entry.get<double>()});
+      budgets.push_back({budget_id_for(entry.get<double>()), entry.get<double>(), false, {}});
       continue;
     }
-    if (!check_keys(entry, {"id", "flops"}, field, problems))
+    if (!check_keys(entry, {"id", "flops", "axes"}, field, problems))
       continue;
     Budget budget;
+    if (entry.contains("axes")) {
+      budget.axes = sweep_axes;
+      read_budget_axes(entry.at("axes"), field + ".axes", base_model, problems, budget);
+    }
     problems.guard([&] {
       detail::read_field(entry, "id", detail::JsonAt{file, field}, budget.id);
       if (!entry.contains("id"))
@@ -587,6 +643,31 @@ std::vector<double> expand_generator(const nlohmann::json& generator,
   return out;
 }
 
+std::vector<std::string> budget_ids_for(const std::vector<double>& flops) {
+  for (int digits = 3; digits <= 17; ++digits) {
+    std::vector<std::string> ids;
+    for (double f : flops) {
+      char buffer[40];
+      std::snprintf(buffer, sizeof(buffer), "%.*g", digits, f);
+      std::string text = buffer;
+      const size_t e = text.find("e+");
+      if (e != std::string::npos) {
+        std::string exponent = text.substr(e + 2);
+        while (exponent.size() > 1 && exponent.front() == '0')
+          exponent.erase(0, 1);
+        text = text.substr(0, e) + "e" + exponent;
+      }
+      ids.push_back(text);
+    }
+    if (std::set<std::string>(ids.begin(), ids.end()).size() == ids.size())
+      return ids;
+  }
+  std::vector<std::string> ids;
+  for (double f : flops)
+    ids.push_back(budget_id_for(f));
+  return ids;
+}
+
 std::string budget_id_for(double flops) {
   char buffer[32];
   std::snprintf(buffer, sizeof(buffer), "%.6g", flops);
@@ -603,6 +684,91 @@ std::string budget_id_for(double flops) {
 }
 
 namespace {
+
+// The checks of one set of axes (the sweep's, or a budget's), fields under `prefix`.
+void validate_axes(const SweepAxes& axes,
+                   const std::string& prefix,
+                   const std::string& file,
+                   std::vector<Problem>& out) {
+  auto add = [&](const std::string& field,
+                 const std::string& value,
+                 const std::string& expected,
+                 const std::string& hint = "") {
+    out.push_back({field, InputError(file, field, value, expected, hint).what()});
+  };
+  if (axes.models.empty())
+    add("model", "(none)", "expected a base model or a model axis");
+  check_unique(
+      axes.models,
+      prefix + ".model",
+      [](const ModelChoice& m) { return "\"" + m.label + "\""; },
+      file,
+      out);
+  for (const ModelChoice& m : axes.models) {
+    const bool looped = m.config.is_looped();
+    const std::string where =
+        axes.models.size() > 1 ? prefix + ".model (\"" + m.label + "\")" : "model";
+    if (!axes.n_layers.empty() && looped) {
+      add(prefix + ".n_layers",
+          where,
+          "applies to the transformer family only",
+          "vary n_recurrent for a looped model");
+    }
+    if (!axes.n_recurrent.empty() && !looped) {
+      add(prefix + ".n_recurrent",
+          where,
+          "applies to looped models only",
+          "vary n_layers for a transformer");
+    }
+    if (!axes.mean_recurrence.empty() && !looped) {
+      add(prefix + ".mean_recurrence",
+          where,
+          "applies to looped models only",
+          "a transformer has no recurrence");
+    }
+  }
+  for (size_t i = 0; i < axes.n_layers.size(); ++i) {
+    if (axes.n_layers[i] < 1)
+      add(indexed(prefix + ".n_layers", i), std::to_string(axes.n_layers[i]), "expected >= 1");
+  }
+  for (size_t i = 0; i < axes.n_recurrent.size(); ++i) {
+    if (axes.n_recurrent[i] < 1)
+      add(indexed(prefix + ".n_recurrent", i),
+          std::to_string(axes.n_recurrent[i]),
+          "expected >= 1");
+  }
+  for (size_t i = 0; i < axes.mean_recurrence.size(); ++i) {
+    if (axes.mean_recurrence[i].mean_recurrence < 1) {
+      add(indexed(prefix + ".mean_recurrence", i),
+          std::to_string(axes.mean_recurrence[i].mean_recurrence),
+          "expected an integer >= 1 or \"1-fixed\"");
+    }
+  }
+  for (size_t i = 0; i < axes.d_model.size(); ++i) {
+    const int d = axes.d_model[i];
+    for (const ModelChoice& m : axes.models) {
+      const int head_dim = m.config.head_dim;
+      if (d < 1 || head_dim < 1 || d % head_dim != 0) {
+        add(indexed(prefix + ".d_model", i),
+            std::to_string(d),
+            "expected a positive multiple of head_dim = " + std::to_string(head_dim) +
+                " of model \"" + m.label + "\"",
+            "n_heads = d_model / head_dim");
+        break;
+      }
+    }
+  }
+  auto int_label = [](auto v) { return std::to_string(v); };
+  check_unique(axes.d_model, prefix + ".d_model", int_label, file, out);
+  check_unique(axes.n_layers, prefix + ".n_layers", int_label, file, out);
+  check_unique(axes.n_recurrent, prefix + ".n_recurrent", int_label, file, out);
+  check_unique(
+      axes.mean_recurrence,
+      prefix + ".mean_recurrence",
+      [](const RecurrenceChoice& r) { return r.label(); },
+      file,
+      out);
+}
 
 // The checks of SweepSpec::validate(), with the field each problem is about.
 std::vector<Problem> validate_spec(const SweepSpec& spec) {
@@ -643,53 +809,10 @@ std::vector<Problem> validate_spec(const SweepSpec& spec) {
   }
   check_unique(
       spec.budgets, "budgets", [](const Budget& b) { return "\"" + b.id + "\""; }, file, out);
-  if (spec.axes.models.empty())
-    add("model", "(none)", "expected a base model or a model axis");
-  check_unique(
-      spec.axes.models,
-      "axes.model",
-      [](const ModelChoice& m) { return "\"" + m.label + "\""; },
-      file,
-      out);
-  for (const ModelChoice& m : spec.axes.models) {
-    const bool looped = m.config.is_looped();
-    const std::string where =
-        spec.axes.models.size() > 1 ? "axes.model (\"" + m.label + "\")" : "model";
-    if (!spec.axes.n_layers.empty() && looped) {
-      add("axes.n_layers",
-          where,
-          "applies to the transformer family only",
-          "vary n_recurrent for a looped model");
-    }
-    if (!spec.axes.n_recurrent.empty() && !looped) {
-      add("axes.n_recurrent",
-          where,
-          "applies to looped models only",
-          "vary n_layers for a transformer");
-    }
-    if (!spec.axes.mean_recurrence.empty() && !looped) {
-      add("axes.mean_recurrence",
-          where,
-          "applies to looped models only",
-          "a transformer has no recurrence");
-    }
-  }
-  for (size_t i = 0; i < spec.axes.n_layers.size(); ++i) {
-    if (spec.axes.n_layers[i] < 1)
-      add(indexed("axes.n_layers", i), std::to_string(spec.axes.n_layers[i]), "expected >= 1");
-  }
-  for (size_t i = 0; i < spec.axes.n_recurrent.size(); ++i) {
-    if (spec.axes.n_recurrent[i] < 1)
-      add(indexed("axes.n_recurrent", i),
-          std::to_string(spec.axes.n_recurrent[i]),
-          "expected >= 1");
-  }
-  for (size_t i = 0; i < spec.axes.mean_recurrence.size(); ++i) {
-    if (spec.axes.mean_recurrence[i].mean_recurrence < 1) {
-      add(indexed("axes.mean_recurrence", i),
-          std::to_string(spec.axes.mean_recurrence[i].mean_recurrence),
-          "expected an integer >= 1 or \"1-fixed\"");
-    }
+  validate_axes(spec.axes, "axes", file, out);
+  for (size_t i = 0; i < spec.budgets.size(); ++i) {
+    if (spec.budgets[i].has_axes)
+      validate_axes(spec.budgets[i].axes, indexed("budgets", i) + ".axes", file, out);
   }
   for (size_t i = 0; i < spec.axes.train_tokens.size(); ++i) {
     if (spec.axes.train_tokens[i] < 1)
@@ -698,14 +821,6 @@ std::vector<Problem> validate_spec(const SweepSpec& spec) {
           "expected >= 1");
   }
   auto int_label = [](auto v) { return std::to_string(v); };
-  check_unique(spec.axes.n_layers, "axes.n_layers", int_label, file, out);
-  check_unique(spec.axes.n_recurrent, "axes.n_recurrent", int_label, file, out);
-  check_unique(
-      spec.axes.mean_recurrence,
-      "axes.mean_recurrence",
-      [](const RecurrenceChoice& r) { return r.label(); },
-      file,
-      out);
   check_unique(spec.axes.train_tokens, "axes.train_tokens", int_label, file, out);
   check_unique(spec.axes.seeds, "axes.seed", int_label, file, out);
   if (spec.axes.seeds.empty())
@@ -808,8 +923,9 @@ SweepSpec sweep_spec_from_json(const nlohmann::json& document,
       read_axes(*axes, problems, spec.axes);
   });
   problems.guard([&] {
+    const nlohmann::json* base = document.contains("model") ? &document.at("model") : nullptr;
     if (document.contains("budgets"))
-      read_budgets(document.at("budgets"), problems, spec.budgets);
+      read_budgets(document.at("budgets"), spec.axes, base, problems, spec.budgets);
   });
   problems.guard([&] {
     if (document.contains("training"))

@@ -34,14 +34,6 @@
 
 namespace parcae::sweeps {
 
-// One isoFLOP group. The id is what tables and fits group by; it is never recovered from the
-// number by rounding. Given in the file as {"id": "1e18", "flops": 1e18}, as a bare number (the id
-// is then its shortest %g spelling, e.g. "1e18"), or from a generator.
-struct Budget {
-  std::string id;
-  double flops = 0.0;  // C, training FLOPs under the convention of flop_model.h
-};
-
 // A value of the mean_recurrence axis: mu_rec with mu_bwd = ceil(mu_rec / 2), or the fixed-depth
 // control "1-fixed" that runs exactly T = 1 (parcae.md §6, decision 7).
 struct RecurrenceChoice {
@@ -61,11 +53,27 @@ struct ModelChoice {
 // An empty list means the axis is not varied.
 struct SweepAxes {
   std::vector<ModelChoice> models;  // never empty after reading: the base model when not varied
-  std::vector<int> n_layers;        // Transformer family: L
-  std::vector<int> n_recurrent;     // looped family: L_R
+  // Width d of each model: head_dim is kept, so n_heads = d / head_dim (d must be a multiple of
+  // it); d_ff keeps its ratio to d (4d in every preset); ve_gate_channels = min(its value, d).
+  std::vector<int> d_model;
+  std::vector<int> n_layers;     // Transformer family: L
+  std::vector<int> n_recurrent;  // looped family: L_R
   std::vector<RecurrenceChoice> mean_recurrence;
   std::vector<int64_t> train_tokens;  // fixed-data cells; exclusive with budgets
   std::vector<uint64_t> seeds = {0};
+};
+
+// One isoFLOP group. The id is what tables and fits group by; it is never recovered from the
+// number by rounding. Given in the file as {"id": "1e18", "flops": 1e18}, as a bare number (the id
+// is then its shortest %g spelling, e.g. "1e18"), or from a generator (ids of at most three
+// significant digits, "2.15e11", more only where two would collide). A budget object may carry
+// its own "axes" of model shape (model, d_model, n_layers, n_recurrent, mean_recurrence), which
+// replace the sweep's for its cells: the size grid that shifts with C of every isoFLOP study.
+struct Budget {
+  std::string id;
+  double flops = 0.0;  // C, training FLOPs under the convention of flop_model.h
+  bool has_axes = false;
+  SweepAxes axes;  // when has_axes: the sweep's axes with this budget's replacements
 };
 
 // How to make a sweep's shards when they are not there yet: byte-tokenize some text (files, or
@@ -164,5 +172,8 @@ std::vector<double> expand_generator(const nlohmann::json& generator,
 
 // "1e18", "2.5e18", "6.4e19", "4096": the shortest %g spelling of a budget, used as a generated id.
 std::string budget_id_for(double flops);
+// Ids for generated budgets: each with the fewest significant digits, at least three, at which
+// all are distinct ("1e11", "2.15e11", "4.64e11", "1e12" for a logspace of four).
+std::vector<std::string> budget_ids_for(const std::vector<double>& flops);
 
 }  // namespace parcae::sweeps

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "sweeps/error.h"
+#include "sweeps/run_contract.h"
 
 namespace parcae::trainer {
 namespace {
@@ -94,7 +95,7 @@ CheckpointMeta checkpoint_meta_from_json(const nlohmann::json& value) {
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& dir) {
-  const auto found = list_checkpoints(fs::path(dir) / "checkpoint");
+  const auto found = list_checkpoints(fs::path(dir) / sweeps::kCheckpointDirName);
   if (found.empty())
     return std::nullopt;
   return found.back().second.string();
@@ -104,7 +105,7 @@ std::string save_checkpoint(const std::string& dir,
                             LanguageModelImpl& model,
                             const MuonAdamW& optimizer,
                             const CheckpointMeta& meta) {
-  const fs::path folder = fs::absolute(fs::path(dir) / "checkpoint");
+  const fs::path folder = fs::absolute(fs::path(dir) / sweeps::kCheckpointDirName);
   std::error_code error;
   fs::create_directories(folder, error);
   if (error)

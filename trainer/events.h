@@ -11,9 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sweeps/run_contract.h"
+
 namespace parcae::trainer {
 
-inline constexpr int kEventsVersion = 1;  // bumped when a field changes meaning
+using sweeps::kEventsVersion;  // sweeps/run_contract.h
 
 // Seconds since the unix epoch, with sub-second resolution.
 double unix_time_s();

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sweeps/error.h"
+#include "sweeps/run_contract.h"
 #include "trainer/events.h"
 #include "trainer/trainer.h"
 
@@ -89,7 +90,7 @@ int exit_code_of(int status) {
 
 // The type and step of the last complete event in DIR/events.jsonl, or ("", 0).
 std::pair<std::string, int64_t> last_event(const std::string& out_dir) {
-  std::ifstream in(out_dir + "/events.jsonl");
+  std::ifstream in(out_dir + "/" + sweeps::kEventsFileName);
   std::pair<std::string, int64_t> last{"", 0};
   for (std::string line; std::getline(in, line);) {
     const nlohmann::json event = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -103,12 +104,12 @@ std::pair<std::string, int64_t> last_event(const std::string& out_dir) {
 // Appends an `error` event, unless the last event already is one (rank 0 wrote its own).
 void append_error_event(const std::string& out_dir, const std::string& message) {
   const auto [type, step] = last_event(out_dir);
-  if (type == "error")
+  if (type == sweeps::kEventError)
     return;
   try {
     std::filesystem::create_directories(out_dir);
-    EventLog events(out_dir + "/events.jsonl");
-    events.write("error", step, {{"message", message}});
+    EventLog events(out_dir + "/" + sweeps::kEventsFileName);
+    events.write(sweeps::kEventError, step, {{"message", message}});
   } catch (const std::exception&) {
     // The exit code still reports the failure.
   }

@@ -21,6 +21,7 @@
 #include "sweeps/error.h"
 #include "sweeps/flop_model.h"
 #include "sweeps/job_config.h"
+#include "sweeps/run_contract.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
 #include "trainer/distributed.h"
@@ -150,7 +151,7 @@ class Trainer {
       if (stop && !last) {
         ++step_;
         result.status = TrainStatus::kPreempted;
-        emit("preempted", done_steps, nlohmann::json::object());
+        emit(sweeps::kEventPreempted, done_steps, nlohmann::json::object());
         say(printf_string("preempted after step %lld; checkpoint %s",
                           static_cast<long long>(done_steps),
                           result.checkpoint.c_str()));
@@ -171,7 +172,7 @@ class Trainer {
       }
       result.loss_val = evaluate(max_steps_, true);
     }
-    emit("done",
+    emit(sweeps::kEventDone,
          current_step_,
          {{"status", to_string(result.status)},
           {"tokens", result.tokens},
@@ -311,7 +312,7 @@ class Trainer {
 
   void emit_start() {
     const sweeps::ParameterCounts counts = sweeps::count_parameters(job_.model);
-    emit("start",
+    emit(sweeps::kEventStart,
          step_,
          {{"job_id", job_.id()},
           {"resumed", resumed_},
@@ -478,7 +479,7 @@ class Trainer {
       fields["executed_model_flops_per_token"] = sweeps::model_flops_per_token_at(
           job_.model, outcome.executed_depth, outcome.executed_graded_depth);
     }
-    emit("step", number, fields);
+    emit(sweeps::kEventStep, number, fields);
     const int64_t every = std::max<int64_t>(1, max_steps_ / 100);
     if (number == 1 || number % every == 0 || number == max_steps_ ||
         !std::isfinite(outcome.loss)) {
@@ -538,7 +539,7 @@ class Trainer {
       }
       communicator_->all_reduce_sum(total);
       const double loss = total.item<double>() / static_cast<double>(rows * seq_);
-      emit("eval", done_steps, {{"tokens", tokens_}, {"depth", depth}, {"loss", loss}});
+      emit(sweeps::kEventEval, done_steps, {{"tokens", tokens_}, {"depth", depth}, {"loss", loss}});
       say(printf_string(
           "eval step %lld depth %d loss %.4f", static_cast<long long>(done_steps), depth, loss));
       if (depth == reference)
@@ -563,7 +564,7 @@ class Trainer {
     std::string path;
     if (communicator_->is_root()) {
       path = save_checkpoint(options_.out_dir, *model_, *optimizer_, meta);
-      emit("checkpoint", done_steps, {{"path", path}});
+      emit(sweeps::kEventCheckpoint, done_steps, {{"path", path}});
     }
     // The other ranks go on (or exit, when preempted) only once the checkpoint exists.
     communicator_->barrier();
@@ -614,9 +615,9 @@ std::string error_message(const std::exception& e) {
 std::string to_string(TrainStatus status) {
   switch (status) {
     case TrainStatus::kDone:
-      return "done";
+      return sweeps::kStatusDone;
     case TrainStatus::kDiverged:
-      return "diverged";
+      return sweeps::kStatusDiverged;
     case TrainStatus::kPreempted:
       return "preempted";
   }
@@ -643,7 +644,7 @@ TrainResult train(const TrainOptions& options) {
   }
   std::optional<EventLog> events;
   if (!options.ranks || options.ranks->rank == 0)
-    events.emplace((std::filesystem::path(options.out_dir) / "events.jsonl").string());
+    events.emplace((std::filesystem::path(options.out_dir) / sweeps::kEventsFileName).string());
   int64_t current_step = 0;
   try {
     Trainer trainer(options, events ? &*events : nullptr, current_step);
@@ -651,7 +652,7 @@ TrainResult train(const TrainOptions& options) {
   } catch (const std::exception& e) {
     try {
       if (events)
-        events->write("error", current_step, {{"message", error_message(e)}});
+        events->write(sweeps::kEventError, current_step, {{"message", error_message(e)}});
     } catch (const std::exception&) {
       // The original error matters more than a failure to log it.
     }

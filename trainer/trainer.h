@@ -30,13 +30,15 @@
 #include <ostream>
 #include <string>
 
+#include "sweeps/run_contract.h"
+
 namespace parcae::trainer {
 
-// Exit codes of parcae-train (docs/trainer.md).
-inline constexpr int kExitDone = 0;         // finished; the last event says done or diverged
-inline constexpr int kExitError = 1;        // failed; the last event is an error
-inline constexpr int kExitBadInput = 2;     // bad job file, data or run folder; nothing trained
-inline constexpr int kExitPreempted = 143;  // 128 + SIGTERM: checkpointed, run again to resume
+// Exit codes of parcae-train: the contract's (sweeps/run_contract.h, docs/trainer.md).
+using sweeps::kExitBadInput;
+using sweeps::kExitDone;
+using sweeps::kExitError;
+using sweeps::kExitPreempted;
 
 // Where this process sits in a data-parallel job, and where its rendezvous is.
 struct RankOptions {

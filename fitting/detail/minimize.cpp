@@ -116,11 +116,18 @@ MinimizeResult minimize_lbfgs(const Objective& objective,
 MultiStartResult minimize_multistart(const Objective& objective,
                                      const std::vector<std::vector<double>>& starts,
                                      const MinimizerOptions& options,
-                                     int threads) {
+                                     int threads,
+                                     const ProgressCallback& progress) {
   MultiStartResult result;
   result.runs.resize(starts.size());
+  std::mutex progress_lock;
+  int finished = 0;
   parallel_for(static_cast<int>(starts.size()), threads, [&](int i) {
     result.runs[i] = minimize_lbfgs(objective, starts[i], options);
+    if (progress) {
+      const std::lock_guard<std::mutex> hold(progress_lock);
+      progress(++finished, static_cast<int>(starts.size()));
+    }
   });
   for (std::size_t i = 0; i < result.runs.size(); ++i) {
     const MinimizeResult& run = result.runs[i];
@@ -188,8 +195,9 @@ MultiStartResult minimize_multistart_screened(const Objective& objective,
                                               const MinimizerOptions& screening,
                                               const MinimizerOptions& polish,
                                               int polish_count,
-                                              int threads) {
-  MultiStartResult result = minimize_multistart(objective, starts, screening, threads);
+                                              int threads,
+                                              const ProgressCallback& progress) {
+  MultiStartResult result = minimize_multistart(objective, starts, screening, threads, progress);
   // Screening end points of one basin scatter along its flat directions (the A-B ridge of §3) by
   // much more than the polished ones do, hence a coarser test for "the same optimum" here.
   constexpr double kSameBasin = 1e-2;

@@ -35,10 +35,12 @@ struct MultiStartResult {
 };
 
 // Every start on up to `threads` threads; the result does not depend on the thread count.
+// progress (optional) is told (finished, starts.size()) after each start, under a lock.
 MultiStartResult minimize_multistart(const Objective& objective,
                                      const std::vector<std::vector<double>>& starts,
                                      const MinimizerOptions& options,
-                                     int threads);
+                                     int threads,
+                                     const ProgressCallback& progress = nullptr);
 
 // Two stages (docs/fitting.md, "Screening and polishing"). Every start runs with `screening`;
 // then the successful end points with the lowest J, skipping any within 1e-2 (relative, max-norm)
@@ -53,7 +55,8 @@ MultiStartResult minimize_multistart_screened(const Objective& objective,
                                               const MinimizerOptions& screening,
                                               const MinimizerOptions& polish,
                                               int polish_count,
-                                              int threads);
+                                              int threads,
+                                              const ProgressCallback& progress = nullptr);
 
 // Successful end points (of the polished runs only, when there are any), best first, skipping any
 // within 1e-6 (relative, max-norm) of one already kept; at most max_count.

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "fitting/detail/numerics.h"
 
@@ -210,9 +211,10 @@ bool has_avx2() {
 #endif
 
 // J and its gradient row by row with the scalar log_sum_exp of numerics.h (two exp and one
-// log1p per row); rows of weight 0 are skipped. weights may be null (all 1).
+// log1p per row); rows of weight 0 are skipped. weights may be null (all 1). With linear, the
+// residual is Lhat - L = exp(LSE) - L, whose derivative in each term t_j is Lhat w_j.
 bool rowwise_training_law(
-    const Columns& c, double delta, const double* x, double* value, double* gradient) {
+    const Columns& c, double delta, bool linear, const double* x, double* value, double* gradient) {
   const double a = x[0], b = x[1], e = x[2], alpha = x[3], beta = x[4];
   double total = 0.0;
   double g[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
@@ -223,9 +225,15 @@ bool rowwise_training_law(
     }
     const double terms[3] = {a - alpha * c.log_params[i], b - beta * c.log_tokens[i], e};
     double softmax[3];
-    const double r = log_sum_exp(terms, &softmax) - c.log_loss[i];
+    const double log_lhat = log_sum_exp(terms, &softmax);
+    double r = log_lhat - c.log_loss[i];
+    double scale = 1.0;  // d r / d LSE
+    if (linear) {
+      scale = std::exp(log_lhat);
+      r = scale - std::exp(c.log_loss[i]);
+    }
     total += w * huber_value(r, delta);
-    const double psi = w * huber_derivative(r, delta);
+    const double psi = w * huber_derivative(r, delta) * scale;
     g[0] += psi * softmax[0];
     g[1] += psi * softmax[1];
     g[2] += psi * softmax[2];
@@ -254,8 +262,12 @@ std::vector<double> padded_column(const std::vector<double>& values,
 
 }  // namespace
 
-TrainingLawObjective::TrainingLawObjective(const TrainingLawRows& rows, double huber_delta)
-    : rows_(rows.log_loss.size()), delta_(huber_delta) {
+TrainingLawObjective::TrainingLawObjective(const TrainingLawRows& rows,
+                                           double huber_delta,
+                                           ResidualScale residuals)
+    : rows_(rows.log_loss.size()),
+      delta_(huber_delta),
+      linear_(residuals == ResidualScale::kLinear) {
   const std::size_t padded = (rows_ + kBlockRows - 1) / kBlockRows * kBlockRows;
   log_params_ = padded_column(rows.log_params, rows_, padded, 0.0);
   log_tokens_ = padded_column(rows.log_tokens, rows_, padded, 0.0);
@@ -273,7 +285,8 @@ bool TrainingLawObjective::evaluate(const double* x, double* value, double* grad
   const Columns columns = {
       log_params_.data(), log_tokens_.data(), log_loss_.data(), weights_.data(), padded_rows()};
 #if PARCAE_HAS_AVX2_KERNEL
-  if (has_avx2()) {
+  // The kernel knows log residuals only; linear ones take the row-by-row loop.
+  if (has_avx2() && !linear_) {
     double sums[6];
     training_law_kernel_avx2(columns, x, delta_, gradient != nullptr, sums);
     *value = sums[0];
@@ -287,14 +300,15 @@ bool TrainingLawObjective::evaluate(const double* x, double* value, double* grad
     return finite;
   }
 #endif
-  return rowwise_training_law(columns, delta_, x, value, gradient);
+  return rowwise_training_law(columns, delta_, linear_, x, value, gradient);
 }
 
 std::vector<double> TrainingLawObjective::residuals(const double* x) const {
   std::vector<double> r(rows_);
   for (std::size_t i = 0; i < r.size(); ++i) {
     const double terms[3] = {x[0] - x[3] * log_params_[i], x[1] - x[4] * log_tokens_[i], x[2]};
-    r[i] = log_sum_exp(terms) - log_loss_[i];
+    r[i] = linear_ ? std::exp(log_sum_exp(terms)) - std::exp(log_loss_[i])
+                   : log_sum_exp(terms) - log_loss_[i];
   }
   return r;
 }
@@ -309,13 +323,17 @@ bool training_law_objective_reference(const TrainingLawRows& rows,
                            rows.log_loss.data(),
                            rows.weights.empty() ? nullptr : rows.weights.data(),
                            rows.log_loss.size()};
-  return rowwise_training_law(columns, huber_delta, x, value, gradient);
+  return rowwise_training_law(columns, huber_delta, /*linear=*/false, x, value, gradient);
 }
 
 UnifiedObjective::UnifiedObjective(const UnifiedRows& rows,
                                    UnifiedVariant variant,
-                                   double huber_delta)
-    : rows_(rows), variant_(variant), delta_(huber_delta) {}
+                                   double huber_delta,
+                                   ResidualScale residuals)
+    : rows_(rows),
+      variant_(variant),
+      delta_(huber_delta),
+      linear_(residuals == ResidualScale::kLinear) {}
 
 double UnifiedObjective::time_scale(std::size_t i, double gamma) const {
   switch (variant_) {
@@ -347,11 +365,16 @@ bool UnifiedObjective::evaluate(const double* x, double* value, double* gradient
                              x[2],
                              x[5] - rate * s};
     double softmax[4];
-    const double r =
-        log_sum_exp(terms, gradient != nullptr ? &softmax : nullptr) - rows_.log_loss[i];
+    const double log_lhat = log_sum_exp(terms, gradient != nullptr ? &softmax : nullptr);
+    double r = log_lhat - rows_.log_loss[i];
+    double scale = 1.0;  // d r / d LSE: Lhat for a linear residual
+    if (linear_) {
+      scale = std::exp(log_lhat);
+      r = scale - std::exp(rows_.log_loss[i]);
+    }
     total += w * huber_value(r, delta_);
     if (gradient != nullptr) {
-      const double psi = w * huber_derivative(r, delta_);
+      const double psi = w * huber_derivative(r, delta_) * scale;
       g[0] += psi * softmax[0];
       g[1] += psi * softmax[1];
       g[2] += psi * softmax[2];
@@ -386,7 +409,8 @@ std::vector<double> UnifiedObjective::residuals(const double* x) const {
                              x[1] - x[4] * rows_.log_tokens[i],
                              x[2],
                              x[5] - rate * s};
-    r[i] = log_sum_exp(terms) - rows_.log_loss[i];
+    r[i] = linear_ ? std::exp(log_sum_exp(terms)) - std::exp(rows_.log_loss[i])
+                   : log_sum_exp(terms) - rows_.log_loss[i];
   }
   return r;
 }
@@ -415,6 +439,10 @@ bool SubsetObjective::evaluate(const double* x, double* value, double* gradient)
     gradient[k] = full_gradient[free_[k]];
   }
   return ok;
+}
+
+double penalty_delta(Penalty penalty, double huber_delta) {
+  return penalty == Penalty::kSquares ? std::numeric_limits<double>::infinity() : huber_delta;
 }
 
 std::vector<double> numeric_gradient(const Objective& objective,

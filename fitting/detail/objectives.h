@@ -43,7 +43,11 @@ class TrainingLawObjective : public Objective {
  public:
   static constexpr int kBlockRows = 16;
 
-  TrainingLawObjective(const TrainingLawRows& rows, double huber_delta);
+  // huber_delta = +infinity gives r^2 / 2 (Penalty::kSquares). Linear residuals (Lhat - L)
+  // run row by row, without the AVX2 kernel.
+  TrainingLawObjective(const TrainingLawRows& rows,
+                       double huber_delta,
+                       ResidualScale residuals = ResidualScale::kLog);
   int size() const override { return 5; }
   bool evaluate(const double* x, double* value, double* gradient) const override;
   // r_i for every row (weights ignored).
@@ -57,6 +61,7 @@ class TrainingLawObjective : public Objective {
   std::vector<double> log_loss_;
   std::vector<double> weights_;  // 1 (or the row's multiplicity) for real rows, 0 for padding
   double delta_;
+  bool linear_;
 };
 
 // The same J and gradient row by row with the scalar log_sum_exp of numerics.h (the C library's
@@ -83,7 +88,10 @@ struct UnifiedRows {
 //   s = T / mu (gamma = 1), T mu^-gamma (learned), or T (no mu).
 class UnifiedObjective : public Objective {
  public:
-  UnifiedObjective(const UnifiedRows& rows, UnifiedVariant variant, double huber_delta);
+  UnifiedObjective(const UnifiedRows& rows,
+                   UnifiedVariant variant,
+                   double huber_delta,
+                   ResidualScale residuals = ResidualScale::kLog);
   int size() const override { return variant_ == UnifiedVariant::kLearnedGamma ? 8 : 7; }
   bool evaluate(const double* x, double* value, double* gradient) const override;
   std::vector<double> residuals(const double* x) const;
@@ -93,6 +101,7 @@ class UnifiedObjective : public Objective {
   const UnifiedRows& rows_;
   UnifiedVariant variant_;
   double delta_;
+  bool linear_;
 };
 
 // The objective of `full` over the entries listed in `free`, the others held at `fixed`.
@@ -108,6 +117,10 @@ class SubsetObjective : public Objective {
   std::vector<double> fixed_;
   std::vector<int> free_;
 };
+
+// The delta the objectives above take for a penalty: delta itself for Huber, +infinity for
+// squares (H(r) = r^2 / 2 for every r).
+double penalty_delta(Penalty penalty, double huber_delta);
 
 // Central finite-difference gradient, step h * max(1, |x_j|) (for tests and diagnostics).
 std::vector<double> numeric_gradient(const Objective& objective,

@@ -17,6 +17,7 @@ TEST(FitStatusNames, EveryStatusHasTheSpellingOfTheSpec) {
   EXPECT_STREQ(to_string(FitStatus::kExtrapolated), "extrapolated");
   EXPECT_STREQ(to_string(FitStatus::kFlat), "flat");
   EXPECT_STREQ(to_string(FitStatus::kFailed), "failed");
+  EXPECT_STREQ(to_string(FitStatus::kUnphysical), "unphysical");
 }
 
 TEST(InputErrors, MessageNamesTheInputTheValueAndWhatWasExpected) {

@@ -135,6 +135,27 @@ TEST(Gradients, WeightedTrainingLawGradientMatchesCentralDifferences) {
       objective, 30, [&] { return random_point(random, kTrainingBox); }, "weighted rows");
 }
 
+// Linear residuals (Lhat - L) and the squared penalty change the chain rule: dr/dLSE = Lhat, and
+// psi(r) = r without a clamp.
+// Linear residuals grow with Lhat itself, so far out in the box of §3 (A = e^25) J is so large
+// that the central difference loses its digits to rounding; they are checked where losses are
+// those of language models (Lhat of order 1 to 100).
+TEST(Gradients, LinearResidualsAndSquaresKeepTheGradientsExact) {
+  const detail::TrainingLawRows rows = chinchilla_rows();
+  detail::Random random(13, 0);
+  const std::vector<std::pair<double, double>> box = {
+      {2.0, 10.0}, {2.0, 10.0}, {-1.0, 1.0}, {0.2, 0.8}, {0.2, 0.8}};
+  for (const double delta : {1e-3, detail::penalty_delta(Penalty::kSquares, 1e-3)}) {
+    const detail::TrainingLawObjective objective(rows, delta, ResidualScale::kLinear);
+    expect_gradient_matches(
+        objective, 30, [&] { return random_point(random, box); }, "linear residuals");
+  }
+  const detail::TrainingLawObjective squares(
+      rows, detail::penalty_delta(Penalty::kSquares, 1e-3), ResidualScale::kLog);
+  expect_gradient_matches(
+      squares, 30, [&] { return random_point(random, kTrainingBox); }, "log residuals, squares");
+}
+
 // The four-lane kernel of TrainingLawObjective (own exp and log, padding rows of weight 0) against
 // the row-by-row loop with the C library's exp and log1p: J to 1e-13 relative and every gradient
 // component to 1e-11 of the largest, for row counts that leave every possible remainder of a
@@ -244,6 +265,26 @@ TEST(Gradients, UnifiedLawGradientMatchesCentralDifferencesForEveryVariant) {
         },
         "variant " + std::to_string(static_cast<int>(variant)));
   }
+}
+
+TEST(Gradients, UnifiedLawGradientWithLinearResidualsMatchesCentralDifferences) {
+  const detail::UnifiedRows rows = unified_rows();
+  detail::Random random(14, 0);
+  std::vector<std::pair<double, double>> box = kTrainingBox;
+  box.push_back({-4.0, 1.0});                      // zeta
+  box.push_back({std::log(0.1), std::log(16.0)});  // omega
+  box.push_back({0.0, 2.0});                       // gamma
+  const detail::UnifiedObjective objective(
+      rows, UnifiedVariant::kLearnedGamma, 1e-3, ResidualScale::kLinear);
+  expect_gradient_matches(
+      objective,
+      30,
+      [&] {
+        std::vector<double> x = random_point(random, box);
+        x[5] = random.uniform(-2.0, 0.5);
+        return x;
+      },
+      "unified, linear residuals");
 }
 
 TEST(Gradients, FixingParametersKeepsTheGradientOfTheFreeOnes) {

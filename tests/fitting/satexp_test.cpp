@@ -47,6 +47,23 @@ TEST(SatExpRecovery, S4aNoiseFreeCurveGivesBackTheTruthToOnePartInTenToTheEight)
 }
 
 // §8 S4b tolerances: L_inf 0.0015, Z 0.04, z 0.04 (measured SD 3.3e-4, 0.0093, 0.0086).
+// The S4a curve fitted on linear residuals (Lhat - L, as curve_fit does) gives back the same truth.
+TEST(SatExpRecovery, LinearResidualsRecoverTheNoiseFreeCurveToo) {
+  std::vector<double> t, loss;
+  for (int k = 1; k <= 24; ++k) {
+    t.push_back(k);
+    loss.push_back(2.95 + 0.85 * std::exp(-0.9 * k));
+  }
+  SatExpOptions options;
+  options.residuals = ResidualScale::kLinear;
+  const SatExpFit fit = fit_satexp(t, loss, options);
+  ASSERT_EQ(fit.status, FitStatus::kOk) << fit.report();
+  EXPECT_NEAR(fit.l_inf, 2.95, 1e-8 * 2.95);
+  EXPECT_NEAR(fit.amplitude, 0.85, 1e-8 * 0.85);
+  EXPECT_NEAR(fit.rate, 0.9, 1e-8 * 0.9);
+  EXPECT_LT(fit.objective, 1e-20);
+}
+
 TEST(SatExpRecovery, S4bNoisyCurveRecoversTheCoefficientsWithHonestStandardErrors) {
   const Curve c = s4_curve(5e-4, 99);
   SatExpOptions options;

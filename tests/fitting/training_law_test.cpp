@@ -151,6 +151,44 @@ TEST(ParcaeLawRecovery, TheKeptStartDoesNotDependOnTheThreadCount) {
   EXPECT_EQ(one.theta.log_A, two.theta.log_A);
 }
 
+// Screening and polishing (the default) must keep the optimum of the one-stage multi-start that
+// runs every start with the tight rule of §1; compared on 500 random starts of noisy S2 data.
+TEST(ParcaeLawRecovery, TheScreenedFitKeepsTheOptimumOfTheOneStageFit) {
+  ParcaeLawOptions options;
+  options.grid_starts = false;
+  options.random_starts = 500;
+  const ParcaeData data = s2_data(1e-3, 21);
+  const ParcaeLawFit screened = fit_parcae_law(data, testing::kParcae140mParams, options);
+  options.polished_optima = 0;
+  const ParcaeLawFit one_stage = fit_parcae_law(data, testing::kParcae140mParams, options);
+  ASSERT_EQ(screened.status, FitStatus::kOk) << screened.report();
+  ASSERT_EQ(one_stage.status, FitStatus::kOk) << one_stage.report();
+  EXPECT_GT(screened.polished, 0);
+  EXPECT_NEAR(screened.objective, one_stage.objective, 1e-12 * one_stage.objective);
+  EXPECT_NEAR(screened.value("b"), one_stage.value("b"), 1e-4);
+  EXPECT_NEAR(screened.value("E"), one_stage.value("E"), 1e-4);
+}
+
+// A loss that rises with N (alpha < 0) fits well, but not as a scaling law: the status is
+// unphysical, the message names the exponent, and the fit is not usable.
+TEST(TrainingLawRange, AFitWithANegativeExponentIsUnphysicalAndNotUsable) {
+  ChinchillaData data;
+  for (double n : {1e6, 3e6, 1e7, 3e7, 1e8}) {
+    for (double d : {1e8, 1e9, 1e10}) {
+      data.params.push_back(n);
+      data.tokens.push_back(d);
+      data.loss.push_back(1.0 + 0.5 * std::pow(n / 1e6, 0.2) + 100.0 * std::pow(d, -0.3));
+    }
+  }
+  const ChinchillaFit fit = fit_chinchilla(data);
+  EXPECT_EQ(fit.status, FitStatus::kUnphysical) << fit.report();
+  EXPECT_LT(fit.theta.alpha, 0.0);
+  EXPECT_NE(fit.message.find("alpha = -"), std::string::npos) << fit.message;
+  EXPECT_FALSE(fit.is_usable());
+  ASSERT_FALSE(fit.usability_problems().empty());
+  EXPECT_EQ(fit.usability_problems()[0].rfind("status unphysical", 0), 0u);
+}
+
 // §4.1 frontier: golden-section in ln mu must find the minimum of L(mu, C / F(mu, mu/2)); checked
 // against a brute-force scan, and the loss must not fall at the neighbouring mu.
 TEST(ParcaeFrontier, GoldenSectionFindsTheMinimumOfTheLawAlongEachBudget) {

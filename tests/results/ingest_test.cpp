@@ -119,6 +119,22 @@ TEST_F(Ingest, GarbageLinesAreReportedOnceAndSkipped) {
   EXPECT_TRUE(store_->ingest_events(job_, events_).bad_lines.empty());
 }
 
+// The start event names the version of the events (sweeps/run_contract.h); another version's
+// start is refused with both versions named, and its own version is read as before.
+TEST_F(Ingest, AStartEventOfAnotherEventsVersionIsReportedNamingBothVersions) {
+  std::string other = start_line(0, false);  // ends with "}\n"
+  other.insert(other.size() - 2, R"(,"events_version":2)");
+  std::string same = start_line(0, false);
+  same.insert(same.size() - 2, R"(,"events_version":1)");
+  write_text(events_, other + same);
+  const IngestReport report = store_->ingest_events(job_, events_);
+  ASSERT_EQ(report.bad_lines.size(), 1u);
+  EXPECT_EQ(report.bad_lines[0].line, 1);
+  EXPECT_THAT(report.bad_lines[0].message, ::testing::HasSubstr("\"events_version\" = 2"));
+  EXPECT_THAT(report.bad_lines[0].message, ::testing::HasSubstr("expected 1"));
+  EXPECT_EQ(report.events, 1);
+}
+
 TEST_F(Ingest, StepsReplayedAfterAResumeReplaceTheEarlierRows) {
   // The trainer checkpointed at step 2, got as far as step 4, was preempted, and resumed from 2.
   write_text(events_,

@@ -131,6 +131,80 @@ TEST(Planner, GeneratedBudgetsGetTheirShortestSpellingAsId) {
   EXPECT_DOUBLE_EQ(plan.cells.back().budget_flops, 6.4e19);
 }
 
+// A logspace between powers of ten: ids of three significant digits, not "2.15443e11".
+TEST(Planner, GeneratedBudgetsBetweenRoundNumbersGetShortDistinctIds) {
+  nlohmann::json document = sweep_140m();
+  document["budgets"] = {{"logspace", {1e18, 1e19, 4}}};
+  document["axes"]["mean_recurrence"] = {4};
+  const Plan plan = plan_document(document);
+  std::vector<std::string> ids;
+  for (const auto& cell : plan.cells)
+    ids.push_back(cell.budget_id);
+  EXPECT_THAT(ids, ElementsAre("1e18", "2.15e18", "4.64e18", "1e19"));
+  EXPECT_DOUBLE_EQ(plan.cells[1].budget_flops, 1e18 * std::pow(10.0, 1.0 / 3.0));
+  // Values that three digits cannot tell apart get as many digits as they need.
+  EXPECT_THAT(budget_ids_for({1.0001e18, 1.0002e18}), ElementsAre("1.0001e18", "1.0002e18"));
+}
+
+// The width axis keeps head_dim, so n_heads = d / head_dim, and d_ff stays 4d.
+TEST(Planner, WidthAxisSetsHeadsAndFeedForwardFromTheWidth) {
+  nlohmann::json document = sweep_140m();
+  document["axes"] = {{"d_model", {512, 768, 1024}}, {"mean_recurrence", {4}}};
+  const Plan plan = plan_document(document);
+  ASSERT_EQ(plan.cells.size(), 3u);
+  EXPECT_EQ(plan.cells[0].name, "C1e18-d512-mu4-seed0");
+  const int widths[] = {512, 768, 1024};
+  for (size_t i = 0; i < 3; ++i) {
+    const ModelConfig& m = plan.cells[i].job.model;
+    EXPECT_EQ(m.d_model, widths[i]);
+    EXPECT_EQ(m.head_dim, 128);
+    EXPECT_EQ(m.n_heads, widths[i] / 128);
+    EXPECT_EQ(m.d_ff, 4 * widths[i]);
+  }
+  EXPECT_LT(plan.cells[0].parameters.total, plan.cells[2].parameters.total);
+}
+
+TEST(Planner, AWidthThatIsNotAMultipleOfHeadDimIsAnErrorNamingTheField) {
+  nlohmann::json document = sweep_140m();
+  document["axes"] = {{"d_model", {512, 700}}};
+  try {
+    plan_document(document);
+    FAIL() << "expected SweepFileError";
+  } catch (const SweepFileError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("axes.d_model[1] = 700"));
+    EXPECT_THAT(e.what(), HasSubstr("multiple of head_dim = 128"));
+  }
+}
+
+// Each budget may carry its own widths: a size grid that shifts with C.
+TEST(Planner, ABudgetsOwnAxesReplaceTheSweepsForItsCells) {
+  nlohmann::json document = sweep_140m();
+  document["budgets"] = {
+      {{"id", "1e18"}, {"flops", 1e18}, {"axes", {{"d_model", {512, 768}}}}},
+      {{"id", "4e18"}, {"flops", 4e18}, {"axes", {{"d_model", {768, 1024, 1280}}}}},
+      {{"id", "8e18"}, {"flops", 8e18}}};
+  document["axes"] = {{"d_model", {640}}, {"mean_recurrence", {4}}};
+  const Plan plan = plan_document(document);
+  std::vector<std::string> names;
+  for (const auto& cell : plan.cells)
+    names.push_back(cell.name);
+  EXPECT_THAT(names,
+              ElementsAre("C1e18-d512-mu4-seed0",
+                          "C1e18-d768-mu4-seed0",
+                          "C4e18-d768-mu4-seed0",
+                          "C4e18-d1024-mu4-seed0",
+                          "C4e18-d1280-mu4-seed0",
+                          "C8e18-d640-mu4-seed0"));
+  document["budgets"][0]["axes"] = {{"seed", {1}}};
+  try {
+    plan_document(document);
+    FAIL() << "expected SweepFileError";
+  } catch (const SweepFileError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("budgets[0].axes.seed"));
+    EXPECT_THAT(e.what(), HasSubstr("unknown field"));
+  }
+}
+
 TEST(Planner, CellsWithTooFewStepsAreFlaggedAndLeftOut) {
   nlohmann::json document = sweep_140m();
   // At 1e17 the mu = 12 cell gets floor(59,272,925 / 524,288) = 113 steps, under 200.

@@ -10,9 +10,10 @@
 #include <string>
 #include <vector>
 
-namespace parcae::orchestrator {
+namespace parcae::analysis {
 
 // kBand shades the area between y and y_high (an interval), drawn beneath the other series.
+// kXErrorBars and kYErrorBars draw points with a bar from low to high along x or y.
 enum class SeriesStyle {
   kPoints,
   kLines,
@@ -20,7 +21,9 @@ enum class SeriesStyle {
   kDashedLines,
   kBand,
   kOpenPoints,
-  kOpenSquares
+  kOpenSquares,
+  kXErrorBars,
+  kYErrorBars
 };
 
 struct Series {
@@ -28,6 +31,8 @@ struct Series {
   std::vector<double> x;
   std::vector<double> y;
   std::vector<double> y_high;  // kBand only: the upper edge, one per x
+  std::vector<double> low;     // kXErrorBars, kYErrorBars: the bar's ends, one per point
+  std::vector<double> high;
   SeriesStyle style = SeriesStyle::kPoints;
   int color = -1;  // index into the palette; -1 = by position
 };
@@ -63,4 +68,4 @@ std::vector<std::string> render_figure(const Figure& figure,
 // Quotes a string for a gnuplot double-quoted literal.
 std::string gnuplot_quote(const std::string& text);
 
-}  // namespace parcae::orchestrator
+}  // namespace parcae::analysis

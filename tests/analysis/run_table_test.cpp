@@ -1,5 +1,5 @@
-// The analysis side of parcae-scale: CSV input with row-precise errors, `fit` from a CSV with a
-// known answer, and figures rendered through gnuplot.
+// Tables of runs: CSV input with row-precise errors, `fit` from a CSV with a known answer, and
+// figures rendered through gnuplot.
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -8,12 +8,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "orchestrator/csv_table.h"
-#include "orchestrator/plots.h"
+#include "analysis/analysis.h"
 #include "sweeps/error.h"
 #include "tests/orchestrator/test_support.h"
 
-namespace parcae::orchestrator {
+namespace parcae::analysis {
 namespace {
 
 using test_support::ScratchDir;
@@ -24,9 +23,9 @@ std::string write_file(const ScratchDir& dir, const std::string& name, const std
   return path;
 }
 
-TEST(CsvTable, QuotedFieldsAndBlankLinesAreRead) {
+TEST(RunTable, QuotedFieldsAndBlankLinesAreRead) {
   const ScratchDir dir;
-  const CsvTable table =
+  const RunTable table =
       read_csv(write_file(dir, "a.csv", "name,\"C, FLOPs\"\n\"a \"\"b\"\"\",1e18\n\nc,2e18\n"));
   ASSERT_EQ(table.header.size(), 2u);
   EXPECT_EQ(table.header[1], "C, FLOPs");
@@ -35,10 +34,10 @@ TEST(CsvTable, QuotedFieldsAndBlankLinesAreRead) {
   EXPECT_EQ(table.column("C, FLOPs"), 1u);
 }
 
-TEST(CsvTable, ABadValueNamesTheFileRowAndColumn) {
+TEST(RunTable, ABadValueNamesTheFileRowAndColumn) {
   const ScratchDir dir;
   const std::string path = write_file(dir, "b.csv", "x,loss\n1,3.0\n2,abc\n4,-1\n8,2.5\n");
-  const CsvTable table = read_csv(path);
+  const RunTable table = read_csv(path);
   try {
     read_numeric_columns(table, {{"x", true}, {"loss", true}}, false);
     FAIL() << "expected InputError";
@@ -53,9 +52,9 @@ TEST(CsvTable, ABadValueNamesTheFileRowAndColumn) {
   EXPECT_NE(kept.skipped[1].find("positive"), std::string::npos) << kept.skipped[1];
 }
 
-TEST(CsvTable, AnUnknownColumnSuggestsTheClosestHeader) {
+TEST(RunTable, AnUnknownColumnSuggestsTheClosestHeader) {
   const ScratchDir dir;
-  const CsvTable table = read_csv(write_file(dir, "c.csv", "params,tokens,loss\n1,2,3\n"));
+  const RunTable table = read_csv(write_file(dir, "c.csv", "params,tokens,loss\n1,2,3\n"));
   try {
     table.column("los");
     FAIL() << "expected InputError";
@@ -163,4 +162,4 @@ TEST(Plots, AFigureNameThatCouldEscapeItsFolderIsRejected) {
 }
 
 }  // namespace
-}  // namespace parcae::orchestrator
+}  // namespace parcae::analysis

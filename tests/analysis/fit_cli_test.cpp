@@ -13,7 +13,9 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -24,7 +26,7 @@
 #include "sweeps/job_config.h"
 #include "tests/orchestrator/test_support.h"
 
-namespace parcae::orchestrator {
+namespace parcae::analysis {
 namespace {
 
 using test_support::run_cli;
@@ -39,6 +41,8 @@ const std::vector<int> kDepths = {1, 2, 4, 6, 8, 10, 12, 16};
 constexpr double kE = 1.2, kX = 20.0, kXExp = 0.4, kY = 300.0, kYExp = 0.4, kZ = 0.5, kZRate = 2.0;
 
 struct RunFacts {
+  std::string model;
+  double params = 0.0;
   int mu = 1;
   double budget_flops = 0.0;
   double tokens = 0.0;
@@ -54,13 +58,32 @@ double iso_loss(const RunFacts& run, double depth) {
          0.2 * (std::exp(-2.0 * depth / run.mu) - std::exp(-2.0));
 }
 
+// "size": N*(C) = 6e4 (C/C0)^0.5 over a width axis at mu_rec = 2, exact parabolas in ln N.
+double size_loss(const RunFacts& run, double depth) {
+  const double c = run.budget_flops / kBaseBudget;
+  const double d = std::log(run.params) - std::log(6e4 * std::sqrt(c));
+  return 3.0 - 0.05 * std::log(c) + 0.02 * d * d +
+         0.2 * (std::exp(-2.0 * depth / run.mu) - std::exp(-2.0));
+}
+
+// "joint": two widths crossed with mu_rec; mu*(C) = 3 c^0.40 at width 32 and 4 c^0.25 at 64.
+double joint_loss(const RunFacts& run, double depth) {
+  const double c = run.budget_flops / kBaseBudget;
+  const double mu_star = run.model == "m32" ? 3.0 * std::pow(c, 0.40) : 4.0 * std::pow(c, 0.25);
+  const double d = std::log(run.mu) - std::log(mu_star);
+  return 3.0 - 0.05 * std::log(c) + 0.02 * d * d +
+         0.2 * (std::exp(-2.0 * depth / run.mu) - std::exp(-2.0));
+}
+
 double unified_loss(const RunFacts& run, double depth) {
   const double params = run.params_noncore + run.mu * run.params_core;
   return kE + kX * std::pow(params, -kXExp) + kY * std::pow(run.tokens, -kYExp) +
          kZ * std::exp(-kZRate * depth / run.mu);
 }
 
-std::string write_sweep_file(const std::string& dir, const std::string& name) {
+std::string write_sweep_file(const std::string& dir,
+                             const std::string& name,
+                             const nlohmann::json& axes = {{"mean_recurrence", kMus}}) {
   std::filesystem::create_directories(dir + "/data");
   std::ofstream(dir + "/data/train_000.bin") << "fake shard";
   std::ofstream(dir + "/data/val_000.bin") << "fake shard";
@@ -74,7 +97,7 @@ std::string write_sweep_file(const std::string& dir, const std::string& name) {
       {"data", {{"train", "data/train_*.bin"}, {"val", "data/val_*.bin"}}},
       {"model", {{"preset", "parcae-micro"}, {"context_length", 64}}},
       {"budgets", budgets},
-      {"axes", {{"mean_recurrence", kMus}}},
+      {"axes", axes},
       {"training", {{"batch_tokens", 4096}, {"micro_batch_size", 32}}},
       {"eval", {{"depths", kDepths}}},
       {"device", "cpu"},
@@ -94,6 +117,8 @@ std::map<std::string, RunFacts> finish_runs(const std::string& db,
     const sweeps::JobConfig config = sweeps::job_config_from_json(job.config, "job.json");
     const sweeps::ParameterCounts counts = sweeps::count_parameters(config.model);
     RunFacts run;
+    run.model = job.model;
+    run.params = static_cast<double>(counts.total);
     run.mu = job.mean_recurrence;
     run.budget_flops = job.budget_flops.value_or(0.0);
     run.tokens = static_cast<double>(config.max_steps() * config.training.batch_tokens);
@@ -172,13 +197,31 @@ class FitCli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = std::make_unique<ScratchDir>();
     db_ = dir_->file("study.sqlite");
-    for (const auto& [name, law] : {std::pair{"iso", &iso_loss}, {"unified", &unified_loss}}) {
+    const nlohmann::json mu_axis = {{"mean_recurrence", kMus}};
+    // Six widths at mu_rec = 2 (the d_model axis keeps head_dim 16 and d_ff = 4d), and two
+    // widths given as model objects crossed with the mu_rec axis.
+    const nlohmann::json width_axis = {{"d_model", {16, 32, 48, 64, 96, 128}},
+                                       {"mean_recurrence", {2}}};
+    const nlohmann::json joint_axes = {
+        {"model",
+         {{{"name", "m32"}}, {{"name", "m64"}, {"d_model", 64}, {"n_heads", 4}, {"d_ff", 256}}}},
+        {"mean_recurrence", kMus}};
+    const std::vector<
+        std::tuple<std::string, double (*)(const RunFacts&, double), nlohmann::json, size_t>>
+        sweeps = {{"iso", &iso_loss, mu_axis, 24},
+                  {"unified", &unified_loss, mu_axis, 24},
+                  {"size", &size_loss, width_axis, 24},
+                  {"joint", &joint_loss, joint_axes, 48}};
+    for (const auto& [name, law, axes, cells] : sweeps) {
       const auto plan =
-          run_cli(with_db({"sweep", "plan", write_sweep_file(dir_->path(), name)}, db_));
+          run_cli(with_db({"sweep", "plan", write_sweep_file(dir_->path(), name, axes)}, db_));
       ASSERT_EQ(plan.exit_code, 0) << plan.err;
       auto facts = finish_runs(db_, name, law);
-      ASSERT_EQ(facts.size(), 24u) << "every cell must be planned, none flagged";
-      (std::string(name) == "iso" ? iso_facts_ : unified_facts_) = facts;
+      ASSERT_EQ(facts.size(), cells) << name << ": every cell must be planned, none flagged";
+      if (name == "iso")
+        iso_facts_ = facts;
+      if (name == "unified")
+        unified_facts_ = facts;
       const auto sync = run_cli(with_db({"sweep", "sync", name}, db_));
       ASSERT_EQ(sync.exit_code, 0) << sync.err;
     }
@@ -314,7 +357,7 @@ TEST_F(FitCli, PowerAndChinchillaReadTheSweepsRunsByColumnName) {
   EXPECT_EQ(power.at("n"), 24);
   EXPECT_GT(coefficient(power, "a"), 0.5);  // more compute, more tokens
   const auto missing = run_cli(
-      with_db({"fit", "power", "--sweep", "iso", "--x-col", "budget", "--y-col", "loss"}, db_));
+      with_db({"fit", "power", "--sweep", "iso", "--x-col", "budget_idd", "--y-col", "loss"}, db_));
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_THAT(missing.err, HasSubstr("did you mean 'budget_id'"));
 
@@ -388,6 +431,176 @@ TEST_F(FitCli, EveryPlotKindWritesItsImageScriptAndData) {
   EXPECT_EQ(unknown.exit_code, 2);
 }
 
+// The isoFLOP law of Chinchilla's Approach 2 over the width axis: N* ~ C^0.5 exactly.
+TEST_F(FitCli, NStarFromASizeSweepInTheDatabaseHasItsExponent) {
+  const auto fit = fit_json(
+      {"fit", "isoflop", "--sweep", "size", "--x", "params", "--bootstrap", "200", "--json"});
+  EXPECT_EQ(fit.at("x"), "params");
+  EXPECT_EQ(fit.at("status"), "ok");
+  EXPECT_EQ(fit.at("n"), 4);
+  EXPECT_NEAR(coefficient(fit, "a"), 0.5, 1e-9);
+  EXPECT_TRUE(fit.at("coefficients").at("a").at("ci").is_array());
+  EXPECT_THAT(fit.at("tokens_rule").get<std::string>(), HasSubstr("interpolated"));
+  EXPECT_TRUE(fit.at("coefficients").contains("a_D"));
+  for (const auto& m : fit.at("minima")) {
+    const double c = m.at("budget").get<double>() / kBaseBudget;
+    EXPECT_NEAR(m.at("x_star").get<double>() / (6e4 * std::sqrt(c)), 1.0, 1e-8) << m.dump();
+    EXPECT_TRUE(m.at("x_star_low").is_number());
+  }
+  EXPECT_EQ(fit.at("job_ids").size(), 24u);
+}
+
+// A joint grid of two widths crossed with mu_rec: one series per width, mu* per size.
+TEST_F(FitCli, MuStarPerSizeFromAJointGridNeedsAGroupAndRecordsEachGroupsJobs) {
+  const auto mixed = run_cli(with_db({"fit", "isoflop", "--sweep", "joint"}, db_));
+  EXPECT_EQ(mixed.exit_code, 2);
+  EXPECT_THAT(mixed.err, HasSubstr("--group-by model"));
+
+  const auto grouped = run_cli(with_db({"fit",
+                                        "isoflop",
+                                        "--sweep",
+                                        "joint",
+                                        "--group-by",
+                                        "model",
+                                        "--bootstrap",
+                                        "100",
+                                        "--json",
+                                        "--save"},
+                                       db_));
+  ASSERT_EQ(grouped.exit_code, 0) << grouped.err;
+  const auto fit = nlohmann::json::parse(grouped.out);
+  ASSERT_EQ(fit.at("groups").size(), 2u);
+  std::map<std::string, double> exponent;
+  for (const auto& g : fit.at("groups")) {
+    exponent[g.at("group").at("model")] = coefficient(g, "a");
+    EXPECT_EQ(g.at("job_ids").size(), 24u);
+  }
+  EXPECT_NEAR(exponent.at("m32"), 0.40, 1e-9);
+  EXPECT_NEAR(exponent.at("m64"), 0.25, 1e-9);
+  // One saved fit per group, with exactly that group's jobs.
+  const auto saved = results::Store::open(db_).fits("joint");
+  ASSERT_EQ(saved.size(), 2u);
+  std::set<std::string> all;
+  for (const auto& record : saved) {
+    EXPECT_EQ(record.job_ids.size(), 24u);
+    all.insert(record.job_ids.begin(), record.job_ids.end());
+  }
+  EXPECT_EQ(all.size(), 48u);
+
+  const auto one = fit_json(
+      {"fit", "isoflop", "--sweep", "joint", "--where", "model=m64", "--bootstrap", "0", "--json"});
+  EXPECT_NEAR(coefficient(one, "a"), 0.25, 1e-9);
+  const auto none =
+      run_cli(with_db({"fit", "isoflop", "--sweep", "joint", "--where", "model=m128"}, db_));
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_THAT(none.err, HasSubstr("selects no rows"));
+}
+
+TEST_F(FitCli, FiguresFollowTheFittedVariableAndTheirReferenceSlopesAreAFlag) {
+  const std::string out = dir_->file("size-figures");
+  const auto result = run_cli(with_db(
+      {"plot", "all", "--sweep", "size", "--x", "params", "-o", out, "--format", "svg"}, db_));
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  for (const char* stem : {"isoflop", "frontier_params_star", "frontier_tokens_star"})
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + stem + ".svg")) << stem;
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string iso = read(out + "/isoflop.gp");
+  EXPECT_THAT(iso, HasSubstr("parameters N"));
+  EXPECT_THAT(iso, HasSubstr("xerrorbars"));  // the minima carry their 1-sigma bars
+  const std::string frontier = read(out + "/frontier_params_star.gp");
+  EXPECT_THAT(frontier, HasSubstr("yerrorbars"));
+  EXPECT_THAT(frontier, ::testing::Not(HasSubstr("slope only")));  // no default reference for N
+
+  const auto with_reference = run_cli(with_db({"plot",
+                                               "frontier",
+                                               "--sweep",
+                                               "size",
+                                               "--x",
+                                               "params",
+                                               "--reference-slopes",
+                                               "0.5,0.5",
+                                               "-o",
+                                               out,
+                                               "--format",
+                                               "svg"},
+                                              db_));
+  ASSERT_EQ(with_reference.exit_code, 0) << with_reference.err;
+  EXPECT_THAT(read(out + "/frontier_params_star.gp"), HasSubstr(R"(C\\^0.50 (slope only))"));
+}
+
+// tests/testdata/accuracy_vs_loss.py made the data and ran scipy.optimize.curve_fit on them.
+TEST(FitCommand, SatexpWithLinearResidualsGivesCurveFitsAnswer) {
+  const std::string dir = std::string(PARCAE_SOURCE_DIR) + "/tests/testdata/";
+  std::ifstream in(dir + "accuracy_vs_loss_curve_fit.json");
+  const nlohmann::json scipy = nlohmann::json::parse(in);
+  const std::vector<std::string> args = {"fit",
+                                         "satexp",
+                                         "--csv",
+                                         dir + "accuracy_vs_loss.csv",
+                                         "--x",
+                                         "loss",
+                                         "--y",
+                                         "accuracy",
+                                         "--json"};
+  auto linear_args = args;
+  linear_args.insert(linear_args.end(), {"--residuals", "linear"});
+  const auto linear = run_cli(linear_args);
+  ASSERT_EQ(linear.exit_code, 0) << linear.err;
+  const auto fit = nlohmann::json::parse(linear.out);
+  // curve_fit stops at its default tolerance (ftol 1.5e-8), ours at 1e-15: they agree to about
+  // 1e-5 relative, and our sum of squares is never above SciPy's.
+  const char* names[] = {"y_inf", "Z", "z"};
+  for (int k = 0; k < 3; ++k) {
+    const double expected = scipy.at(names[k]).get<double>();
+    EXPECT_NEAR(coefficient(fit, names[k]), expected, 1e-4 * expected) << names[k];
+    const double se = scipy.at("se")[k].get<double>();
+    EXPECT_NEAR(fit.at("coefficients").at(names[k]).at("se").get<double>(), se, 1e-3 * se);
+  }
+  EXPECT_LE(fit.at("objective").get<double>(), scipy.at("rss").get<double>() * (1 + 1e-12));
+  EXPECT_EQ(fit.at("objective_choice").at("residuals"), "linear");
+  // The default, log residuals, is another objective with another optimum.
+  const auto log = run_cli(args);
+  ASSERT_EQ(log.exit_code, 0) << log.err;
+  EXPECT_GT(
+      std::abs(coefficient(nlohmann::json::parse(log.out), "Z") - scipy.at("Z").get<double>()),
+      0.1);
+  auto bad = args;
+  bad.insert(bad.end(), {"--loss", "huber:-1"});
+  EXPECT_EQ(run_cli(bad).exit_code, 2);
+}
+
+// A law whose loss rises with N: the best Chinchilla fit has alpha < 0, which is not ok.
+TEST(FitCommand, AFitOutsideItsPhysicalRangeSaysUsableNoAndExitsOne) {
+  const ScratchDir dir;
+  std::string text = "N,D,loss\n";
+  for (double n : {1e6, 3e6, 1e7, 3e7, 1e8}) {
+    for (double d : {1e8, 1e9, 1e10}) {
+      const double loss = 1.0 + 0.5 * std::pow(n / 1e6, 0.2) + 100.0 * std::pow(d, -0.3);
+      text += nlohmann::json(n).dump() + "," + nlohmann::json(d).dump() + "," +
+              nlohmann::json(loss).dump() + "\n";
+    }
+  }
+  const std::string csv = dir.file("rising.csv");
+  std::ofstream(csv) << text;
+  const auto result = run_cli({"fit",
+                               "chinchilla",
+                               "--csv",
+                               csv,
+                               "--params-col",
+                               "N",
+                               "--tokens-col",
+                               "D",
+                               "--loss-col",
+                               "loss"});
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("chinchilla: unphysical"));
+  EXPECT_THAT(result.out, HasSubstr("usable: no"));
+  EXPECT_THAT(result.out, HasSubstr("alpha = -"));
+}
+
 TEST_F(FitCli, ExportWritesEachTableInEachFormat) {
   const auto evals =
       run_cli(with_db({"export", "--sweep", "iso", "--table", "evals", "--format", "jsonl"}, db_));
@@ -419,4 +632,4 @@ TEST_F(FitCli, ExportWritesEachTableInEachFormat) {
 }
 
 }  // namespace
-}  // namespace parcae::orchestrator
+}  // namespace parcae::analysis

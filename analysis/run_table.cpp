@@ -1,6 +1,7 @@
 // CSV reading with row- and column-precise errors.
-#include "orchestrator/csv_table.h"
+#include "analysis/run_table.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -9,7 +10,7 @@
 #include "sweeps/error.h"
 #include "sweeps/suggest.h"
 
-namespace parcae::orchestrator {
+namespace parcae::analysis {
 namespace {
 
 // Splits one record; `line` may continue over several physical lines inside quotes.
@@ -57,7 +58,7 @@ std::string trim(const std::string& s) {
 
 }  // namespace
 
-size_t CsvTable::column(const std::string& name) const {
+size_t RunTable::column(const std::string& name) const {
   for (size_t i = 0; i < header.size(); ++i) {
     if (header[i] == name)
       return i;
@@ -66,11 +67,15 @@ size_t CsvTable::column(const std::string& name) const {
       file, "column", "'" + name + "'", "no such column", sweeps::suggestion_hint(name, header));
 }
 
-CsvTable read_csv(const std::string& path) {
+bool RunTable::has_column(const std::string& name) const {
+  return std::find(header.begin(), header.end(), name) != header.end();
+}
+
+RunTable read_csv(const std::string& path) {
   std::ifstream in(path);
   if (!in)
     throw InputError(path, "", "(file)", "cannot be opened for reading");
-  CsvTable table;
+  RunTable table;
   table.file = path;
   std::vector<std::string> fields;
   if (!parse_record(in, fields))
@@ -93,9 +98,10 @@ CsvTable read_csv(const std::string& path) {
   return table;
 }
 
-NumericColumns read_numeric_columns(const CsvTable& table,
+NumericColumns read_numeric_columns(const RunTable& table,
                                     const std::vector<NumericColumnSpec>& specs,
-                                    bool skip_bad_rows) {
+                                    bool skip_bad_rows,
+                                    const std::vector<size_t>* only) {
   std::vector<long> index(specs.size(), -1);
   for (size_t k = 0; k < specs.size(); ++k) {
     if (specs[k].optional && specs[k].name.empty())
@@ -104,7 +110,13 @@ NumericColumns read_numeric_columns(const CsvTable& table,
   }
   NumericColumns out;
   out.values.resize(specs.size());
-  for (size_t r = 0; r < table.rows.size(); ++r) {
+  std::vector<size_t> every;
+  if (only == nullptr) {
+    for (size_t r = 0; r < table.rows.size(); ++r)
+      every.push_back(r);
+    only = &every;
+  }
+  for (size_t r : *only) {
     std::vector<double> row_values(specs.size(), 0.0);
     std::string problem, problem_field, problem_value;
     for (size_t k = 0; k < specs.size() && problem.empty(); ++k) {
@@ -143,4 +155,4 @@ NumericColumns read_numeric_columns(const CsvTable& table,
   return out;
 }
 
-}  // namespace parcae::orchestrator
+}  // namespace parcae::analysis

@@ -1,6 +1,4 @@
 // gnuplot rendering of Figures: data blocks, one script, PNG, SVG and PDF terminals.
-#include "orchestrator/plots.h"
-
 #include <sys/wait.h>
 
 #include <array>
@@ -10,9 +8,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "analysis/figure.h"
 #include "sweeps/error.h"
 
-namespace parcae::orchestrator {
+namespace parcae::analysis {
 namespace {
 
 // A palette that stays distinguishable in print and for common colour blindness (Okabe-Ito).
@@ -53,6 +52,12 @@ std::string style_clause(const Series& series, size_t index) {
       break;
     case SeriesStyle::kOpenSquares:
       clause << "with points pt 4 ps 1.3 lw 1.5";
+      break;
+    case SeriesStyle::kXErrorBars:
+      clause << "with xerrorbars pt 6 ps 1.6 lw 1.5";
+      break;
+    case SeriesStyle::kYErrorBars:
+      clause << "with yerrorbars pt 7 ps 1.1 lw 1.5";
       break;
   }
   clause << " lc rgb \"" << color << "\"";
@@ -109,16 +114,21 @@ std::vector<std::string> render_figure(const Figure& figure,
   for (size_t i = 0; i < figure.series.size(); ++i) {
     const Series& s = figure.series[i];
     const bool band = s.style == SeriesStyle::kBand;
-    if (s.x.size() != s.y.size() || (band && s.y_high.size() != s.x.size())) {
+    const bool bars = s.style == SeriesStyle::kXErrorBars || s.style == SeriesStyle::kYErrorBars;
+    if (s.x.size() != s.y.size() || (band && s.y_high.size() != s.x.size()) ||
+        (bars && (s.low.size() != s.x.size() || s.high.size() != s.x.size()))) {
       throw InputError("",
                        "figure " + figure.name + " series " + std::to_string(i),
                        std::to_string(s.x.size()) + " x, " + std::to_string(s.y.size()) + " y, " +
-                           std::to_string(s.y_high.size()) + " y_high",
-                       "expected as many x as y values (and y_high values for a band)");
+                           std::to_string(s.y_high.size()) + " y_high, " +
+                           std::to_string(s.low.size()) + " low",
+                       "expected as many x as y values (and y_high values for a band, low and "
+                       "high for error bars)");
     }
     auto usable = [&](size_t k) {
       return std::isfinite(s.x[k]) && std::isfinite(s.y[k]) &&
-             (!band || std::isfinite(s.y_high[k]));
+             (!band || std::isfinite(s.y_high[k])) &&
+             (!bars || (std::isfinite(s.low[k]) && std::isfinite(s.high[k])));
     };
     size_t finite = 0;
     for (size_t k = 0; k < s.x.size(); ++k) {
@@ -133,6 +143,8 @@ std::vector<std::string> render_figure(const Figure& figure,
       data << s.x[k] << " " << s.y[k];
       if (band)
         data << " " << s.y_high[k];
+      if (bars)
+        data << " " << s.low[k] << " " << s.high[k];
       data << "\n";
     }
     data << "\n\n";  // gnuplot index separator
@@ -199,11 +211,16 @@ std::vector<std::string> render_figure(const Figure& figure,
   for (bool bands : {true, false}) {
     for (size_t block = 0; block < plotted.size(); ++block) {
       const size_t i = plotted[block];
-      const bool band = figure.series[i].style == SeriesStyle::kBand;
+      const SeriesStyle style = figure.series[i].style;
+      const bool band = style == SeriesStyle::kBand;
       if (band != bands)
         continue;
+      const bool bars = style == SeriesStyle::kXErrorBars || style == SeriesStyle::kYErrorBars;
       plot << (first ? "" : ", \\\n     ") << "\"" << figure.name << ".dat\" index " << block
-           << (band ? " using 1:2:3 " : " using 1:2 ") << style_clause(figure.series[i], i);
+           << (band   ? " using 1:2:3 "
+               : bars ? " using 1:2:3:4 "
+                      : " using 1:2 ")
+           << style_clause(figure.series[i], i);
       first = false;
     }
   }
@@ -243,4 +260,4 @@ std::vector<std::string> render_figure(const Figure& figure,
   return images;
 }
 
-}  // namespace parcae::orchestrator
+}  // namespace parcae::analysis

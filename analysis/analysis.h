@@ -1,0 +1,276 @@
+// parcae::analysis: from runs to fits and figures, between the results database and the fitters.
+//
+// Runs come from a sweep in the database (collect_runs) or from any CSV (read_csv); either way
+// they are a RunTable of named columns, so every choice below names a column and works the same
+// on both. This library decides, in one place, which runs enter a fit (select_rows: the --where
+// conditions, the default that leaves out the fixed-depth controls, the grouping of --group-by),
+// turns them into the plain inputs of parcae::fitting, and turns the results into JSON, text,
+// the records that `fit --save` stores (with exactly the job ids that entered) and figures.
+// parcae-scale's `fit` and `plot` are flag parsing and printing over fit_law() and draw_figures().
+//
+// Errors: input that cannot be used (an unknown column, a malformed condition, runs that differ
+// in more than the swept variable) throws parcae::InputError naming the source, the flag or
+// column and the value; outcomes of the data (a failed or unphysical fit) are results.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "analysis/figure.h"
+#include "analysis/run_table.h"
+#include "fitting/fitting.h"
+#include "results/results.h"
+#include "sweeps/flop_model.h"
+
+namespace parcae::analysis {
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+// ---------------------------------------------------------------------------------------------
+
+// One finished run, as the fits see it.
+struct RunResult {
+  std::string job_id;
+  std::string cell;
+  std::string budget_id;      // empty when the sweep is not isoFLOP
+  double budget_flops = 0.0;  // nominal C; 0 when none
+  int mean_recurrence = 1;
+  bool fixed_depth = false;  // every step runs exactly mu_rec loops: the control, or a transformer
+  bool control = false;      // the looped model's `1-fixed` control (fixed_depth and looped)
+  uint64_t seed = 0;
+  double realised_tokens = 0.0;         // steps * batch_tokens
+  double flops_per_token = 0.0;         // F of the run's model at its mu_rec, mu_bwd
+  double loss = 0.0;                    // final validation loss at T = mu_rec (nats)
+  std::map<int, double> loss_at_depth;  // the last evaluation of each test-time depth T
+  std::string model_label;              // the sweep's label of the model (preset or name)
+  sweeps::ModelConfig model;
+  double params = 0.0;          // N, every parameter counted once
+  double params_noncore = 0.0;  // N_noncore
+  double params_core = 0.0;     // N_loop (core blocks, plus the adapter of the linear injection)
+};
+
+struct SweepRuns {
+  std::string sweep;
+  std::vector<RunResult> runs;        // done jobs in plan order
+  std::vector<std::string> not_used;  // "cell: state" for every job that is not done
+};
+
+// Throws InputError when the sweep does not exist.
+SweepRuns collect_runs(const results::Store& store, const std::string& sweep);
+
+// A sweep's done runs as a table, one row per run in plan order, so that every column flag of a
+// CSV works on a sweep too. Columns: job_id, cell, model, budget_id, budget_flops,
+// mean_recurrence, mean_backward, fixed_depth (0/1), control (0/1: the `1-fixed` control of a
+// looped model), looped (0/1), seed, d_model, n_heads, head_dim, d_ff, n_layers (layers with
+// distinct weights), n_prelude, n_recurrent, n_coda, context_length, flops_per_token, tokens
+// (realised D), params (total N), params_noncore, params_core, params_effective
+// (N(mu_rec) = N_noncore + mu_rec N_core) and loss (at T = mu_rec). file reads "sweep NAME".
+RunTable runs_table(const SweepRuns& runs);
+
+// ---------------------------------------------------------------------------------------------
+// Choosing runs (one place for every fit and figure)
+// ---------------------------------------------------------------------------------------------
+
+// The column `name` stands for in `table`: itself when present, else the first present of its
+// aliases (mu_rec: mean_recurrence; params: parameters_total; tokens: train_tokens; loss:
+// loss_val; budget: budget_flops; N: params; D: tokens). Throws InputError naming `flag` and the
+// closest column when none is present.
+std::string resolve_column(const RunTable& table, const std::string& name, const std::string& flag);
+
+// One --where condition: COLUMN OP VALUE with OP one of = == != < <= > >=. A value that reads as a
+// number (true and false read as 1 and 0) is compared as a number; otherwise = and != compare text.
+struct Condition {
+  std::string column;
+  std::string op;
+  std::string value;
+  std::string text;  // as written
+};
+// Throws InputError naming --where and the text when it is not COLUMN OP VALUE.
+Condition parse_condition(const std::string& text);
+
+struct Selection {
+  std::vector<std::string> where;     // conditions, all of which must hold
+  std::vector<std::string> group_by;  // columns; one fit per distinct combination of values
+};
+
+// Rows of one group, and the values of the group_by columns that define it.
+struct RowGroup {
+  std::vector<std::pair<std::string, std::string>> key;  // (column, value); empty: no grouping
+  std::vector<size_t> rows;                              // 0-based rows of the table
+  // "model=parcae-140m, mu_rec=2"; "" when not grouped.
+  std::string label() const;
+};
+
+struct SelectedRows {
+  std::vector<RowGroup> groups;    // in order of first appearance
+  std::vector<std::string> notes;  // what the defaults left out, for stderr
+};
+
+// The rows where every condition holds, grouped. When x_column is the mean recurrence, or the
+// table has a `control` column, the fixed-depth controls are left out by default (scaling-laws.md
+// §2 step 1: they are their own series, never parabola points) and a note says how many; a
+// condition on fixed_depth or control replaces that default. Throws InputError for an unknown
+// column or a bad condition; no rows at all is an InputError too, naming the conditions.
+SelectedRows select_rows(const RunTable& table,
+                         const Selection& selection,
+                         const std::string& x_column);
+
+// ---------------------------------------------------------------------------------------------
+// Fits
+// ---------------------------------------------------------------------------------------------
+
+// The rows a law reads: a CSV file, or a sweep's runs as a table (runs is then set and the rows
+// follow runs->runs).
+struct Source {
+  RunTable table;
+  const SweepRuns* runs = nullptr;
+  std::string name() const;  // the CSV's path, or "sweep NAME"
+};
+
+// What `parcae-scale fit` asks for; each field is a flag of the same name.
+struct FitRequest {
+  std::string law;  // isoflop, power, satexp, chinchilla, parcae or unified
+  std::string sweep;
+  // Columns (names or aliases, see resolve_column). x is isoflop's swept variable (default
+  // mu_rec), power's x and satexp's T.
+  std::string x, y, weight, budget, loss, params, tokens, flops, mu, test_time, run;
+  Selection selection;
+  bool skip_bad_rows = false;
+  int bootstrap = -1;  // -1: the law's default (isoflop: IsoflopOptions' 2,000; others none)
+  double ci = 0.95;
+  std::uint64_t seed = 42;
+  bool x_is_tokens = false;
+  double params_noncore = 0.0, params_core = 0.0;  // N(mu) for the Parcae laws from a CSV
+  std::vector<double> predict_budgets;
+  int drop_top_losses = 0;
+  std::string variant = "gamma-one";
+  bool floor_fixed = false;
+  // The objective of a curve fit (satexp, chinchilla, parcae, unified): "" keeps the law's
+  // default (log residuals; Huber 1e-3, or squares for satexp). residuals: "log" or "linear";
+  // loss: "huber:DELTA" or "l2". Refused for power and isoflop, whose fits are closed-form OLS.
+  std::string residuals;
+  std::string loss_function;
+  std::function<void(const std::string&)> on_note;  // lines for stderr (skipped rows, ...)
+  fitting::ProgressCallback on_progress;            // multi-start progress of long fits
+};
+
+// What one law produced.
+struct FitOutput {
+  nlohmann::ordered_json json;              // the --json document
+  std::string text;                         // the table printed without --json
+  std::vector<results::FitRecord> records;  // what --save stores, one per fit
+  bool ok = true;                           // every fit ok (satexp: or flat): exit code 0
+};
+
+// Fits request.law to the source's rows. Throws InputError for bad input (exit code 2).
+FitOutput fit_law(const FitRequest& request, const Source& source);
+
+// ---------------------------------------------------------------------------------------------
+// isoFLOP over any swept variable (scaling-laws.md §2)
+// ---------------------------------------------------------------------------------------------
+
+// How D* = C / F(x*) is found for the fitted variable.
+enum class TokensRule {
+  kNone,          // no F and x is not D: D* not computed
+  kFlopLine,      // x is mu_rec of one model shape: F(mu, mu/2) of flop_model.h, exact
+  kXIsTokens,     // x is D: D* = x*
+  kInterpolated,  // ln F against ln x, piecewise linear through the runs' (x, F), linear beyond
+};
+const char* to_string(TokensRule rule);  // a phrase for reports
+
+struct IsoflopRequest {
+  std::string x = "mu_rec";  // the swept variable's column
+  std::string loss;          // default: loss (alias loss_val)
+  std::string budget;        // default: budget_flops; runs are grouped by budget_id when present
+  std::string tokens;        // optional: D of each run, for the ln-D cross-check
+  bool x_is_tokens = false;
+  Selection selection;
+  bool skip_bad_rows = false;
+  fitting::IsoflopOptions options;  // flops_per_token and x_is_tokens are set here
+};
+
+struct IsoflopGroupFit {
+  RowGroup group;
+  fitting::IsoflopFit fit;
+  std::vector<std::string> job_ids;  // the runs that entered, sorted (empty for a CSV without ids)
+  TokensRule tokens_rule = TokensRule::kNone;
+  std::function<double(double x)> flops_per_token;  // F(x) of the rule; empty for none or D
+};
+
+struct IsoflopAnalysis {
+  std::string x_column;  // the resolved column of x
+  std::vector<IsoflopGroupFit> groups;
+  std::vector<std::string> notes;
+};
+
+// Selects, groups and fits. Throws InputError when a group's runs at one budget and one x differ
+// in another design column (model, mu_rec, d_model, ...): those are different series, and the
+// message names the column to --group-by or --where on.
+IsoflopAnalysis analyse_isoflop(const Source& source, const IsoflopRequest& request);
+
+// ---------------------------------------------------------------------------------------------
+// Reports
+// ---------------------------------------------------------------------------------------------
+
+// The `fit --json` document of every law:
+// {"law", "status", "message", "warnings", "n",
+//  "coefficients": {"NAME": {"value": v, "se": s, "ci": [lo, hi]}, ...} (in the law's order),
+//  "objective", "objective_per_point", "residual_std", "converged", "starts", "successes",
+//  "ci_level", "bootstrap_replicates", "bootstrap_failed", "heldout_error_percent", "usable",
+//  "usability_problems"}.
+// NaN and infinity become null; "ci" is null where no interval was computed.
+nlohmann::ordered_json fit_to_json(const fitting::Fit& fit);
+
+// fit_to_json plus "minima": [{"budget", "budget_id", "status", "message", "edge", "used", "runs",
+// "x_star", "x_star_low", "x_star_high", "loss_star", "tokens_star", "c0", "c1", "c2", "x", "loss",
+// "tokens_check_flagged"}, ...], "predictions" and "laws": {"x_star", "tokens_star", "loss_star"}.
+nlohmann::ordered_json isoflop_to_json(const fitting::IsoflopFit& fit);
+
+// The summary line, the coefficient table (name, value, SE, CI), the message, warnings, and
+// "usable: yes" or "usable: no" with each reason.
+std::string fit_text(const fitting::Fit& fit);
+
+// The FitRecord a --save stores: coefficients by name, intervals by name, the jobs used.
+results::FitRecord fit_record(const fitting::Fit& fit,
+                              const std::string& sweep,
+                              const std::vector<std::string>& job_ids,
+                              const nlohmann::ordered_json& details);
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+// ---------------------------------------------------------------------------------------------
+
+// What `parcae-scale plot` asks for.
+struct PlotRequest {
+  std::string kind = "all";  // isoflop, frontier, test-time, curves or all
+  std::string out_dir;
+  std::vector<std::string> formats = {"png", "svg"};
+  std::string x = "mu_rec";  // isoflop and frontier: the swept variable
+  Selection selection;
+  int bootstrap = fitting::IsoflopOptions{}.bootstrap_resamples;
+  std::uint64_t seed = 42;
+  double ci = 0.95;
+  // Dashed reference slopes through the fitted x* and D* lines; NaN draws none. When not set, the
+  // paper's mu* ~ C^0.40 and D* ~ C^0.78 are drawn for x = mu_rec and nothing for other x.
+  bool reference_slopes_set = false;
+  double reference_x_slope = fitting::kNotComputed;
+  double reference_tokens_slope = fitting::kNotComputed;
+};
+
+// [P]'s exponents of the compute-optimal frontier (scaling-laws.md §9): mu* ~ C^0.40, D* ~ C^0.78.
+inline constexpr double kPaperMuExponent = 0.40;
+inline constexpr double kPaperTokensExponent = 0.78;
+
+// Draws the figures of request.kind into request.out_dir and returns the images written. Throws
+// InputError when the sweep has no data for the kind, parcae::Error when gnuplot fails.
+std::vector<std::string> draw_figures(const results::Store& store,
+                                      const SweepRuns& runs,
+                                      const PlotRequest& request);
+
+}  // namespace parcae::analysis

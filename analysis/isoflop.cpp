@@ -1,0 +1,236 @@
+// isoFLOP analysis over any swept variable: runs selected and grouped, checked to differ only in
+// x within a budget, D* = C / F(x*) by the best rule the source allows, and one fit per group.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "analysis/analysis.h"
+#include "sweeps/error.h"
+
+namespace parcae::analysis {
+namespace {
+
+// Columns that describe a run's configuration. Runs of one budget and one x that differ in any of
+// them belong to different series (different models, or a mu_rec axis crossing a width axis).
+const std::vector<std::string> kDesignColumns = {"model",
+                                                 "mean_recurrence",
+                                                 "fixed_depth",
+                                                 "looped",
+                                                 "d_model",
+                                                 "n_heads",
+                                                 "head_dim",
+                                                 "d_ff",
+                                                 "n_layers",
+                                                 "n_prelude",
+                                                 "n_recurrent",
+                                                 "n_coda",
+                                                 "context_length",
+                                                 "params",
+                                                 "parameters_total"};
+
+const std::set<std::string> kTokenColumns = {"tokens", "train_tokens", "tokens_done", "D"};
+
+// Piecewise linear interpolation of ln F against ln x through the runs' points, extended
+// linearly beyond the ends. Runs at one x average their ln F.
+std::function<double(double)> interpolated_flops(const std::vector<double>& x,
+                                                 const std::vector<double>& flops) {
+  std::map<double, std::pair<double, int>> by_x;
+  for (size_t i = 0; i < x.size(); ++i) {
+    auto& [sum, count] = by_x[std::log(x[i])];
+    sum += std::log(flops[i]);
+    ++count;
+  }
+  std::vector<double> u, v;
+  for (const auto& [log_x, entry] : by_x) {
+    u.push_back(log_x);
+    v.push_back(entry.first / entry.second);
+  }
+  return [u, v](double at) {
+    if (u.size() == 1)
+      return std::exp(v[0]);
+    const double w = std::log(at);
+    size_t k = 1;
+    while (k + 1 < u.size() && w > u[k])
+      ++k;
+    const double slope = (v[k] - v[k - 1]) / (u[k] - u[k - 1]);
+    return std::exp(v[k - 1] + slope * (w - u[k - 1]));
+  };
+}
+
+std::string shape_key(const sweeps::ModelConfig& model) {
+  sweeps::ModelConfig shape = model;
+  shape.mean_recurrence = shape.mean_backward = 1;
+  shape.depth_sampler = sweeps::DepthSampler::kPoisson;
+  shape.name = "";
+  return sweeps::to_json(shape).dump();
+}
+
+std::string trim(const std::string& s) {
+  const size_t first = s.find_first_not_of(" \t");
+  if (first == std::string::npos)
+    return "";
+  return s.substr(first, s.find_last_not_of(" \t") - first + 1);
+}
+
+// Refuses a group whose runs at one budget and one x differ in a design column.
+void check_one_series(const RunTable& table,
+                      const RowGroup& group,
+                      size_t budget_id_column,
+                      size_t x_column,
+                      const std::string& x_name,
+                      const std::vector<std::string>& grouped) {
+  std::vector<std::pair<std::string, size_t>> design;
+  for (const auto& name : kDesignColumns) {
+    if (!table.has_column(name) || table.column(name) == x_column)
+      continue;
+    if (std::find(grouped.begin(), grouped.end(), name) != grouped.end())
+      continue;
+    design.emplace_back(name, table.column(name));
+  }
+  std::map<std::pair<std::string, std::string>, size_t> first_row;
+  for (size_t r : group.rows) {
+    const auto& row = table.rows[r];
+    const auto key = std::make_pair(trim(row[budget_id_column]), trim(row[x_column]));
+    const auto [it, inserted] = first_row.emplace(key, r);
+    if (inserted)
+      continue;
+    const auto& other = table.rows[it->second];
+    for (const auto& [name, column] : design) {
+      if (trim(row[column]) == trim(other[column]))
+        continue;
+      throw InputError(table.file,
+                       name,
+                       "'" + trim(other[column]) + "' and '" + trim(row[column]) + "'",
+                       "two runs at budget " + key.first + " and " + x_name + " = " + key.second +
+                           (group.key.empty() ? "" : " (" + group.label() + ")") + " differ in " +
+                           name + ", so they are not one isoFLOP series",
+                       "fit each " + name + " on its own: --group-by " + name +
+                           ", or choose with "
+                           "--where " +
+                           name + "=...");
+    }
+  }
+}
+
+}  // namespace
+
+const char* to_string(TokensRule rule) {
+  switch (rule) {
+    case TokensRule::kFlopLine:
+      return "D* = C / F(mu*, mu*/2) of the model (flop_model.h)";
+    case TokensRule::kXIsTokens:
+      return "D* = x*";
+    case TokensRule::kInterpolated:
+      return "D* = C / F(x*), ln F interpolated against ln x through the runs";
+    case TokensRule::kNone:
+      break;
+  }
+  return "D* not computed (no F per token and x is not D)";
+}
+
+IsoflopAnalysis analyse_isoflop(const Source& source, const IsoflopRequest& request) {
+  const RunTable& table = source.table;
+  IsoflopAnalysis out;
+  out.x_column = resolve_column(table, request.x.empty() ? "mu_rec" : request.x, "--x");
+  const std::string loss_column =
+      resolve_column(table, request.loss.empty() ? "loss" : request.loss, "--loss-col");
+  const std::string budget_column =
+      resolve_column(table, request.budget.empty() ? "budget" : request.budget, "--budget-col");
+  std::string tokens_column;
+  if (!request.tokens.empty())
+    tokens_column = resolve_column(table, request.tokens, "--tokens-col");
+  else if (source.runs != nullptr)
+    tokens_column = "tokens";
+  // A sweep groups budgets by their ids; a CSV by the budget column's text, unless it has ids.
+  const size_t budget_id_column =
+      table.column(table.has_column("budget_id") ? "budget_id" : budget_column);
+  const size_t x_index = table.column(out.x_column);
+  const long job_column = table.has_column("job_id") ? static_cast<long>(table.column("job_id"))
+                          : table.has_column("id")   ? static_cast<long>(table.column("id"))
+                                                     : -1;
+  const bool x_is_tokens = request.x_is_tokens || kTokenColumns.count(out.x_column) > 0;
+  const bool has_flops = table.has_column("flops_per_token");
+
+  const SelectedRows selected = select_rows(table, request.selection, out.x_column);
+  out.notes = selected.notes;
+  for (const RowGroup& group : selected.groups) {
+    // Rows without a budget (fixed-data cells) have no isoFLOP parabola.
+    std::vector<size_t> rows;
+    for (size_t r : group.rows) {
+      if (!trim(table.rows[r][table.column(budget_column)]).empty())
+        rows.push_back(r);
+    }
+    if (rows.empty()) {
+      throw InputError(table.file,
+                       budget_column,
+                       "(empty)",
+                       "isoflop needs runs with a FLOP budget" +
+                           (group.key.empty() ? std::string() : " in " + group.label()),
+                       "an isoFLOP sweep has \"budgets\"; fixed-data cells have none");
+    }
+    RowGroup kept = group;
+    kept.rows = rows;
+    check_one_series(table,
+                     kept,
+                     budget_id_column,
+                     x_index,
+                     request.x.empty() ? "mu_rec" : request.x,
+                     request.selection.group_by);
+    std::vector<NumericColumnSpec> specs = {
+        {budget_column, true}, {out.x_column, true}, {loss_column, false}};
+    specs.push_back({tokens_column, true, true});
+    specs.push_back({has_flops ? "flops_per_token" : "", true, true});
+    const NumericColumns columns =
+        read_numeric_columns(table, specs, request.skip_bad_rows, &kept.rows);
+    for (const auto& skipped : columns.skipped)
+      out.notes.push_back("skipped " + table.file + ": " + skipped);
+
+    IsoflopGroupFit result;
+    result.group = kept;
+    std::vector<fitting::IsoflopRun> points;
+    for (size_t i = 0; i < columns.rows.size(); ++i) {
+      const size_t r = columns.rows[i] - 1;
+      points.push_back({trim(table.rows[r][budget_id_column]),
+                        columns.values[0][i],
+                        columns.values[1][i],
+                        columns.values[2][i],
+                        tokens_column.empty() ? fitting::kNotComputed : columns.values[3][i]});
+      if (job_column >= 0)
+        result.job_ids.push_back(table.rows[r][static_cast<size_t>(job_column)]);
+    }
+    std::sort(result.job_ids.begin(), result.job_ids.end());
+
+    fitting::IsoflopOptions options = request.options;
+    options.x_is_tokens = x_is_tokens;
+    if (x_is_tokens) {
+      result.tokens_rule = TokensRule::kXIsTokens;
+    } else {
+      // One model shape swept in mu_rec: the FLOP line itself, exact at any mu*.
+      std::set<std::string> shapes;
+      const sweeps::ModelConfig* model = nullptr;
+      if (source.runs != nullptr && out.x_column == "mean_recurrence") {
+        for (size_t row : columns.rows) {
+          model = &source.runs->runs[row - 1].model;
+          shapes.insert(shape_key(*model));
+        }
+      }
+      if (shapes.size() == 1 && model->is_looped()) {
+        const sweeps::ModelConfig shape = *model;
+        options.flops_per_token = [shape](double mu) {
+          return sweeps::train_flops_per_token_at(shape, mu, mu / 2.0);
+        };
+        result.tokens_rule = TokensRule::kFlopLine;
+      } else if (has_flops) {
+        options.flops_per_token = interpolated_flops(columns.values[1], columns.values[4]);
+        result.tokens_rule = TokensRule::kInterpolated;
+      }
+    }
+    result.flops_per_token = options.flops_per_token;
+    result.fit = fitting::fit_isoflop(points, options);
+    out.groups.push_back(std::move(result));
+  }
+  return out;
+}
+
+}  // namespace parcae::analysis
