@@ -263,6 +263,37 @@ struct PlotRequest {
   double reference_tokens_slope = fitting::kNotComputed;
 };
 
+// ---------------------------------------------------------------------------------------------
+// The report
+// ---------------------------------------------------------------------------------------------
+
+// What `parcae-scale report` asks for.
+struct ReportRequest {
+  std::string sweep;    // a sweep of the store
+  std::string out_dir;  // the page is <out_dir>/index.html
+  // The swept variable of the isoFLOP fit and figures; "auto": mu_rec when it varies within a
+  // budget, else params.
+  std::string x = "auto";
+  int bootstrap = fitting::IsoflopOptions{}.bootstrap_resamples;
+  std::uint64_t seed = 42;
+  std::string generator = "parcae-scale";  // named in the page, with its version
+};
+
+struct ReportOutput {
+  std::string path;                // the page written
+  int figures = 0;                 // figures in it
+  std::vector<std::string> notes;  // what was left out and why, for stderr
+};
+
+// Writes one self-contained HTML page of the sweep: the plan, its provenance (the stored sweep
+// file, trainer versions, devices, hosts), every fit with intervals and warnings (the isoFLOP fit
+// the figures show, the test-time law of each run, the fits saved in the store), the figures of
+// `plot all` as inline SVG, and one row per cell. The page loads nothing: no script, no link, no
+// font. A sweep without finished runs gets the plan and provenance and says why the rest is
+// missing. Throws InputError for an unknown sweep, parcae::Error when a file cannot be written or
+// gnuplot fails.
+ReportOutput write_report(const results::Store& store, const ReportRequest& request);
+
 // [P]'s exponents of the compute-optimal frontier (scaling-laws.md §9): mu* ~ C^0.40, D* ~ C^0.78.
 inline constexpr double kPaperMuExponent = 0.40;
 inline constexpr double kPaperTokensExponent = 0.78;

@@ -69,6 +69,7 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
   sweeps::SweepReadOptions read_options;
   read_options.data_dir = options.data_dir;
   read_options.require_data = options.require_data;
+  read_options.overrides = options.overrides;
   PlanOutcome outcome;
   if (options.require_data) {
     sweeps::SweepReadOptions without_data = read_options;
@@ -85,8 +86,16 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
   const std::string root = options.jobs_root.empty() ? default_jobs_root(options.db_path)
                                                      : absolute_normal(options.jobs_root);
   outcome.jobs_dir = (fs::path(root) / outcome.spec.name).string();
-  if (options.dry_run)
+  if (options.dry_run) {
+    // A dry run compares with what the database holds, read only, so that it refuses what the
+    // real plan would refuse.
+    std::error_code ec;
+    if (fs::exists(options.db_path, ec)) {
+      const Store store = Store::open(options.db_path, Store::Mode::kExisting);
+      outcome.would_record = store.preview_plan(outcome.spec, outcome.plan);
+    }
     return outcome;
+  }
   Store store = Store::open(options.db_path, Store::Mode::kCreate);
   outcome.recorded = store.record_plan(outcome.spec, outcome.plan, outcome.jobs_dir);
   if (!options.jobs_root.empty())
@@ -193,37 +202,51 @@ std::vector<SweepStatus> sweep_status(const std::string& db_path, const std::str
   return out;
 }
 
-nlohmann::json to_json(const SweepStatus& status) {
-  nlohmann::json counts = nlohmann::json::object();
-  for (const auto& [state, n] : status.counts)
-    counts[results::to_string(state)] = n;
-  nlohmann::json jobs = nlohmann::json::array();
+nlohmann::ordered_json to_json(const SweepStatus& status, bool with_jobs) {
+  const auto optional = [](const auto& value) {
+    return value ? nlohmann::ordered_json(*value) : nlohmann::ordered_json();
+  };
+  nlohmann::ordered_json counts = nlohmann::ordered_json::object();
+  for (JobState state : results::all_job_states()) {
+    const auto it = status.counts.find(state);
+    counts[results::to_string(state)] = it == status.counts.end() ? 0 : it->second;
+  }
+  nlohmann::ordered_json out = {{"sweep", status.sweep.name},
+                                {"file", status.sweep.file},
+                                {"description", status.sweep.description},
+                                {"created_at", results::iso_time(status.sweep.created_at)},
+                                {"updated_at", results::iso_time(status.sweep.updated_at)},
+                                {"jobs_total", status.jobs.size()},
+                                {"counts", counts},
+                                {"flops_done", status.flops_done},
+                                {"flops_total", status.flops_total}};
+  if (!with_jobs)
+    return out;
+  nlohmann::ordered_json jobs = nlohmann::ordered_json::array();
   for (const auto& job : status.jobs) {
-    nlohmann::json j = {
-        {"id", job.id},
-        {"cell", job.cell},
-        {"state", results::to_string(job.state)},
-        {"budget_id", job.budget_id ? nlohmann::json(*job.budget_id) : nlohmann::json()},
-        {"mean_recurrence", job.mean_recurrence},
-        {"steps", job.steps},
-        {"steps_done", job.steps_done ? nlohmann::json(*job.steps_done) : nlohmann::json()},
-        {"last_loss", job.last_loss ? nlohmann::json(*job.last_loss) : nlohmann::json()},
-        {"loss_val", job.loss_val ? nlohmann::json(*job.loss_val) : nlohmann::json()},
-        {"failures", job.failures},
-        {"preemptions", job.preemptions},
-        {"last_error", job.last_error ? nlohmann::json(*job.last_error) : nlohmann::json()},
-        {"out_dir", job.out_dir}};
+    nlohmann::ordered_json j = {{"job_id", job.id},
+                                {"cell", job.cell},
+                                {"state", results::to_string(job.state)},
+                                {"model", job.model},
+                                {"budget_id", optional(job.budget_id)},
+                                {"budget_flops", optional(job.budget_flops)},
+                                {"mean_recurrence", job.mean_recurrence},
+                                {"fixed_depth", job.fixed_depth},
+                                {"steps", job.steps},
+                                {"steps_done", optional(job.steps_done)},
+                                {"last_loss", optional(job.last_loss)},
+                                {"loss_val", optional(job.loss_val)},
+                                {"failures", job.failures},
+                                {"preemptions", job.preemptions},
+                                {"last_error", optional(job.last_error)},
+                                {"out_dir", job.out_dir}};
     const auto tail = status.log_tails.find(job.id);
-    if (tail != status.log_tails.end())
-      j["log_tail"] = tail->second;
+    j["log_tail"] = tail != status.log_tails.end() ? nlohmann::ordered_json(tail->second)
+                                                   : nlohmann::ordered_json::array();
     jobs.push_back(j);
   }
-  return {{"sweep", status.sweep.name},
-          {"counts", counts},
-          {"jobs_total", status.jobs.size()},
-          {"flops_done", status.flops_done},
-          {"flops_total", status.flops_total},
-          {"jobs", jobs}};
+  out["jobs"] = jobs;
+  return out;
 }
 
 std::vector<std::string> resolve_targets(const Store& store,

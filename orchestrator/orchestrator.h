@@ -41,6 +41,9 @@ std::string default_jobs_root(const std::string& db_path);
 
 struct PlanOptions {
   std::string sweep_file;
+  // Hydra-style KEY=VALUE changes to the file's document (sweeps::apply_overrides), applied
+  // before it is read; the sweep is recorded with them.
+  std::vector<std::string> overrides;
   std::string db_path = "parcae.sqlite";
   std::string data_dir;      // resolves relative data paths instead of the sweep file's folder
   std::string jobs_root;     // run folders go to <jobs_root>/<sweep>/<job id>; empty = default
@@ -54,6 +57,9 @@ struct PlanOutcome {
   sweeps::SweepSpec spec;
   sweeps::Plan plan;
   std::optional<results::PlanRecordResult> recorded;  // nullopt for a dry run
+  // A dry run against an existing database: what recording would do. Planning a sweep whose
+  // started cells changed is refused here as it would be for real (InputError).
+  std::optional<results::PlanRecordResult> would_record;
   std::string jobs_dir;                               // <jobs_root>/<sweep>
 };
 
@@ -79,6 +85,10 @@ struct ProgressEvent {
   results::JobState state = results::JobState::kPlanned;
   int attempt = 0;
   std::string message;
+  // kProgress: the job's last step ingested, its planned steps and its training loss there.
+  int64_t steps_done = 0;
+  int64_t steps = 0;
+  std::optional<double> loss;
   std::map<results::JobState, int> counts;  // the sweep's jobs by state after this event
   int jobs = 0;                             // the sweep's jobs
   double flops_done = 0.0;                  // FLOPs reported by the trainers so far
@@ -112,6 +122,7 @@ struct RunOptions {
   // A sweep name in the database, or a sweep file (planned first, as plan_sweep_file does).
   // Empty: the database's only sweep.
   std::string sweep;
+  std::vector<std::string> overrides;  // with a sweep file: KEY=VALUE, as PlanOptions::overrides
   std::string data_dir;          // for a sweep file, as PlanOptions::data_dir
   std::string jobs_root;         // moves run folders of jobs that never started; empty = keep
   int max_parallel = 0;          // most trainers at once; 0 = one per GPU slot, or 1 on the CPU
@@ -137,7 +148,16 @@ struct RunSummary {
   int adopted = 0;                          // trainers of a killed orchestrator watched again
   int elsewhere = 0;                        // jobs left running under another live orchestrator
   int stopped_by_signal = 0;  // the signal that stopped the run, 0 when it ran to the end
-  std::vector<std::string> would_launch;  // dry run: cells that would be launched or resumed
+  // Dry run: the jobs that would be launched or resumed, in dispatch order, with the GPUs each
+  // would get now ("GPU 2", "cpu"; empty when it waits for a slot to free up), and the slots.
+  struct PlannedLaunch {
+    std::string job_id;
+    std::string cell;
+    std::string action;  // "launch" or "resume"
+    std::string devices;
+  };
+  std::vector<PlannedLaunch> would_launch;
+  std::string slots;  // "GPUs 2,3 (CUDA_VISIBLE_DEVICES=2,3), 1 per GPU, 2 at once, OMP_NUM_THREADS=8"
   std::vector<std::string> slurm_jobs;    // Slurm: the job ids sbatch gave this call
   std::string slurm_fit_job;              // Slurm: the --fit-after job, if one was submitted
   // 128 + signal when stopped; 1 when a job failed; else 0.
@@ -202,7 +222,9 @@ struct SweepStatus {
 // One sweep (by name) or every sweep (empty name), after reconcile_slurm() for sweeps with jobs
 // on Slurm. Throws InputError for an unknown name.
 std::vector<SweepStatus> sweep_status(const std::string& db_path, const std::string& sweep);
-nlohmann::json to_json(const SweepStatus& status);
+// One sweep of `sweep status --json` and `sweep list --json` (docs/cli.md): its name, file,
+// times, counts and FLOPs, and with_jobs, "jobs": one object per job.
+nlohmann::ordered_json to_json(const SweepStatus& status, bool with_jobs = true);
 
 // Job ids for targets that are sweep names (all their jobs) or job ids (or unique prefixes).
 // Throws InputError naming a target that is neither.

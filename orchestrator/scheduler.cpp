@@ -124,6 +124,27 @@ results::AttemptEnd decide_attempt_end(const ExitFacts& facts, const RetryBudget
   return fail(fmt::format("exit {}", code), false);
 }
 
+detail::SlotPlan slot_plan_for(const RunOptions& o,
+                               const std::optional<results::SweepRecord>& sweep,
+                               int default_jobs_per_gpu) {
+  int jobs_per_gpu = o.jobs_per_gpu;
+  if (jobs_per_gpu <= 0) {
+    jobs_per_gpu = default_jobs_per_gpu;
+    if (sweep && sweep->spec.contains("resources") &&
+        sweep->spec["resources"].contains("jobs_per_gpu") &&
+        sweep->spec["resources"]["jobs_per_gpu"].is_number_integer()) {
+      jobs_per_gpu = std::max(1, sweep->spec["resources"]["jobs_per_gpu"].get<int>());
+    }
+  }
+  const bool listed = o.gpus != "auto" && o.gpus != "all" && o.gpus != "none";
+  return plan_slots(o.gpus,
+                    listed ? parse_gpu_list(o.gpus) : std::vector<int>{},
+                    jobs_per_gpu,
+                    o.max_parallel,
+                    visible_gpus(discover_gpus(), gpu_environment()),
+                    usable_cores());
+}
+
 }  // namespace detail
 
 namespace {
@@ -210,30 +231,11 @@ class Scheduler {
 
  private:
   void setup_slots() {
-    std::vector<int> gpus;
-    const std::string& g = options_.gpus;
-    if (g == "auto" || g == "all") {
-      for (const auto& info : detail::discover_gpus()) {
-        gpus.push_back(info.index);
-        gpu_names_[info.index] = info.name;
-      }
-    } else if (g != "none") {
-      gpus = parse_gpu_list(g);
-      for (const auto& info : detail::discover_gpus())
-        gpu_names_[info.index] = info.name;
-    }
-    int jobs_per_gpu = options_.jobs_per_gpu;
-    if (jobs_per_gpu <= 0) {
-      jobs_per_gpu = 1;
-      const auto sweep = store_.find_sweep(sweep_);
-      if (sweep && sweep->spec.contains("resources") &&
-          sweep->spec["resources"].contains("jobs_per_gpu") &&
-          sweep->spec["resources"]["jobs_per_gpu"].is_number_integer()) {
-        jobs_per_gpu = std::max(1, sweep->spec["resources"]["jobs_per_gpu"].get<int>());
-      }
-    }
-    const int max_parallel = gpus.empty() && options_.max_parallel <= 0 ? 1 : options_.max_parallel;
-    pool_ = detail::SlotPool(gpus, jobs_per_gpu, max_parallel);
+    const detail::SlotPlan slots = detail::slot_plan_for(options_, store_.find_sweep(sweep_));
+    for (const auto& gpu : slots.gpus)
+      gpu_names_[gpu.index] = gpu.name;
+    pool_ = slots.pool();
+    threads_per_job_ = slots.threads_per_job;
     for (const JobRecord& job : store_.jobs(sweep_,
                                             {JobState::kPlanned, JobState::kPreempted},
                                             Store::JobFields::kWithoutConfig)) {
@@ -241,16 +243,13 @@ class Scheduler {
         throw InputError("",
                          "--gpus",
                          options_.gpus,
-                         fmt::format("job {} ({}) needs {} GPUs but {} are available",
+                         fmt::format("job {} ({}) needs {} GPUs but {} are available ({})",
                                      job.id,
                                      job.cell,
                                      job.gpus,
-                                     pool_.gpu_count()));
+                                     pool_.gpu_count(),
+                                     slots.source));
       }
-    }
-    if (pool_.cpu()) {
-      const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-      cpu_threads_ = std::max(1, static_cast<int>(cores) / pool_.capacity());
     }
   }
 
@@ -402,9 +401,13 @@ class Scheduler {
     request.job_file = (fs::path(job.out_dir) / sweeps::kJobFileName).string();
     request.log_file = (fs::path(job.out_dir) / sweeps::kTrainerLogName).string();
     request.gpus = gpus;
-    if (pool_.cpu() && std::getenv("OMP_NUM_THREADS") == nullptr) {
-      request.environment.emplace_back("OMP_NUM_THREADS", std::to_string(cpu_threads_));
-    }
+    // Each trainer's share of the cores, on GPUs too: an OpenMP default of every core per process
+    // oversubscribes the machine as soon as two trainers share it.
+    if (std::getenv("OMP_NUM_THREADS") == nullptr)
+      request.environment.emplace_back("OMP_NUM_THREADS", std::to_string(threads_per_job_));
+    // nvidia-smi's indices, which the slots use, are CUDA's only in PCI bus order.
+    if (!gpus.empty())
+      request.environment.emplace_back("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
     try {
       fs::create_directories(job.out_dir);
       // The queue is listed without configs; only the job being launched needs its own.
@@ -464,6 +467,9 @@ class Scheduler {
       e.cell = job.cell;
       e.state = fresh->state;
       e.attempt = job.attempt;
+      e.steps_done = fresh->steps_done.value_or(0);
+      e.steps = fresh->steps;
+      e.loss = fresh->last_loss;
       e.message =
           fmt::format("step {}/{}{}",
                       fresh->steps_done.value_or(0),
@@ -492,7 +498,7 @@ class Scheduler {
   std::string owner_;
   std::string host_;
   std::map<int, std::string> gpu_names_;
-  int cpu_threads_ = 1;
+  int threads_per_job_ = 1;
   std::map<std::string, RunningJob> running_;
   RunSummary summary_;
 };
@@ -515,21 +521,6 @@ void check_options(const RunOptions& o) {
     parse_gpu_list(o.gpus);
 }
 
-std::string only_sweep(const Store& store) {
-  const auto all = store.sweeps();
-  if (all.size() == 1)
-    return all.front().name;
-  std::string names;
-  for (const auto& s : all)
-    names += (names.empty() ? "" : ", ") + s.name;
-  throw InputError(
-      store.path(),
-      "sweep",
-      "(none given)",
-      all.empty() ? "the database has no sweep" : "the database has several sweeps: " + names,
-      all.empty() ? "plan one with: parcae-scale sweep plan FILE" : "name one");
-}
-
 }  // namespace
 
 int RunSummary::exit_code() const {
@@ -549,40 +540,64 @@ RunSummary run_sweep(const RunOptions& options) {
     std::optional<Store> store;
     if (fs::exists(options.db_path))
       store.emplace(Store::open(options.db_path, Store::Mode::kExisting));
-    std::vector<std::pair<std::string, std::string>> cells;  // (job id, cell)
+    struct Candidate {
+      std::string job_id, cell;
+      int gpus = 1;
+    };
+    std::vector<Candidate> candidates;
+    int default_jobs_per_gpu = 1;
     if (is_file) {
       PlanOptions plan_options;
       plan_options.sweep_file = options.sweep;
+      plan_options.overrides = options.overrides;
       plan_options.db_path = options.db_path;
       plan_options.data_dir = options.data_dir;
       plan_options.dry_run = true;
       const PlanOutcome outcome = plan_sweep_file(plan_options);
       summary.sweep = outcome.plan.sweep;
+      default_jobs_per_gpu = outcome.spec.resources.jobs_per_gpu;
       for (const auto* cell : outcome.plan.jobs())
-        cells.emplace_back(cell->job_id, cell->name);
+        candidates.push_back({cell->job_id, cell->name, cell->job.gpus});
     } else {
       if (!store)
         throw InputError(options.db_path, "--db", options.db_path, "does not exist");
-      summary.sweep = options.sweep.empty() ? only_sweep(*store) : options.sweep;
-      if (!store->find_sweep(summary.sweep)) {
-        throw InputError(options.db_path,
-                         "sweep",
-                         summary.sweep,
-                         "is neither a sweep file nor a sweep in the database");
-      }
-      for (const auto& job : store->jobs(summary.sweep))
-        cells.emplace_back(job.id, job.cell);
+      summary.sweep = store->resolve_sweep(options.sweep);
+      for (const auto& job : store->jobs(summary.sweep, {}, Store::JobFields::kWithoutConfig))
+        candidates.push_back({job.id, job.cell, job.gpus});
     }
-    for (const auto& [id, cell] : cells) {
-      const auto job = store ? store->find_job(id) : std::nullopt;
+    const detail::SlotPlan slots = detail::slot_plan_for(
+        options,
+        store ? store->find_sweep(summary.sweep) : std::nullopt,
+        default_jobs_per_gpu);
+    detail::SlotPool pool = slots.pool();
+    for (const Candidate& c : candidates) {
+      const auto job = store ? store->find_job(c.job_id) : std::nullopt;
       bool launch = !job || job->state == JobState::kPlanned || job->state == JobState::kPreempted;
       if (job && job->state == JobState::kRunning) {
-        const auto attempt = store->last_attempt(id);
+        const auto attempt = store->last_attempt(c.job_id);
         launch = attempt && detail::owner_state(attempt->owner) == detail::OwnerState::kDead;
       }
-      if (launch)
-        summary.would_launch.push_back(cell);
+      if (!launch)
+        continue;
+      RunSummary::PlannedLaunch planned;
+      planned.job_id = c.job_id;
+      planned.cell = c.cell;
+      planned.action = job && job->state != JobState::kPlanned ? "resume" : "launch";
+      if (const auto gpus = pool.acquire(c.gpus))
+        planned.devices = gpus->empty() ? "cpu" : "GPU " + devices_text(*gpus);
+      summary.would_launch.push_back(planned);
     }
+    summary.slots = slots.gpus.empty()
+                        ? fmt::format("the CPU ({}), {} at once", slots.source, pool.capacity())
+                        : fmt::format("GPUs {} ({}), {} per GPU, {} at once",
+                                      devices_text(slots.indices()),
+                                      slots.source,
+                                      slots.jobs_per_gpu,
+                                      pool.capacity());
+    summary.slots += fmt::format(", OMP_NUM_THREADS={}",
+                                 std::getenv("OMP_NUM_THREADS") != nullptr
+                                     ? std::string(std::getenv("OMP_NUM_THREADS"))
+                                     : std::to_string(slots.threads_per_job));
     if (store)
       summary.counts = store->counts(summary.sweep).by_state;
     return summary;
@@ -592,6 +607,7 @@ RunSummary run_sweep(const RunOptions& options) {
   if (is_file) {
     PlanOptions plan_options;
     plan_options.sweep_file = options.sweep;
+    plan_options.overrides = options.overrides;
     plan_options.db_path = options.db_path;
     plan_options.data_dir = options.data_dir;
     plan_options.jobs_root = options.jobs_root;
@@ -608,14 +624,21 @@ RunSummary run_sweep(const RunOptions& options) {
   Store store =
       Store::open(options.db_path, is_file ? Store::Mode::kCreate : Store::Mode::kExisting);
   if (!is_file) {
-    sweep = options.sweep.empty() ? only_sweep(store) : options.sweep;
-    if (!store.find_sweep(sweep)) {
+    if (!options.overrides.empty()) {
+      throw InputError("",
+                       "override",
+                       options.overrides.front(),
+                       "overrides apply to a sweep file, not to sweep " + options.sweep,
+                       "pass the sweep file: parcae-scale sweep run FILE KEY=VALUE");
+    }
+    if (!options.sweep.empty() && !store.find_sweep(options.sweep)) {
       throw InputError(options.db_path,
                        "sweep",
-                       sweep,
+                       options.sweep,
                        "is neither a sweep file nor a sweep in the database",
                        "plan it first, or pass the sweep file");
     }
+    sweep = store.resolve_sweep(options.sweep);
     if (!options.jobs_root.empty()) {
       store.set_jobs_dir(sweep,
                          (fs::absolute(options.jobs_root) / sweep).lexically_normal().string());

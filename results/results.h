@@ -225,7 +225,8 @@ struct IngestReport {
   std::optional<std::string> error_message;  // message of an error event read in this call
 };
 
-// A table for export: column names and rows of JSON scalars (null, integer, real or string).
+// A table for export: column names and rows of JSON values (null, integer, real, string, and for
+// the JSON columns of fits, objects and arrays). Times are ISO 8601 UTC text.
 struct Table {
   std::vector<std::string> columns;
   std::vector<std::vector<nlohmann::json>> rows;
@@ -259,8 +260,15 @@ class Store {
   PlanRecordResult record_plan(const sweeps::SweepSpec& spec,
                                const sweeps::Plan& plan,
                                const std::string& jobs_dir);
+  // What record_plan would do, deciding the same way and throwing the same InputError, without
+  // writing anything: `sweep plan --dry-run` predicts the real plan.
+  PlanRecordResult preview_plan(const sweeps::SweepSpec& spec, const sweeps::Plan& plan) const;
   std::optional<SweepRecord> find_sweep(const std::string& name) const;
   std::vector<SweepRecord> sweeps() const;
+  // The sweep a command is about: `name` when given, else the database's only sweep. Throws
+  // InputError naming the database when `name` is not a sweep (with a did-you-mean), or when none
+  // is given and the database holds no sweep or several (naming them).
+  std::string resolve_sweep(const std::string& name) const;
   // Which columns jobs() reads: parsing every job's config JSON dominates a listing of a large
   // sweep, and only launching a job needs it.
   enum class JobFields { kAll, kWithoutConfig };
@@ -335,5 +343,8 @@ class Store {
 
 // Unix time in seconds.
 double unix_now();
+// "2026-12-04T18:44:03.123Z": unix seconds as ISO 8601 UTC with milliseconds, as exports and
+// --json documents write times (the export's SQL spells the same format).
+std::string iso_time(double unix_s);
 
 }  // namespace parcae::results

@@ -3,6 +3,9 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <set>
 #include <thread>
@@ -14,6 +17,7 @@
 #include "results/results.h"
 #include "results/schema_sql.h"
 #include "sweeps/error.h"
+#include "sweeps/suggest.h"
 
 namespace parcae::results {
 namespace {
@@ -132,7 +136,11 @@ nlohmann::json cell_value(const Statement& s, int i) {
   }
 }
 
-Table query_table(const Connection& db, const std::string& sql, const std::string& sweep) {
+// Columns named in `json_columns` hold JSON text and are returned parsed, as objects or arrays.
+Table query_table(const Connection& db,
+                  const std::string& sql,
+                  const std::string& sweep,
+                  const std::set<std::string>& json_columns = {}) {
   Statement s(db, sql);
   s.bind(1, sweep);
   Table table;
@@ -140,11 +148,20 @@ Table query_table(const Connection& db, const std::string& sql, const std::strin
     table.columns.push_back(s.column_name(i));
   while (s.step()) {
     std::vector<nlohmann::json> row;
-    for (int i = 0; i < s.columns(); ++i)
-      row.push_back(cell_value(s, i));
+    for (int i = 0; i < s.columns(); ++i) {
+      nlohmann::json value = cell_value(s, i);
+      if (value.is_string() && json_columns.count(table.columns[static_cast<size_t>(i)]) > 0)
+        value = nlohmann::json::parse(value.get<std::string>(), nullptr, false);
+      row.push_back(std::move(value));
+    }
     table.rows.push_back(std::move(row));
   }
   return table;
+}
+
+// SQL for a unix-seconds column as ISO 8601 UTC text with milliseconds, NULL for NULL.
+std::string iso_time(const std::string& column) {
+  return "strftime('%Y-%m-%dT%H:%M:%fZ', " + column + ", 'unixepoch')";
 }
 
 // Refuses files that are not ours before anything is written to them.
@@ -231,6 +248,17 @@ double unix_now() {
   return duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
 }
 
+std::string iso_time(double unix_s) {
+  const auto whole = static_cast<std::time_t>(std::floor(unix_s));
+  const int millis = std::min(999, static_cast<int>((unix_s - std::floor(unix_s)) * 1000));
+  std::tm utc{};
+  ::gmtime_r(&whole, &utc);
+  char buffer[40];
+  const size_t n = std::strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(buffer + n, sizeof(buffer) - n, ".%03dZ", millis);
+  return buffer;
+}
+
 std::string to_string(JobState state) {
   return kStateNames[static_cast<int>(state)];
 }
@@ -315,13 +343,81 @@ Store Store::open(const std::string& path, Mode mode) {
   return Store(std::move(impl));
 }
 
+namespace {
+
+// What recording a plan would do to the jobs already recorded, decided without writing, so that
+// a dry run and the real plan give the same answer.
+struct PlanComparison {
+  PlanRecordResult result;
+  std::vector<const sweeps::PlannedCell*> to_insert;  // new cells and replacements
+  std::vector<std::string> to_remove;                 // ids of never-started jobs replaced
+  std::vector<std::string> conflicts;                 // started cells whose configuration changed
+};
+
+PlanComparison compare_plan(const Connection& db,
+                            const sweeps::SweepSpec& spec,
+                            const sweeps::Plan& plan) {
+  PlanComparison out;
+  Statement existing(db,
+                     "SELECT id, state, (SELECT count(*) FROM attempts WHERE job = jobs.id) "
+                     "FROM jobs WHERE sweep = ?1 AND cell = ?2");
+  std::set<std::string> planned_cells;
+  for (const sweeps::PlannedCell* cell : plan.jobs()) {
+    planned_cells.insert(cell->name);
+    existing.reset();
+    existing.bind(1, spec.name).bind(2, cell->name);
+    if (existing.step()) {
+      const std::string old_id = existing.get_text(0);
+      const std::string old_state = existing.get_text(1);
+      const int64_t old_attempts = existing.get_int(2);
+      if (old_id == cell->job_id) {
+        ++out.result.unchanged;
+        continue;
+      }
+      if (old_state != "planned" || old_attempts > 0) {
+        out.conflicts.push_back(cell->name + " (job " + old_id + ", " + old_state + ")");
+        continue;
+      }
+      out.to_remove.push_back(old_id);
+      ++out.result.replaced;
+    } else {
+      ++out.result.inserted;
+    }
+    out.to_insert.push_back(cell);
+  }
+  Statement cells(db, "SELECT cell FROM jobs WHERE sweep = ?1 ORDER BY created_at, rowid");
+  cells.bind(1, spec.name);
+  while (cells.step()) {
+    if (planned_cells.count(cells.get_text(0)) == 0)
+      out.result.stale_cells.push_back(cells.get_text(0));
+  }
+  if (!out.conflicts.empty()) {
+    std::string list;
+    for (const auto& c : out.conflicts)
+      list += (list.empty() ? "" : ", ") + c;
+    throw InputError(spec.file,
+                     "name",
+                     "\"" + spec.name + "\"",
+                     "this sweep already has started cells with a different configuration: " + list,
+                     "give the changed sweep a new name; nothing was written");
+  }
+  return out;
+}
+
+}  // namespace
+
+PlanRecordResult Store::preview_plan(const sweeps::SweepSpec& spec,
+                                     const sweeps::Plan& plan) const {
+  return compare_plan(impl_->db, spec, plan).result;
+}
+
 PlanRecordResult Store::record_plan(const sweeps::SweepSpec& spec,
                                     const sweeps::Plan& plan,
                                     const std::string& jobs_dir) {
   const Connection& db = impl_->db;
   const double now = unix_now();
-  PlanRecordResult result;
   Transaction transaction(db);
+  const PlanComparison comparison = compare_plan(db, spec, plan);
   Statement(db,
             "INSERT INTO sweeps (name, file, description, spec, jobs_dir, created_at, updated_at) "
             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) "
@@ -335,10 +431,11 @@ PlanRecordResult Store::record_plan(const sweeps::SweepSpec& spec,
       .bind(5, jobs_dir)
       .bind(6, now)
       .run();
-  Statement existing(db,
-                     "SELECT id, state, (SELECT count(*) FROM attempts WHERE job = jobs.id) "
-                     "FROM jobs WHERE sweep = ?1 AND cell = ?2");
   Statement remove(db, "DELETE FROM jobs WHERE id = ?1");
+  for (const std::string& id : comparison.to_remove) {
+    remove.reset();
+    remove.bind(1, id).run();
+  }
   Statement insert(
       db,
       "INSERT INTO jobs (id, sweep, cell, state, model, budget_id, budget_flops, mean_recurrence, "
@@ -347,30 +444,7 @@ PlanRecordResult Store::record_plan(const sweeps::SweepSpec& spec,
       "gpu_hours_estimate, gpus, config, out_dir, created_at, updated_at) VALUES (?1, ?2, ?3, "
       "'planned', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, "
       "?21, ?22, ?23, ?23)");
-  std::vector<std::string> conflicts;
-  std::set<std::string> planned_cells;
-  for (const sweeps::PlannedCell* cell : plan.jobs()) {
-    planned_cells.insert(cell->name);
-    existing.reset();
-    existing.bind(1, spec.name).bind(2, cell->name);
-    if (existing.step()) {
-      const std::string old_id = existing.get_text(0);
-      const std::string old_state = existing.get_text(1);
-      const int64_t old_attempts = existing.get_int(2);
-      if (old_id == cell->job_id) {
-        ++result.unchanged;
-        continue;
-      }
-      if (old_state != "planned" || old_attempts > 0) {
-        conflicts.push_back(cell->name + " (job " + old_id + ", " + old_state + ")");
-        continue;
-      }
-      remove.reset();
-      remove.bind(1, old_id).run();
-      ++result.replaced;
-    } else {
-      ++result.inserted;
-    }
+  for (const sweeps::PlannedCell* cell : comparison.to_insert) {
     insert.reset();
     insert.bind(1, cell->job_id).bind(2, spec.name).bind(3, cell->name).bind(4, cell->model_label);
     if (cell->budget_flops > 0) {
@@ -397,24 +471,8 @@ PlanRecordResult Store::record_plan(const sweeps::SweepSpec& spec,
         .bind(23, now)
         .run();
   }
-  if (!conflicts.empty()) {
-    std::string list;
-    for (const auto& c : conflicts)
-      list += (list.empty() ? "" : ", ") + c;
-    throw InputError(spec.file,
-                     "name",
-                     "\"" + spec.name + "\"",
-                     "this sweep already has started cells with a different configuration: " + list,
-                     "give the changed sweep a new name; nothing was written");
-  }
-  Statement cells(db, "SELECT cell FROM jobs WHERE sweep = ?1 ORDER BY created_at, rowid");
-  cells.bind(1, spec.name);
-  while (cells.step()) {
-    if (planned_cells.count(cells.get_text(0)) == 0)
-      result.stale_cells.push_back(cells.get_text(0));
-  }
   transaction.commit();
-  return result;
+  return comparison.result;
 }
 
 std::optional<SweepRecord> Store::find_sweep(const std::string& name) const {
@@ -439,6 +497,35 @@ std::vector<SweepRecord> Store::sweeps() const {
   while (s.step())
     out.push_back(*find_sweep(s.get_text(0)));
   return out;
+}
+
+std::string Store::resolve_sweep(const std::string& name) const {
+  const std::vector<SweepRecord> all = sweeps();
+  std::vector<std::string> names;
+  for (const auto& s : all)
+    names.push_back(s.name);
+  if (!name.empty()) {
+    if (find_sweep(name))
+      return name;
+    throw InputError(path(),
+                     "sweep",
+                     "'" + name + "'",
+                     "no such sweep in the database",
+                     names.empty() ? "the database holds no sweeps"
+                                   : sweeps::suggestion_hint(name, names));
+  }
+  if (all.size() == 1)
+    return all.front().name;
+  std::string listed;
+  for (const auto& n : names)
+    listed += (listed.empty() ? "" : ", ") + n;
+  throw InputError(path(),
+                   "sweep",
+                   "(none given)",
+                   all.empty() ? "the database has no sweep"
+                               : "the database has several sweeps: " + listed,
+                   all.empty() ? "plan one with: parcae-scale sweep plan FILE"
+                               : "name one");
 }
 
 std::vector<JobRecord> Store::jobs(const std::string& sweep,
@@ -786,50 +873,61 @@ std::vector<FitRecord> Store::fits(const std::string& sweep) const {
 
 Table Store::export_table(const std::string& sweep, const std::string& table) const {
   const Connection& db = impl_->db;
+  // Exports are read by pandas, polars and DuckDB: one name per concept (job_id, fit_id), times
+  // as ISO 8601 UTC text, and the curve and evaluations rows carry the job's design columns so
+  // that each table can be plotted on its own.
   if (table == "jobs") {
     return query_table(
         db,
-        "SELECT id, cell, state, model, budget_id, budget_flops, mean_recurrence, "
+        "SELECT id AS job_id, cell, state, model, budget_id, budget_flops, mean_recurrence, "
         "mean_backward, fixed_depth, seed, parameters_total, parameters_noncore, "
         "parameters_core, parameters_embedding, flops_per_token, train_tokens, steps, "
         "achieved_flops, gpu_hours_estimate, gpus, steps_done, tokens_done, "
         "flops_done, last_loss, final_status, loss_train, loss_val, wall_time_s, "
-        "failures, preemptions, last_error, out_dir, created_at, updated_at FROM "
-        "jobs WHERE sweep = ?1 ORDER BY created_at, rowid",
+        "failures, preemptions, last_error, out_dir, " +
+            iso_time("created_at") + " AS created_at, " + iso_time("updated_at") +
+            " AS updated_at FROM jobs WHERE sweep = ?1 ORDER BY jobs.created_at, rowid",
         sweep);
   }
   if (table == "attempts") {
     return query_table(db,
-                       "SELECT a.job, j.cell, a.attempt, a.started_at, a.ended_at, a.outcome, "
-                       "a.exit_code, a.reason, a.backend, a.backend_id, a.host, a.gpu_model, "
-                       "a.devices, a.pid FROM attempts a JOIN jobs j ON j.id = a.job WHERE "
-                       "j.sweep = ?1 ORDER BY j.created_at, j.rowid, a.attempt",
+                       "SELECT a.job AS job_id, j.cell, a.attempt, " + iso_time("a.started_at") +
+                           " AS started_at, " + iso_time("a.ended_at") +
+                           " AS ended_at, a.outcome, a.exit_code, a.reason, a.backend, "
+                           "a.backend_id, a.host, a.gpu_model, a.devices, a.pid FROM attempts a "
+                           "JOIN jobs j ON j.id = a.job WHERE j.sweep = ?1 ORDER BY j.created_at, "
+                           "j.rowid, a.attempt",
                        sweep);
   }
+  const std::string design =
+      "j.cell, j.model, j.budget_id, j.budget_flops, j.mean_recurrence, j.fixed_depth, "
+      "j.parameters_total, j.parameters_noncore, j.parameters_core, j.seed";
   if (table == "curve") {
     return query_table(
         db,
-        "SELECT c.job, j.cell, c.step, c.time, c.tokens, c.flops, c.loss, c.lr_adamw, "
-        "c.lr_muon, c.grad_norm, c.tokens_per_s, c.skipped, c.mean_depth, c.log_rho, "
-        "c.mean_decay, c.h_rms FROM curve c JOIN jobs j ON j.id = c.job WHERE "
-        "j.sweep = ?1 ORDER BY j.created_at, j.rowid, c.step",
+        "SELECT c.job AS job_id, " + design + ", c.step, " + iso_time("c.time") +
+            " AS time, c.tokens, c.flops, c.loss, c.lr_adamw, c.lr_muon, c.grad_norm, "
+            "c.tokens_per_s, c.skipped, c.mean_depth, c.log_rho, c.mean_decay, c.h_rms FROM "
+            "curve c JOIN jobs j ON j.id = c.job WHERE j.sweep = ?1 ORDER BY j.created_at, "
+            "j.rowid, c.step",
         sweep);
   }
   if (table == "evaluations") {
-    return query_table(
-        db,
-        "SELECT e.job, j.cell, j.budget_id, j.budget_flops, j.mean_recurrence, "
-        "j.parameters_noncore, j.parameters_core, e.step, e.tokens, e.depth, e.loss, "
-        "e.time FROM evaluations e JOIN jobs j ON j.id = e.job WHERE j.sweep = ?1 "
-        "ORDER BY j.created_at, j.rowid, e.step, e.depth",
-        sweep);
+    return query_table(db,
+                       "SELECT e.job AS job_id, " + design +
+                           ", e.step, e.tokens, e.depth, e.loss, " + iso_time("e.time") +
+                           " AS time FROM evaluations e JOIN jobs j ON j.id = e.job WHERE "
+                           "j.sweep = ?1 ORDER BY j.created_at, j.rowid, e.step, e.depth",
+                       sweep);
   }
   if (table == "fits") {
-    return query_table(
-        db,
-        "SELECT id, law, sweep, coefficients, intervals, job_ids, details, created_at "
-        "FROM fits WHERE sweep = ?1 ORDER BY id",
-        sweep);
+    return query_table(db,
+                       "SELECT id AS fit_id, law, sweep, coefficients, intervals, job_ids, "
+                       "details, " +
+                           iso_time("created_at") +
+                           " AS created_at FROM fits WHERE sweep = ?1 ORDER BY id",
+                       sweep,
+                       {"coefficients", "intervals", "job_ids", "details"});
   }
   throw InputError("", "--table", table, "expected jobs, attempts, curve, evaluations or fits");
 }

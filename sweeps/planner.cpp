@@ -309,19 +309,19 @@ Plan plan_sweep(const SweepSpec& spec) {
 }
 
 nlohmann::json to_json(const PlannedCell& cell) {
-  nlohmann::json j = {{"name", cell.name},
+  // The names of the jobs table, its export and `sweep status --json` (docs/cli.md).
+  nlohmann::json j = {{"cell", cell.name},
                       {"job_id", cell.job_id},
                       {"model", cell.model_label},
-                      {"budget_id", cell.budget_id},
-                      {"budget_flops", cell.budget_flops},
+                      {"budget_id", cell.budget_id.empty() ? nlohmann::json() : cell.budget_id},
+                      {"budget_flops", cell.budget_flops > 0 ? cell.budget_flops : nlohmann::json()},
                       {"mean_recurrence", cell.mean_recurrence},
                       {"mean_backward", cell.mean_backward},
                       {"fixed_depth", cell.fixed_depth},
-                      {"parameters",
-                       {{"total", cell.parameters.total},
-                        {"noncore", cell.parameters.noncore},
-                        {"core", cell.parameters.core},
-                        {"embedding", cell.parameters.embedding}}},
+                      {"parameters_total", cell.parameters.total},
+                      {"parameters_noncore", cell.parameters.noncore},
+                      {"parameters_core", cell.parameters.core},
+                      {"parameters_embedding", cell.parameters.embedding},
                       {"flops_per_token", cell.flops_per_token},
                       {"train_tokens", cell.train_tokens},
                       {"steps", cell.steps},

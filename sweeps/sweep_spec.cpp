@@ -963,10 +963,13 @@ SweepSpec read_sweep_file(const std::string& path, const SweepReadOptions& optio
     throw InputError(path, "", "(file)", "cannot be opened for reading");
   nlohmann::json document;
   try {
-    document = nlohmann::json::parse(in);
+    // Sweep files are written by hand, so comments are allowed, as in JSONC.
+    document = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/true,
+                                     /*ignore_comments=*/true);
   } catch (const nlohmann::json::parse_error& e) {
     throw InputError(path, "", "(file)", std::string("is not valid JSON: ") + e.what());
   }
+  apply_overrides(document, options.overrides, path);
   return sweep_spec_from_json(document, path, options);
 }
 

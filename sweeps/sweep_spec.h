@@ -138,6 +138,8 @@ struct SweepReadOptions {
   // Expand data patterns and require each to match at least one file. Off only for planning
   // reports that never reach a trainer (tests of the arithmetic).
   bool require_data = true;
+  // Command-line changes to the document, applied before it is read (apply_overrides).
+  std::vector<std::string> overrides;
 };
 
 // All the problems of one sweep file. what() lists them one per line; the InputError parts
@@ -153,9 +155,20 @@ class SweepFileError : public InputError {
   std::string all_;
 };
 
-// Reads, parses and validates a sweep file. Throws SweepFileError listing every problem (unknown
-// fields with a did-you-mean, wrong types, bad values, data patterns matching nothing), or
-// InputError when the file cannot be read or is not JSON.
+// Applies Hydra-style overrides to a sweep file's document, in order: `KEY=VALUE` sets a key (a
+// path of keys and list indices, `training.batch_tokens` or `budgets.0.flops`), `+KEY=VALUE` adds
+// one that must be absent, `++KEY=VALUE` sets either way, `~KEY` removes one. VALUE is JSON when
+// it parses as JSON, else text. A model given as a preset name becomes {"preset": NAME} when a key
+// inside it is set. Throws InputError naming `file`, the path and the override.
+void apply_overrides(nlohmann::json& document,
+                     const std::vector<std::string>& overrides,
+                     const std::string& file);
+
+// Reads, parses and validates a sweep file. // and /* */ comments are allowed; options.overrides
+// are applied before validation, so the spec's source is the document as changed. Throws
+// SweepFileError listing every problem (unknown fields with a did-you-mean, wrong types, bad
+// values, data patterns matching nothing), or InputError when the file cannot be read or is not
+// JSON.
 SweepSpec read_sweep_file(const std::string& path, const SweepReadOptions& options = {});
 
 // The same from a parsed document; `file` names it in messages and locates relative data paths.

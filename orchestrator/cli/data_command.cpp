@@ -38,12 +38,10 @@ void add_data_commands(CLI::App& app, CliContext& context) {
       const sweeps::PreparedShards shards =
           sweeps::prepare_text_shards(o->text_files, o->out_dir, o->val_fraction, o->shard_tokens);
       if (context.json) {
-        std::cout << nlohmann::json{{"train_shards", shards.train_shards},
-                                    {"val_shards", shards.val_shards},
-                                    {"train_tokens", shards.train_tokens},
-                                    {"val_tokens", shards.val_tokens}}
-                         .dump(2)
-                  << "\n";
+        print_json(nlohmann::ordered_json{{"train_shards", shards.train_shards},
+                                          {"val_shards", shards.val_shards},
+                                          {"train_tokens", shards.train_tokens},
+                                          {"val_tokens", shards.val_tokens}});
       } else {
         std::cout << fmt::format(
             "{} train tokens in {} shard(s), {} validation tokens in {} shard(s), in {}\n",

@@ -1,8 +1,10 @@
 // `parcae-scale export --sweep NAME --table jobs|curves|evals|fits|attempts --format
-// csv|jsonl|json`: one table of a sweep for other tools, as CSV (the default; RFC 4180 quoting,
-// empty for NULL, reals as the shortest text that reads back exactly), JSON Lines (one object per
-// row) or one JSON array of objects. The older spellings still work: the sweep as a positional
-// argument, `curve` and `evaluations` for the tables, `--csv` and `--json` for the formats.
+// csv|jsonl|json`: one table of a sweep for other tools, as CSV (the default; text always quoted
+// so that readers which honour quotes keep ids as text, numbers bare as the shortest text that
+// reads back exactly, empty for NULL, JSON columns as JSON text), JSON Lines (one object per row)
+// or one JSON array of objects, where JSON columns are objects. The sweep defaults to the
+// database's only one. The older spellings still work: the sweep as a positional argument,
+// `curve` and `evaluations` for the tables, `--csv` and `--json` for the formats.
 #include <iostream>
 #include <map>
 #include <memory>
@@ -20,11 +22,10 @@ std::string csv_value(const nlohmann::json& value) {
   if (value.is_null())
     return "";
   // Numbers as the shortest text that reads back as the same value.
-  if (!value.is_string())
+  if (value.is_number() || value.is_boolean())
     return value.dump();
-  const std::string text = value.get<std::string>();
-  if (text.find_first_of(",\"\n\r") == std::string::npos)
-    return text;
+  // Text, and JSON objects or arrays as their JSON text, always quoted (RFC 4180).
+  const std::string text = value.is_string() ? value.get<std::string>() : value.dump();
   std::string out = "\"";
   for (char c : text)
     out += c == '"' ? std::string("\"\"") : std::string(1, c);
@@ -49,23 +50,22 @@ struct ExportOptions {
 };
 
 int run_export(const ExportOptions& o, const CliContext& context) {
-  if (o.sweep.empty() == o.positional_sweep.empty()) {
-    throw InputError("",
-                     "--sweep",
-                     o.sweep.empty() ? "(missing)" : "(given twice)",
-                     "expected the sweep once, as --sweep NAME");
+  if (!o.sweep.empty() && !o.positional_sweep.empty()) {
+    throw InputError(
+        "", "--sweep", "(given twice)", "expected the sweep once, as --sweep NAME");
   }
-  const std::string sweep = o.sweep.empty() ? o.positional_sweep : o.sweep;
   std::string format = o.format;
   if (format.empty())
     format = context.json ? "json" : "csv";
   else if ((context.json && format != "json") || (o.csv && format != "csv"))
     throw InputError("", "--format", format, "conflicts with --json or --csv");
+  if (context.json && o.csv)
+    throw InputError("", "--csv", "(with --json)", "expected one format");
 
   const results::Store store =
       results::Store::open(context.db_path, results::Store::Mode::kExisting);
-  if (!store.find_sweep(sweep))
-    throw InputError(context.db_path, "sweep", sweep, "no such sweep in the database");
+  const std::string sweep =
+      store.resolve_sweep(o.sweep.empty() ? o.positional_sweep : o.sweep);
   const results::Table table = store.export_table(sweep, kTables.at(o.table));
   auto object_of = [&](const std::vector<nlohmann::json>& row) {
     nlohmann::ordered_json object = nlohmann::ordered_json::object();
@@ -103,7 +103,7 @@ void add_export_commands(CLI::App& app, CliContext& context) {
   CLI::App* cmd =
       app.add_subcommand("export", "A sweep's rows as CSV, JSON Lines or JSON for other tools");
   cmd->add_option("sweep", o->positional_sweep, "sweep name (the same as --sweep)");
-  cmd->add_option("--sweep", o->sweep, "sweep name in the database");
+  cmd->add_option("--sweep", o->sweep, "sweep name (default: the database's only sweep)");
   std::vector<std::string> names;
   for (const auto& [name, store_name] : kTables)
     names.push_back(name);
@@ -115,8 +115,8 @@ void add_export_commands(CLI::App& app, CliContext& context) {
       ->capture_default_str();
   cmd->add_option("--format", o->format, "csv (default), jsonl or json")
       ->check(CLI::IsMember({"csv", "jsonl", "json"}));
-  auto* json = cmd->add_flag("--json", context.json, "the same as --format json");
-  cmd->add_flag("--csv", o->csv, "the same as --format csv")->excludes(json);
+  cmd->add_flag("--json", context.json, "the same as --format json");
+  cmd->add_flag("--csv", o->csv, "the same as --format csv");
   cmd->callback([o, &context] { context.run = [o, &context] { return run_export(*o, context); }; });
 }
 

@@ -48,15 +48,15 @@ fitting::ProgressCallback progress_printer() {
 
 int run_fit(FitFlags& flags, const CliContext& context) {
   analysis::FitRequest& request = flags.request;
-  if (request.sweep.empty() == flags.csv.empty()) {
-    throw InputError("", "--sweep/--csv", "(both or neither)", "expected exactly one data source");
-  }
+  if (!request.sweep.empty() && !flags.csv.empty())
+    throw InputError("", "--sweep/--csv", "(both)", "expected exactly one data source");
   std::unique_ptr<results::Store> store;
   analysis::SweepRuns runs;
   analysis::Source source;
-  if (!request.sweep.empty()) {
+  if (flags.csv.empty()) {
     store = std::make_unique<results::Store>(
         results::Store::open(context.db_path, results::Store::Mode::kExisting));
+    request.sweep = store->resolve_sweep(request.sweep);
     runs = analysis::collect_runs(*store, request.sweep);
     for (const auto& skipped : runs.not_used)
       std::cerr << "fit: not used: " << skipped << "\n";
@@ -70,7 +70,7 @@ int run_fit(FitFlags& flags, const CliContext& context) {
   const analysis::FitOutput output = analysis::fit_law(request, source);
 
   if (context.json)
-    std::cout << output.json.dump(2) << "\n";
+    print_json(output.json);
   else
     std::cout << output.text;
   if (flags.save) {
@@ -97,7 +97,7 @@ void add_fit_commands(CLI::App& app, CliContext& context) {
   cmd->add_option("law", r.law, "isoflop, power, satexp, chinchilla, parcae or unified")
       ->required()
       ->check(CLI::IsMember({"isoflop", "power", "satexp", "chinchilla", "parcae", "unified"}));
-  cmd->add_option("--sweep", r.sweep, "sweep name in the database");
+  cmd->add_option("--sweep", r.sweep, "sweep name (default: the database's only sweep)");
   cmd->add_option("--csv", flags->csv, "CSV file with a header row");
   cmd->add_option("--where",
                   r.selection.where,

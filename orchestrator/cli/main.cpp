@@ -11,10 +11,15 @@
 int main(int argc, char** argv) {
   CLI::App app{"parcae-scale: scaling-law studies of looped language models"};
   app.require_subcommand(1);
+  // The shared flags work before and after the subcommand, as git's and kubectl's do: an option
+  // a subcommand does not know falls through to its parent, and so up to these.
+  app.fallthrough();
+  app.set_version_flag("--version", std::string("parcae-scale ") + PARCAE_VERSION);
   parcae::cli::CliContext context;
   const char* env_db = std::getenv("PARCAE_DB");
   context.db_path = env_db != nullptr && *env_db != '\0' ? env_db : "parcae.sqlite";
   app.add_option("--db", context.db_path, "SQLite results database (env PARCAE_DB)");
+  app.add_flag("--json", context.json, "print the result as one JSON document (docs/cli.md)");
 
   parcae::cli::add_model_commands(app, context);
   parcae::cli::add_sweep_commands(app, context);
@@ -22,9 +27,12 @@ int main(int argc, char** argv) {
   parcae::cli::add_data_commands(app, context);
   parcae::cli::add_fit_commands(app, context);
   parcae::cli::add_plot_commands(app, context);
+  parcae::cli::add_report_commands(app, context);
 
   try {
     app.parse(argc, argv);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }

@@ -156,7 +156,7 @@ void add_model_commands(CLI::App& app, CliContext& context) {
       const ModelConfig config = load_model(options->model);
       const nlohmann::json j = describe(config, options->budget_flops, options->batch_tokens);
       if (context.json) {
-        std::cout << j.dump(2) << "\n";
+        print_json(j);
       } else {
         print_table(config, j);
       }
@@ -169,7 +169,14 @@ void add_model_commands(CLI::App& app, CliContext& context) {
   list_cmd->callback([&context] {
     context.run = [&context] {
       if (context.json) {
-        std::cout << nlohmann::json(sweeps::preset_names()).dump() << "\n";
+        nlohmann::ordered_json models = nlohmann::ordered_json::array();
+        for (const auto& name : sweeps::preset_names()) {
+          const ModelConfig config = sweeps::preset(name);
+          models.push_back({{"model", name},
+                            {"parameters_total", sweeps::count_parameters(config).total},
+                            {"flops_per_token", sweeps::train_flops_per_token(config)}});
+        }
+        print_json(nlohmann::ordered_json{{"models", models}});
         return 0;
       }
       for (const auto& name : sweeps::preset_names()) {

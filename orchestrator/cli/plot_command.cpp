@@ -14,6 +14,8 @@
 #include <iostream>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "analysis/analysis.h"
 #include "orchestrator/cli/cli_context.h"
 #include "results/results.h"
@@ -26,7 +28,7 @@ const std::vector<std::string> kKinds = {"isoflop", "frontier", "test-time", "cu
 
 struct PlotFlags {
   analysis::PlotRequest request;
-  std::string target;  // KIND with --sweep, else the sweep name (the older form)
+  std::string target = "all";  // KIND, or the sweep name (the older form)
   std::string sweep;
   std::string format;            // empty: png and svg
   std::string reference_slopes;  // "", "none", or "X" or "X,D"
@@ -50,18 +52,13 @@ double slope_value(const std::string& text, const std::string& whole) {
 int run_plot(PlotFlags& flags, const CliContext& context) {
   analysis::PlotRequest& request = flags.request;
   std::string sweep = flags.sweep;
-  if (sweep.empty()) {
-    if (std::find(kKinds.begin(), kKinds.end(), flags.target) != kKinds.end()) {
-      throw InputError(
-          "", "--sweep", "(missing)", "expected --sweep NAME after the kind " + flags.target);
-    }
+  const bool is_kind = std::find(kKinds.begin(), kKinds.end(), flags.target) != kKinds.end();
+  if (sweep.empty() && !is_kind) {
     sweep = flags.target;  // the older form: plot NAME --out DIR
     request.kind = "all";
   } else {
     request.kind = flags.target;
   }
-  if (request.out_dir.empty())
-    throw InputError("", "-o/--out", "(missing)", "expected the folder for the figures");
   if (!flags.format.empty())
     request.formats = {flags.format};
   if (!flags.reference_slopes.empty()) {
@@ -75,9 +72,20 @@ int run_plot(PlotFlags& flags, const CliContext& context) {
   }
   const results::Store store =
       results::Store::open(context.db_path, results::Store::Mode::kExisting);
+  sweep = store.resolve_sweep(sweep);
+  if (request.out_dir.empty())
+    request.out_dir = default_output_dir(context.db_path, "figures", sweep);
   const analysis::SweepRuns runs = analysis::collect_runs(store, sweep);
-  for (const auto& path : analysis::draw_figures(store, runs, request))
-    std::cout << path << "\n";
+  const std::vector<std::string> files = analysis::draw_figures(store, runs, request);
+  if (context.json) {
+    print_json(
+        nlohmann::ordered_json{{"sweep", sweep}, {"out_dir", request.out_dir}, {"files", files}});
+  } else {
+    for (const auto& path : files)
+      std::cout << path << "\n";
+  }
+  std::cerr << "plot: " << files.size() << " figures of sweep " << sweep << " in "
+            << request.out_dir << "\n";
   return 0;
 }
 
@@ -90,11 +98,12 @@ void add_plot_commands(CLI::App& app, CliContext& context) {
       "plot", "Draw a sweep's figures: gnuplot scripts, their data, and PNG, SVG or PDF");
   cmd->add_option("kind",
                   flags->target,
-                  "isoflop, frontier, test-time, curves or all (with --sweep); without --sweep, "
-                  "the sweep name, for all figures")
-      ->required();
-  cmd->add_option("--sweep", flags->sweep, "sweep name in the database");
-  cmd->add_option("-o,--out", r.out_dir, "folder for the figures")->required();
+                  "isoflop, frontier, test-time, curves or all; or, the older form, a sweep "
+                  "name, for all figures")
+      ->capture_default_str();
+  cmd->add_option("--sweep", flags->sweep, "sweep name (default: the database's only sweep)");
+  cmd->add_option(
+      "-o,--out", r.out_dir, "folder for the figures (default: figures/SWEEP beside the database)");
   cmd->add_option("--format", flags->format, "png, svg or pdf (default: png and svg)")
       ->check(CLI::IsMember({"png", "svg", "pdf"}));
   cmd->add_option("--x",

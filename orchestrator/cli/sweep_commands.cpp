@@ -2,15 +2,19 @@
 // options, results printed. stdout carries only the result; progress and notes go to stderr,
 // redrawn in place only when stderr is a terminal.
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -76,8 +80,45 @@ std::string clock_time() {
   return buffer;
 }
 
+std::string duration_text(double seconds) {
+  const auto s = static_cast<int64_t>(std::lround(seconds));
+  if (s >= 3600)
+    return fmt::format("{}h{:02d}m", s / 3600, static_cast<int>((s % 3600) / 60));
+  if (s >= 60)
+    return fmt::format("{}m{:02d}s", s / 60, static_cast<int>(s % 60));
+  return fmt::format("{}s", s);
+}
+
+// Columns of the terminal on stderr: TIOCGWINSZ, else $COLUMNS, else 80.
+int terminal_columns() {
+  winsize size{};
+  if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0)
+    return size.ws_col;
+  const char* columns = std::getenv("COLUMNS");
+  if (columns != nullptr && std::atoi(columns) > 0)
+    return std::atoi(columns);
+  return 80;
+}
+
+// Joins the parts that fit in `width` columns, most important first: a part that does not fit is
+// left out, and so are those after it. A line as wide as the terminal would wrap and leave a line
+// behind at every redraw, so the status line stays one column short of it.
+std::string fit_parts(const std::vector<std::string>& parts, int width) {
+  std::string out;
+  for (const auto& part : parts) {
+    const std::string joined = out.empty() ? part : out + "  " + part;
+    if (static_cast<int>(joined.size()) > width)
+      break;
+    out = joined;
+  }
+  if (out.empty() && !parts.empty())
+    out = parts.front().substr(0, static_cast<size_t>(std::max(width, 0)));
+  return out;
+}
+
 // Prints run_sweep()'s progress: one line per state change; on a terminal also a status line
-// at the bottom, redrawn in place.
+// at the bottom, redrawn in place and cut to the terminal's width: a bar of FLOPs done, the
+// sweep's ETA, the counts, and each running job's step and training loss.
 class ProgressPrinter {
  public:
   ProgressPrinter() : terminal_(::isatty(2) != 0), start_(std::chrono::steady_clock::now()) {}
@@ -89,12 +130,15 @@ class ProgressPrinter {
     std::string line;
     switch (e.kind) {
       case Kind::kStarted:
+        running_[e.cell] = {};
         line = fmt::format("{}  {}  running  {}", clock_time(), e.cell, e.message);
         break;
       case Kind::kAdopted:
+        running_[e.cell] = {};
         line = fmt::format("{}  {}  adopted  {}", clock_time(), e.cell, e.message);
         break;
       case Kind::kFinished:
+        running_.erase(e.cell);
         line = fmt::format(
             "{}  {}  {}  {}", clock_time(), e.cell, results::to_string(e.state), e.message);
         break;
@@ -105,6 +149,7 @@ class ProgressPrinter {
         line = fmt::format("{}  {}", clock_time(), e.message);
         break;
       case Kind::kProgress:
+        running_[e.cell] = {e.steps_done, e.steps, e.loss};
         break;
     }
     if (!line.empty())
@@ -113,7 +158,7 @@ class ProgressPrinter {
       std::cerr << "\r\033[K";
       if (!line.empty())
         std::cerr << line << "\n";
-      std::cerr << status_line(e) << std::flush;
+      std::cerr << status_line(e, terminal_columns() - 1) << std::flush;
     } else if (!line.empty()) {
       std::cerr << line << "\n" << std::flush;
     }
@@ -125,38 +170,45 @@ class ProgressPrinter {
   }
 
  private:
-  std::string status_line(const orchestrator::ProgressEvent& e) const {
+  struct JobProgress {
+    int64_t steps_done = 0;
+    int64_t steps = 0;
+    std::optional<double> loss;
+  };
+
+  std::string status_line(const orchestrator::ProgressEvent& e, int width) const {
     const double fraction = e.flops_total > 0 ? e.flops_done / e.flops_total : 0.0;
-    std::string eta = "";
+    std::string eta = "ETA --";
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const double gained = e.flops_done - start_flops_.value_or(0.0);
-    if (gained > 0 && elapsed > 1) {
-      const double seconds = (e.flops_total - e.flops_done) * elapsed / gained;
-      eta = seconds < 120 ? fmt::format(", ETA {:.0f} s", seconds)
-                          : fmt::format(", ETA {:.0f} min", seconds / 60);
+    if (gained > 0 && elapsed > 1)
+      eta = "ETA " + duration_text((e.flops_total - e.flops_done) * elapsed / gained);
+    std::string counts;
+    for (JobState state : results::all_job_states()) {
+      const auto it = e.counts.find(state);
+      if (it != e.counts.end() && it->second > 0)
+        counts += fmt::format("{}{} {}", counts.empty() ? "" : " ", it->second, to_string(state));
     }
-    return fmt::format("{} {:.1f}% of {:.3g} FLOPs, {}{}",
-                       progress_bar(fraction, 24),
-                       100 * fraction,
-                       e.flops_total,
-                       counts_text(e.counts, e.jobs),
-                       eta);
+    const int bar = std::clamp(width / 6, 4, 24);
+    std::vector<std::string> parts = {
+        fmt::format("{} {:.1f}%", progress_bar(fraction, bar), 100 * fraction), eta, counts};
+    for (const auto& [cell, job] : running_) {
+      parts.push_back(job.loss ? fmt::format("{} {}/{} loss {:.3f}",
+                                             cell,
+                                             job.steps_done,
+                                             job.steps,
+                                             *job.loss)
+                               : cell + " starting");
+    }
+    return fit_parts(parts, width);
   }
 
   bool terminal_;
   std::chrono::steady_clock::time_point start_;
   std::optional<double> start_flops_;
+  std::map<std::string, JobProgress> running_;  // by cell
 };
-
-std::string duration_text(double seconds) {
-  const auto s = static_cast<int64_t>(std::lround(seconds));
-  if (s >= 3600)
-    return fmt::format("{}h{:02d}m", s / 3600, static_cast<int>((s % 3600) / 60));
-  if (s >= 60)
-    return fmt::format("{}m{:02d}s", s / 60, static_cast<int>(s % 60));
-  return fmt::format("{}s", s);
-}
 
 // Jobs a glance needs: every state but planned and done (those are counted in the header).
 bool listed_by_default(JobState state) {
@@ -230,6 +282,22 @@ void print_status(const orchestrator::SweepStatus& status, const StatusView& vie
   }
 }
 
+nlohmann::ordered_json counts_json(const std::map<JobState, int>& counts) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (JobState state : results::all_job_states()) {
+    const auto it = counts.find(state);
+    out[results::to_string(state)] = it == counts.end() ? 0 : it->second;
+  }
+  return out;
+}
+
+nlohmann::ordered_json record_json(const results::PlanRecordResult& r) {
+  return {{"inserted", r.inserted},
+          {"unchanged", r.unchanged},
+          {"replaced", r.replaced},
+          {"stale_cells", r.stale_cells}};
+}
+
 void add_plan(CLI::App& sweep, CliContext& context) {
   struct Options {
     orchestrator::PlanOptions plan;
@@ -238,10 +306,17 @@ void add_plan(CLI::App& sweep, CliContext& context) {
   auto o = std::make_shared<Options>();
   CLI::App* cmd =
       sweep.add_subcommand("plan", "Expand a sweep file into cells and record them as jobs");
-  cmd->add_option("file", o->plan.sweep_file, "sweep file (JSON)")->required();
-  auto* json = cmd->add_flag("--json", context.json, "print {\"cells\": [...], \"totals\": {...}}");
-  cmd->add_flag("--csv", o->csv, "print one CSV line per cell")->excludes(json);
-  cmd->add_flag("--dry-run", o->plan.dry_run, "plan and print, write nothing");
+  cmd->add_option("file", o->plan.sweep_file, "sweep file (JSON; // comments allowed)")
+      ->required();
+  cmd->add_option("overrides",
+                  o->plan.overrides,
+                  "KEY=VALUE changes to the file, as Hydra's: training.batch_tokens=8192 "
+                  "model.d_model=512 (+KEY=VALUE adds, ~KEY removes)");
+  cmd->add_flag("--json", context.json, "print {\"cells\": [...], \"totals\": {...}}");
+  cmd->add_flag("--csv", o->csv, "print one CSV line per cell");
+  cmd->add_flag("--dry-run",
+                o->plan.dry_run,
+                "plan, compare with the database and print; write nothing");
   cmd->add_option("--data-dir",
                   o->plan.data_dir,
                   "resolve relative data paths here instead of the sweep file's folder");
@@ -249,13 +324,21 @@ void add_plan(CLI::App& sweep, CliContext& context) {
       "--jobs-dir", o->plan.jobs_root, "root of run folders (default: runs/ beside the database)");
   cmd->callback([o, &context] {
     context.run = [o, &context] {
+      if (context.json && o->csv)
+        throw InputError("", "--csv", "(with --json)", "expected one output format");
       o->plan.db_path = context.db_path;
       o->plan.on_note = [](const std::string& note) {
         std::cerr << "parcae-scale: " << note << "\n";
       };
       const orchestrator::PlanOutcome outcome = orchestrator::plan_sweep_file(o->plan);
+      const auto& record =
+          outcome.recorded ? outcome.recorded : outcome.would_record;
       if (context.json) {
-        std::cout << sweeps::to_json(outcome.plan).dump(2) << "\n";
+        nlohmann::ordered_json document = sweeps::to_json(outcome.plan);
+        document["overrides"] = o->plan.overrides;
+        document["dry_run"] = o->plan.dry_run;
+        document["recorded"] = record ? record_json(*record) : nlohmann::ordered_json();
+        print_json(document);
       } else if (o->csv) {
         std::cout << sweeps::to_csv(outcome.plan);
       } else {
@@ -269,28 +352,32 @@ void add_plan(CLI::App& sweep, CliContext& context) {
                                  outcome.spec.plan.keep_flagged ? "kept, as plan.keep_flagged asks"
                                                                 : "not recorded as jobs");
       }
-      if (!outcome.recorded) {
-        std::cerr << "parcae-scale: dry run: nothing was written\n";
+      if (!record) {
+        std::cerr << "parcae-scale: dry run: nothing was written (no database at "
+                  << context.db_path << " yet)\n";
         return 0;
       }
-      const auto& r = *outcome.recorded;
-      std::cerr << fmt::format(
-          "parcae-scale: sweep {} in {}: {} new jobs, {} unchanged, {} replaced; run folders in "
-          "{}\n",
-          outcome.spec.name,
-          context.db_path,
-          r.inserted,
-          r.unchanged,
-          r.replaced,
-          outcome.jobs_dir);
+      const auto& r = *record;
+      std::cerr << fmt::format("parcae-scale: {}sweep {} in {}: {} new jobs, {} unchanged, {} replaced",
+                               outcome.recorded ? "" : "dry run: would record ",
+                               outcome.spec.name,
+                               context.db_path,
+                               r.inserted,
+                               r.unchanged,
+                               r.replaced);
+      if (outcome.recorded)
+        std::cerr << "; run folders in " << outcome.jobs_dir;
+      else
+        std::cerr << "; nothing was written";
+      std::cerr << "\n";
       if (!r.stale_cells.empty()) {
         std::string cells;
         for (const auto& c : r.stale_cells)
           cells += (cells.empty() ? "" : ", ") + c;
         std::cerr << fmt::format(
-            "parcae-scale: {} jobs of the sweep are not in this file any more and were left as "
-            "they are: {}\n",
+            "parcae-scale: {} jobs of the sweep are not in this file any more and {}: {}\n",
             r.stale_cells.size(),
+            outcome.recorded ? "were left as they are" : "would be left as they are",
             cells);
       }
       return 0;
@@ -304,6 +391,8 @@ void add_run(CLI::App& sweep, CliContext& context) {
   CLI::App* cmd =
       sweep.add_subcommand("run", "Dispatch planned jobs, resume interrupted ones, ingest results");
   cmd->add_option("sweep", o->sweep, "sweep name in the database, or a sweep file (planned first)");
+  cmd->add_option(
+      "overrides", o->overrides, "with a sweep file: KEY=VALUE changes, as for `sweep plan`");
   cmd->add_option("--backend", *backend, "where jobs run: local, or slurm (docs/slurm.md)")
       ->check(CLI::IsMember({"local", "slurm"}))
       ->capture_default_str();
@@ -376,8 +465,16 @@ void add_run(CLI::App& sweep, CliContext& context) {
         o->on_progress = [progress](const orchestrator::ProgressEvent& e) { (*progress)(e); };
         const orchestrator::RunSummary summary = orchestrator::run_sweep_slurm(*o);
         progress->finish();
-        for (const auto& id : summary.slurm_jobs)
-          std::cout << id << "\n";
+        if (context.json) {
+          print_json(nlohmann::ordered_json{{"sweep", summary.sweep},
+                                            {"slurm_jobs", summary.slurm_jobs},
+                                            {"slurm_fit_job", summary.slurm_fit_job},
+                                            {"launched", summary.launched},
+                                            {"counts", counts_json(summary.counts)}});
+        } else {
+          for (const auto& id : summary.slurm_jobs)
+            std::cout << id << "\n";
+        }
         int jobs = 0;
         for (const auto& [state, n] : summary.counts)
           jobs += n;
@@ -395,12 +492,35 @@ void add_run(CLI::App& sweep, CliContext& context) {
       }
       if (o->dry_run) {
         const orchestrator::RunSummary summary = orchestrator::run_sweep(*o);
-        for (const auto& cell : summary.would_launch)
-          std::cout << cell << "\n";
+        if (context.json) {
+          nlohmann::ordered_json jobs = nlohmann::ordered_json::array();
+          for (const auto& launch : summary.would_launch) {
+            jobs.push_back({{"job_id", launch.job_id},
+                            {"cell", launch.cell},
+                            {"action", launch.action},
+                            {"devices", launch.devices.empty() ? nlohmann::ordered_json()
+                                                               : launch.devices}});
+          }
+          print_json(nlohmann::ordered_json{
+              {"sweep", summary.sweep}, {"slots", summary.slots}, {"jobs", jobs}});
+        } else {
+          size_t width = 4;
+          for (const auto& launch : summary.would_launch)
+            width = std::max(width, launch.cell.size());
+          for (const auto& launch : summary.would_launch) {
+            std::cout << fmt::format("{:<{}}  {:<6}  {:<12}  {}\n",
+                                     launch.cell,
+                                     width,
+                                     launch.action,
+                                     launch.devices.empty() ? "(next free)" : launch.devices,
+                                     launch.job_id);
+          }
+        }
         std::cerr << fmt::format(
-            "parcae-scale: dry run: {} jobs of sweep {} would be launched or resumed\n",
+            "parcae-scale: dry run: {} jobs of sweep {} would be launched or resumed on {}\n",
             summary.would_launch.size(),
-            summary.sweep);
+            summary.sweep,
+            summary.slots);
         return 0;
       }
       install_stop_handlers();
@@ -409,6 +529,14 @@ void add_run(CLI::App& sweep, CliContext& context) {
       o->on_progress = [printer](const orchestrator::ProgressEvent& e) { (*printer)(e); };
       const orchestrator::RunSummary summary = orchestrator::run_sweep(*o);
       printer->finish();
+      if (context.json) {
+        print_json(nlohmann::ordered_json{{"sweep", summary.sweep},
+                                          {"launched", summary.launched},
+                                          {"adopted", summary.adopted},
+                                          {"elsewhere", summary.elsewhere},
+                                          {"stopped_by_signal", summary.stopped_by_signal},
+                                          {"counts", counts_json(summary.counts)}});
+      }
       int jobs = 0;
       for (const auto& [state, n] : summary.counts)
         jobs += n;
@@ -431,7 +559,11 @@ void add_slurm_template(CLI::App& sweep, CliContext& context) {
   CLI::App* cmd = sweep.add_subcommand(
       "slurm-template", "Print the built-in Slurm batch script template, to copy and edit");
   cmd->callback([&context] {
-    context.run = [] {
+    context.run = [&context] {
+      if (context.json) {
+        throw InputError(
+            "", "--json", "(given)", "sweep slurm-template prints a batch script, not JSON");
+      }
       std::cout << orchestrator::default_slurm_template();
       return 0;
     };
@@ -442,7 +574,8 @@ void add_status(CLI::App& sweep, CliContext& context) {
   struct Options {
     std::string name;
     bool all = false;
-    double watch_s = 0.0;
+    bool watch = false;
+    double watch_s = 2.0;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = sweep.add_subcommand(
@@ -450,13 +583,23 @@ void add_status(CLI::App& sweep, CliContext& context) {
   cmd->add_option("sweep", o->name, "sweep name (default: every sweep)");
   cmd->add_flag("--json", context.json, "print one JSON document (every job)");
   cmd->add_flag("--all", o->all, "list every job, planned and done ones too");
-  cmd->add_option("--watch", o->watch_s, "look again every SECONDS until Ctrl-C")
-      ->expected(0, 1)
-      ->default_str("2")
-      ->check(CLI::PositiveNumber);
-  cmd->callback([o, cmd, &context] {
-    if (cmd->count("--watch") > 0 && o->watch_s <= 0)
-      o->watch_s = 2.0;
+  // A flag, as kubectl's --watch: `--watch NAME` must not read NAME as the interval.
+  auto* watch = cmd->add_flag("--watch", o->watch, "look again every --interval seconds until Ctrl-C");
+  cmd->add_option("--interval", o->watch_s, "seconds between looks with --watch")
+      ->capture_default_str()
+      ->needs(watch)
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            char* end = nullptr;
+            const double seconds = std::strtod(value.c_str(), &end);
+            return end != value.c_str() && *end == '\0' && seconds > 0 && std::isfinite(seconds)
+                       ? std::string()
+                       : "--interval = " + value + ": expected a positive number of seconds";
+          },
+          "SECONDS"));
+  cmd->callback([o, &context] {
+    if (!o->watch)
+      o->watch_s = 0.0;
     context.run = [o, &context] {
       const bool terminal = ::isatty(1) != 0;
       if (o->watch_s > 0)
@@ -472,12 +615,12 @@ void add_status(CLI::App& sweep, CliContext& context) {
         }
         if (context.json) {
           if (!o->name.empty()) {
-            std::cout << orchestrator::to_json(statuses.front()).dump(2) << "\n";
+            print_json(orchestrator::to_json(statuses.front()));
           } else {
-            nlohmann::json all = nlohmann::json::array();
+            nlohmann::ordered_json all = nlohmann::ordered_json::array();
             for (const auto& s : statuses)
               all.push_back(orchestrator::to_json(s));
-            std::cout << nlohmann::json{{"sweeps", all}}.dump(2) << "\n";
+            print_json(nlohmann::ordered_json{{"sweeps", all}});
           }
         } else {
           if (o->watch_s > 0 && terminal)
@@ -525,8 +668,11 @@ void add_retry(CLI::App& sweep, CliContext& context) {
   cmd->callback([targets, &context] {
     context.run = [targets, &context] {
       const auto moved = orchestrator::retry(context.db_path, *targets);
-      for (const auto& id : moved)
-        std::cout << id << "\n";
+      if (context.json)
+        print_json(nlohmann::ordered_json{{"job_ids", moved}});
+      else
+        for (const auto& id : moved)
+          std::cout << id << "\n";
       std::cerr << fmt::format("parcae-scale: {} jobs back to planned; `sweep run` runs them\n",
                                moved.size());
       return 0;
@@ -545,8 +691,16 @@ void add_cancel(CLI::App& sweep, CliContext& context) {
   cmd->callback([targets, grace, &context] {
     context.run = [targets, grace, &context] {
       const auto result = orchestrator::cancel(context.db_path, *targets, *grace);
-      for (const auto& id : result.cancelled)
-        std::cout << id << "\n";
+      if (context.json) {
+        print_json(nlohmann::ordered_json{{"job_ids", result.cancelled},
+                                          {"stopped", result.stopped},
+                                          {"killed", result.killed},
+                                          {"unreachable", result.unreachable},
+                                          {"slurm", result.slurm}});
+      } else {
+        for (const auto& id : result.cancelled)
+          std::cout << id << "\n";
+      }
       std::cerr << fmt::format("parcae-scale: {} jobs cancelled, {} trainers stopped",
                                result.cancelled.size(),
                                result.stopped.size());
@@ -576,9 +730,8 @@ void add_sync(CLI::App& sweep, CliContext& context) {
       for (const auto& line : result.bad_lines)
         std::cerr << "parcae-scale: skipped " << line << "\n";
       if (context.json) {
-        std::cout
-            << nlohmann::json{{"ingested", result.ingested}, {"finished", result.finished}}.dump(2)
-            << "\n";
+        print_json(nlohmann::ordered_json{{"job_ids", result.finished},
+                                          {"ingested", result.ingested}});
       } else {
         for (const auto& id : result.finished)
           std::cout << id << "\n";
@@ -598,19 +751,10 @@ void add_list(CLI::App& sweep, CliContext& context) {
     context.run = [&context] {
       const auto statuses = orchestrator::sweep_status(context.db_path, "");
       if (context.json) {
-        nlohmann::json all = nlohmann::json::array();
-        for (const auto& s : statuses) {
-          nlohmann::json counts = nlohmann::json::object();
-          for (const auto& [state, n] : s.counts)
-            counts[results::to_string(state)] = n;
-          all.push_back({{"name", s.sweep.name},
-                         {"file", s.sweep.file},
-                         {"jobs", s.jobs.size()},
-                         {"counts", counts},
-                         {"flops_done", s.flops_done},
-                         {"flops_total", s.flops_total}});
-        }
-        std::cout << all.dump(2) << "\n";
+        nlohmann::ordered_json all = nlohmann::ordered_json::array();
+        for (const auto& s : statuses)
+          all.push_back(orchestrator::to_json(s, /*with_jobs=*/false));
+        print_json(nlohmann::ordered_json{{"sweeps", all}});
         return 0;
       }
       for (const auto& s : statuses) {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include "orchestrator/detail/resources.h"
 #include "orchestrator/orchestrator.h"
 #include "results/results.h"
 
@@ -36,6 +37,13 @@ struct RetryBudgets {
 };
 
 results::AttemptEnd decide_attempt_end(const ExitFacts& facts, const RetryBudgets& budgets);
+
+// The slots of a local run: --gpus against the GPUs this process may use (CUDA_VISIBLE_DEVICES,
+// Slurm's allocation, nvidia-smi), --jobs-per-gpu (else the sweep's resources.jobs_per_gpu, else
+// default_jobs_per_gpu) and --max-parallel. InputError for a --gpus list outside those GPUs.
+SlotPlan slot_plan_for(const RunOptions& o,
+                       const std::optional<results::SweepRecord>& sweep,
+                       int default_jobs_per_gpu = 1);
 
 // The options every backend reads (--retries, --preemption-retries, --poll-interval); InputError
 // naming the flag and its value when one is out of range.

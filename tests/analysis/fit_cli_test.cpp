@@ -618,7 +618,7 @@ TEST_F(FitCli, ExportWritesEachTableInEachFormat) {
   const auto curves =
       run_cli(with_db({"export", "--sweep", "iso", "--table", "curves", "--format", "csv"}, db_));
   ASSERT_EQ(curves.exit_code, 0) << curves.err;
-  EXPECT_EQ(curves.out.rfind("job,cell,step,", 0), 0u);
+  EXPECT_EQ(curves.out.rfind("job_id,cell,model,budget_id,", 0), 0u);
 
   const auto jobs =
       run_cli(with_db({"export", "--sweep", "iso", "--table", "jobs", "--format", "json"}, db_));

@@ -158,7 +158,7 @@ TEST_F(Cli, RunStatusListRetryAndExportWorkTogether) {
 
   const auto curve = run_cli(with_db({"export", "tiny", "--table", "curve"}, db_));
   EXPECT_EQ(curve.exit_code, 0);
-  EXPECT_EQ(curve.out.rfind("job,cell,step,time,tokens,flops,loss,", 0), 0u);
+  EXPECT_EQ(curve.out.rfind("job_id,cell,model,budget_id,budget_flops,mean_recurrence,", 0), 0u);
   EXPECT_EQ(std::count(curve.out.begin(), curve.out.end(), '\n'), 1 + 12);
   const auto evaluations =
       run_cli(with_db({"export", "tiny", "--table", "evaluations", "--json"}, db_));

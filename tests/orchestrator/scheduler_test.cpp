@@ -420,7 +420,10 @@ TEST_F(Scheduler, DryRunListsWhatWouldRunAndWritesNothing) {
   options.sweep = file;
   options.dry_run = true;
   const RunSummary summary = run_sweep(options);
-  EXPECT_THAT(summary.would_launch, ElementsAre("C2e11-mu2-seed0", "C2e11-mu4-seed0"));
+  std::vector<std::string> cells;
+  for (const auto& launch : summary.would_launch)
+    cells.push_back(launch.cell);
+  EXPECT_THAT(cells, ElementsAre("C2e11-mu2-seed0", "C2e11-mu4-seed0"));
   EXPECT_FALSE(std::filesystem::exists(db_));
 }
 

@@ -306,7 +306,7 @@ TEST(Export, JobsTableHasOneRowPerJobAndUnknownTablesAreRefused) {
   record(store, tiny_sweep_json({2, 4, 6}), dir.path());
   const Table table = store.export_table("tiny", "jobs");
   ASSERT_EQ(table.rows.size(), 3u);
-  EXPECT_EQ(table.columns[0], "id");
+  EXPECT_EQ(table.columns[0], "job_id");
   EXPECT_EQ(table.columns[1], "cell");
   EXPECT_EQ(table.rows[2][1], "C2e11-mu6-seed0");
   EXPECT_THROW(store.export_table("tiny", "people"), InputError);

@@ -314,7 +314,7 @@ TEST(Planner, JsonAndCsvCarryEveryCellAndTheTotals) {
   const nlohmann::json j = to_json(plan);
   ASSERT_EQ(j.at("cells").size(), 7u);
   EXPECT_EQ(j.at("cells")[4].at("train_tokens"), 735346578);
-  EXPECT_EQ(j.at("cells")[4].at("parameters").at("core"), 14159040);
+  EXPECT_EQ(j.at("cells")[4].at("parameters_core"), 14159040);
   EXPECT_EQ(j.at("totals").at("jobs"), 7);
   const std::string csv = to_csv(plan);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 8);
