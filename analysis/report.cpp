@@ -53,7 +53,7 @@ std::string number(double value) {
   return std::isfinite(value) ? fmt::format("{:.4g}", value) : std::string("&ndash;");
 }
 
-std::string number(const nlohmann::json& value) {
+std::string json_number(const nlohmann::ordered_json& value) {
   return value.is_number() ? number(value.get<double>()) : std::string("&ndash;");
 }
 
@@ -62,10 +62,11 @@ std::string optional_number(const std::optional<T>& value) {
   return value ? number(static_cast<double>(*value)) : std::string("&ndash;");
 }
 
-std::string text_of(const nlohmann::json& value) {
+template <class Json>
+std::string text_of(const Json& value) {
   if (value.is_null())
     return "";
-  return value.is_string() ? value.get<std::string>() : value.dump();
+  return value.is_string() ? value.template get<std::string>() : value.dump();
 }
 
 // One table row of cells already in HTML.
@@ -132,7 +133,7 @@ std::string fit_html(const nlohmann::ordered_json& fit, const std::string& title
     out += "<p class=\"message\">" + escape(text_of(fit["message"])) + "</p>\n";
   out += fmt::format("<p>n = {}, ci level {}, bootstrap replicates {}</p>\n",
                      text_of(fit.value("n", nlohmann::ordered_json())),
-                     number(fit.value("ci_level", nlohmann::ordered_json())),
+                     json_number(fit.value("ci_level", nlohmann::ordered_json())),
                      text_of(fit.value("bootstrap_replicates", nlohmann::ordered_json(0))));
   if (fit.contains("coefficients") && fit["coefficients"].is_object() &&
       !fit["coefficients"].empty()) {
@@ -141,10 +142,10 @@ std::string fit_html(const nlohmann::ordered_json& fit, const std::string& title
     for (const auto& [name, c] : fit["coefficients"].items()) {
       const auto& ci = c.value("ci", nlohmann::ordered_json());
       out += row({escape(name),
-                  number(c.value("value", nlohmann::ordered_json())),
-                  number(c.value("se", nlohmann::ordered_json())),
+                  json_number(c.value("value", nlohmann::ordered_json())),
+                  json_number(c.value("se", nlohmann::ordered_json())),
                   ci.is_array() && ci.size() == 2
-                      ? "[" + number(ci[0]) + ", " + number(ci[1]) + "]"
+                      ? "[" + json_number(ci[0]) + ", " + json_number(ci[1]) + "]"
                       : std::string("&ndash;")});
     }
     out += "</tbody></table>\n";
@@ -156,14 +157,14 @@ std::string fit_html(const nlohmann::ordered_json& fit, const std::string& title
            "</thead><tbody>\n";
     for (const auto& m : fit["minima"]) {
       out += row({escape(text_of(m.value("budget_id", nlohmann::ordered_json()))),
-                  number(m.value("budget", nlohmann::ordered_json())),
+                  json_number(m.value("budget", nlohmann::ordered_json())),
                   text_of(m.value("runs", nlohmann::ordered_json())),
                   escape(text_of(m.value("status", nlohmann::ordered_json()))),
-                  number(m.value("x_star", nlohmann::ordered_json())),
-                  "[" + number(m.value("x_star_low", nlohmann::ordered_json())) + ", " +
-                      number(m.value("x_star_high", nlohmann::ordered_json())) + "]",
-                  number(m.value("loss_star", nlohmann::ordered_json())),
-                  number(m.value("tokens_star", nlohmann::ordered_json())),
+                  json_number(m.value("x_star", nlohmann::ordered_json())),
+                  "[" + json_number(m.value("x_star_low", nlohmann::ordered_json())) + ", " +
+                      json_number(m.value("x_star_high", nlohmann::ordered_json())) + "]",
+                  json_number(m.value("loss_star", nlohmann::ordered_json())),
+                  json_number(m.value("tokens_star", nlohmann::ordered_json())),
                   m.value("used", false) ? "yes" : "no"});
     }
     out += "</tbody></table>\n";
@@ -202,7 +203,8 @@ table.numbers td:not(:first-child) { font-variant-numeric: tabular-nums; text-al
 .bad { background: #fbe3e1; color: #8c1d13; }
 .warnings li { color: #8c4a00; }
 figure { margin: 1.2em 0 2em; }
-figure svg { width: 100%; height: auto; display: block; border: 1px solid #e3e7ec; }
+figure svg { width: 100%; max-width: 980px; height: auto; display: block;
+             border: 1px solid #e3e7ec; }
 figcaption { color: #56606b; font-size: 0.9em; margin-top: 0.3em; }
 pre { background: #f4f6f8; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 .counts span { margin-right: 1.2em; }
@@ -351,7 +353,8 @@ ReportOutput write_report(const results::Store& store, const ReportRequest& requ
     for (const auto& p : store.provenance(job.id)) {
       std::string v;
       for (const auto& [key, value] : p.versions.items())
-        v += (v.empty() ? "" : ", ") + key + " " + text_of(value);
+        v += (v.empty() ? "" : ", ") + key + " " +
+             (text_of(value).empty() ? std::string("none") : text_of(value));
       ++versions[v.empty() ? "(none reported)" : v];
       ++devices[p.device.value_or("(unknown)") + ", world size " +
                 (p.world_size ? std::to_string(*p.world_size) : std::string("?"))];
@@ -404,9 +407,9 @@ ReportOutput write_report(const results::Store& store, const ReportRequest& requ
     for (const char* name : {"y_inf", "Z", "z"}) {
       const auto& c = fit["coefficients"].value(name, nlohmann::ordered_json::object());
       const auto& ci = c.value("ci", nlohmann::ordered_json());
-      cells.push_back(number(c.value("value", nlohmann::ordered_json())) +
+      cells.push_back(json_number(c.value("value", nlohmann::ordered_json())) +
                       (ci.is_array() && ci.size() == 2
-                           ? " [" + number(ci[0]) + ", " + number(ci[1]) + "]"
+                           ? " [" + json_number(ci[0]) + ", " + json_number(ci[1]) + "]"
                            : std::string()));
     }
     std::string warnings;

@@ -498,8 +498,9 @@ void add_run(CLI::App& sweep, CliContext& context) {
             jobs.push_back({{"job_id", launch.job_id},
                             {"cell", launch.cell},
                             {"action", launch.action},
-                            {"devices", launch.devices.empty() ? nlohmann::ordered_json()
-                                                               : launch.devices}});
+                            {"devices",
+                             launch.devices.empty() ? nlohmann::ordered_json()
+                                                    : nlohmann::ordered_json(launch.devices)}});
           }
           print_json(nlohmann::ordered_json{
               {"sweep", summary.sweep}, {"slots", summary.slots}, {"jobs", jobs}});
