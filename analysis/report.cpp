@@ -79,7 +79,9 @@ std::string row(const std::vector<std::string>& cells, const char* tag = "td") {
 
 // A gnuplot SVG made fit for inlining: the XML prolog dropped, every id and reference prefixed
 // (each figure defines the same gpPt0, gpDot, ... ids), sized by the page, labelled for readers.
-std::string inline_svg(const std::string& svg, const std::string& prefix, const std::string& label) {
+std::string inline_svg(const std::string& svg,
+                       const std::string& prefix,
+                       const std::string& label) {
   const size_t start = svg.find("<svg");
   if (start == std::string::npos)
     throw Error("figure " + label + " is not an SVG document");
@@ -255,8 +257,8 @@ ReportOutput write_report(const results::Store& store, const ReportRequest& requ
         std::stringstream text;
         text << in.rdbuf();
         const std::string name = fs::path(file).stem().string();
-        figures.emplace_back(
-            name, inline_svg(text.str(), fmt::format("f{}-", figures.size()), name));
+        figures.emplace_back(name,
+                             inline_svg(text.str(), fmt::format("f{}-", figures.size()), name));
       }
     } catch (const InputError& e) {
       figure_note = std::string("No figures: ") + e.what();
@@ -382,10 +384,9 @@ ReportOutput write_report(const results::Store& store, const ReportRequest& requ
   // --- fits
   html << "<section id=\"fits\"><h2>Fits</h2>\n";
   if (isoflop_json) {
-    html << fit_html(*isoflop_json,
-                     fmt::format("isoFLOP over {} (as in the figures; bootstrap {})",
-                                 x,
-                                 request.bootstrap));
+    html << fit_html(
+        *isoflop_json,
+        fmt::format("isoFLOP over {} (as in the figures; bootstrap {})", x, request.bootstrap));
   }
   for (const auto& note : output.notes)
     html << "<p class=\"meta\">" << escape(note) << "</p>\n";
@@ -402,8 +403,8 @@ ReportOutput write_report(const results::Store& store, const ReportRequest& requ
     fitting::SatExpOptions options;
     options.mean_recurrence = run.mean_recurrence;
     const nlohmann::ordered_json fit = fit_to_json(fitting::fit_satexp(t, l, options));
-    std::vector<std::string> cells = {escape(run.cell),
-                                      escape(text_of(fit.value("status", nlohmann::ordered_json())))};
+    std::vector<std::string> cells = {
+        escape(run.cell), escape(text_of(fit.value("status", nlohmann::ordered_json())))};
     for (const char* name : {"y_inf", "Z", "z"}) {
       const auto& c = fit["coefficients"].value(name, nlohmann::ordered_json::object());
       const auto& ci = c.value("ci", nlohmann::ordered_json());
@@ -467,12 +468,11 @@ ReportOutput write_report(const results::Store& store, const ReportRequest& requ
   html << "<section id=\"cells\"><h2>Cells</h2>\n<table class=\"numbers\"><thead>"
        << row(header, "th") << "</thead><tbody>\n";
   for (const auto& job : jobs) {
-    std::vector<std::string> cells = {
-        escape(job.cell),
-        results::to_string(job.state),
-        fmt::format("{}/{}", job.steps_done.value_or(0), job.steps),
-        optional_number(job.loss_train),
-        optional_number(job.loss_val)};
+    std::vector<std::string> cells = {escape(job.cell),
+                                      results::to_string(job.state),
+                                      fmt::format("{}/{}", job.steps_done.value_or(0), job.steps),
+                                      optional_number(job.loss_train),
+                                      optional_number(job.loss_val)};
     for (int t : depths) {
       const auto it = loss_at[job.id].find(t);
       cells.push_back(it == loss_at[job.id].end() ? std::string("&ndash;") : number(it->second));

@@ -60,7 +60,7 @@ struct PlanOutcome {
   // A dry run against an existing database: what recording would do. Planning a sweep whose
   // started cells changed is refused here as it would be for real (InputError).
   std::optional<results::PlanRecordResult> would_record;
-  std::string jobs_dir;                               // <jobs_root>/<sweep>
+  std::string jobs_dir;  // <jobs_root>/<sweep>
 };
 
 // Throws SweepFileError / InputError for a bad sweep file or database (nothing written).
@@ -123,8 +123,8 @@ struct RunOptions {
   // Empty: the database's only sweep.
   std::string sweep;
   std::vector<std::string> overrides;  // with a sweep file: KEY=VALUE, as PlanOptions::overrides
-  std::string data_dir;          // for a sweep file, as PlanOptions::data_dir
-  std::string jobs_root;         // moves run folders of jobs that never started; empty = keep
+  std::string data_dir;                // for a sweep file, as PlanOptions::data_dir
+  std::string jobs_root;               // moves run folders of jobs that never started; empty = keep
   int max_parallel = 0;          // most trainers at once; 0 = one per GPU slot, or 1 on the CPU
   int jobs_per_gpu = 0;          // trainers sharing one GPU; 0 = the sweep's resources.jobs_per_gpu
   std::string gpus = "auto";     // "auto" or "all" (discover), "none" (CPU), or a list "0-3,6"
@@ -157,9 +157,10 @@ struct RunSummary {
     std::string devices;
   };
   std::vector<PlannedLaunch> would_launch;
-  std::string slots;  // "GPUs 2,3 (CUDA_VISIBLE_DEVICES=2,3), 1 per GPU, 2 at once, OMP_NUM_THREADS=8"
-  std::vector<std::string> slurm_jobs;    // Slurm: the job ids sbatch gave this call
-  std::string slurm_fit_job;              // Slurm: the --fit-after job, if one was submitted
+  std::string
+      slots;  // "GPUs 2,3 (CUDA_VISIBLE_DEVICES=2,3), 1 per GPU, 2 at once, OMP_NUM_THREADS=8"
+  std::vector<std::string> slurm_jobs;  // Slurm: the job ids sbatch gave this call
+  std::string slurm_fit_job;            // Slurm: the --fit-after job, if one was submitted
   // 128 + signal when stopped; 1 when a job failed; else 0.
   int exit_code() const;
 };

@@ -33,8 +33,7 @@ std::vector<std::string> split_commas(const std::string& text) {
 }
 
 std::optional<int> whole_number(const std::string& text) {
-  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos ||
-      text.size() > 6)
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 6)
     return std::nullopt;
   return std::stoi(text);
 }
@@ -116,8 +115,8 @@ VisibleGpus visible_gpus(const std::vector<GpuInfo>& machine,
     const auto step = value("SLURM_STEP_GPUS");
     const auto job = value("SLURM_JOB_GPUS");
     if (step || job) {
-      out.source = step ? "Slurm (SLURM_STEP_GPUS=" + *step + ")"
-                        : "Slurm (SLURM_JOB_GPUS=" + *job + ")";
+      out.source =
+          step ? "Slurm (SLURM_STEP_GPUS=" + *step + ")" : "Slurm (SLURM_JOB_GPUS=" + *job + ")";
       out.gpus = by_indices(machine, step ? *step : *job);
     } else {
       out.source = "Slurm (this allocation has no GPUs)";
@@ -174,8 +173,7 @@ SlotPlan plan_slots(const std::string& gpus_flag,
                          "--gpus",
                          gpus_flag,
                          "GPU " + std::to_string(index) + " is not one this process may use (" +
-                             visible.source + " gives " + (usable.empty() ? "none" : usable) +
-                             ")",
+                             visible.source + " gives " + (usable.empty() ? "none" : usable) + ")",
                          "choose among those, or change the environment that sets them");
       }
       plan.gpus.push_back(*it);

@@ -566,9 +566,7 @@ RunSummary run_sweep(const RunOptions& options) {
         candidates.push_back({job.id, job.cell, job.gpus});
     }
     const detail::SlotPlan slots = detail::slot_plan_for(
-        options,
-        store ? store->find_sweep(summary.sweep) : std::nullopt,
-        default_jobs_per_gpu);
+        options, store ? store->find_sweep(summary.sweep) : std::nullopt, default_jobs_per_gpu);
     detail::SlotPool pool = slots.pool();
     for (const Candidate& c : candidates) {
       const auto job = store ? store->find_job(c.job_id) : std::nullopt;

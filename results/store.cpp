@@ -507,25 +507,24 @@ std::string Store::resolve_sweep(const std::string& name) const {
   if (!name.empty()) {
     if (find_sweep(name))
       return name;
-    throw InputError(path(),
-                     "sweep",
-                     "'" + name + "'",
-                     "no such sweep in the database",
-                     names.empty() ? "the database holds no sweeps"
-                                   : sweeps::suggestion_hint(name, names));
+    throw InputError(
+        path(),
+        "sweep",
+        "'" + name + "'",
+        "no such sweep in the database",
+        names.empty() ? "the database holds no sweeps" : sweeps::suggestion_hint(name, names));
   }
   if (all.size() == 1)
     return all.front().name;
   std::string listed;
   for (const auto& n : names)
     listed += (listed.empty() ? "" : ", ") + n;
-  throw InputError(path(),
-                   "sweep",
-                   "(none given)",
-                   all.empty() ? "the database has no sweep"
-                               : "the database has several sweeps: " + listed,
-                   all.empty() ? "plan one with: parcae-scale sweep plan FILE"
-                               : "name one");
+  throw InputError(
+      path(),
+      "sweep",
+      "(none given)",
+      all.empty() ? "the database has no sweep" : "the database has several sweeps: " + listed,
+      all.empty() ? "plan one with: parcae-scale sweep plan FILE" : "name one");
 }
 
 std::vector<JobRecord> Store::jobs(const std::string& sweep,

@@ -2,10 +2,10 @@
 // `sweep plan FILE training.batch_tokens=8192 model.d_model=512`. Each override is a path of
 // object keys and list indices joined by dots (`budgets.0.flops`, or `budgets[0].flops`) and a
 // value read as JSON when it parses as JSON (8192, 1e12, true, [2, 4], {"preset": "x"}) and as
-// text otherwise (`device=cpu`). `KEY=VALUE` sets the key, creating objects on the way; `+KEY=VALUE`
-// adds a key that must not be there yet, `++KEY=VALUE` sets it either way, and `~KEY` removes it,
-// as in Hydra. A model given as a preset name becomes {"preset": NAME} when a key inside it is
-// set, so that `model.d_model=512` works on `"model": "parcae-micro"`.
+// text otherwise (`device=cpu`). `KEY=VALUE` sets the key, creating objects on the way;
+// `+KEY=VALUE` adds a key that must not be there yet, `++KEY=VALUE` sets it either way, and `~KEY`
+// removes it, as in Hydra. A model given as a preset name becomes {"preset": NAME} when a key
+// inside it is set, so that `model.d_model=512` works on `"model": "parcae-micro"`.
 #include <algorithm>
 #include <cctype>
 #include <string>
@@ -125,9 +125,9 @@ void apply_overrides(nlohmann::json& document,
           throw InputError(file,
                            at,
                            "'" + text + "'",
-                           node->is_array() ? "the list has " + std::to_string(node->size()) +
-                                                  " entries"
-                                            : "is not a list in the sweep file");
+                           node->is_array()
+                               ? "the list has " + std::to_string(node->size()) + " entries"
+                               : "is not a list in the sweep file");
         }
         if (last) {
           if (mode == Mode::kDelete)

@@ -310,29 +310,30 @@ Plan plan_sweep(const SweepSpec& spec) {
 
 nlohmann::json to_json(const PlannedCell& cell) {
   // The names of the jobs table, its export and `sweep status --json` (docs/cli.md).
-  nlohmann::json j = {{"cell", cell.name},
-                      {"job_id", cell.job_id},
-                      {"model", cell.model_label},
-                      {"budget_id", cell.budget_id.empty() ? nlohmann::json() : nlohmann::json(cell.budget_id)},
-                      {"budget_flops",
-                       cell.budget_flops > 0 ? nlohmann::json(cell.budget_flops) : nlohmann::json()},
-                      {"mean_recurrence", cell.mean_recurrence},
-                      {"mean_backward", cell.mean_backward},
-                      {"fixed_depth", cell.fixed_depth},
-                      {"parameters_total", cell.parameters.total},
-                      {"parameters_noncore", cell.parameters.noncore},
-                      {"parameters_core", cell.parameters.core},
-                      {"parameters_embedding", cell.parameters.embedding},
-                      {"flops_per_token", cell.flops_per_token},
-                      {"train_tokens", cell.train_tokens},
-                      {"steps", cell.steps},
-                      {"trained_tokens", cell.trained_tokens},
-                      {"achieved_flops", cell.achieved_flops},
-                      {"flop_gap", cell.flop_gap},
-                      {"gpu_hours", cell.gpu_hours},
-                      {"seed", cell.job.seed},
-                      {"flags", cell.flags},
-                      {"kept", cell.kept}};
+  nlohmann::json j = {
+      {"cell", cell.name},
+      {"job_id", cell.job_id},
+      {"model", cell.model_label},
+      {"budget_id", cell.budget_id.empty() ? nlohmann::json() : nlohmann::json(cell.budget_id)},
+      {"budget_flops",
+       cell.budget_flops > 0 ? nlohmann::json(cell.budget_flops) : nlohmann::json()},
+      {"mean_recurrence", cell.mean_recurrence},
+      {"mean_backward", cell.mean_backward},
+      {"fixed_depth", cell.fixed_depth},
+      {"parameters_total", cell.parameters.total},
+      {"parameters_noncore", cell.parameters.noncore},
+      {"parameters_core", cell.parameters.core},
+      {"parameters_embedding", cell.parameters.embedding},
+      {"flops_per_token", cell.flops_per_token},
+      {"train_tokens", cell.train_tokens},
+      {"steps", cell.steps},
+      {"trained_tokens", cell.trained_tokens},
+      {"achieved_flops", cell.achieved_flops},
+      {"flop_gap", cell.flop_gap},
+      {"gpu_hours", cell.gpu_hours},
+      {"seed", cell.job.seed},
+      {"flags", cell.flags},
+      {"kept", cell.kept}};
   return j;
 }
 

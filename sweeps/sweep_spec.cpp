@@ -964,7 +964,9 @@ SweepSpec read_sweep_file(const std::string& path, const SweepReadOptions& optio
   nlohmann::json document;
   try {
     // Sweep files are written by hand, so comments are allowed, as in JSONC.
-    document = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/true,
+    document = nlohmann::json::parse(in,
+                                     nullptr,
+                                     /*allow_exceptions=*/true,
                                      /*ignore_comments=*/true);
   } catch (const nlohmann::json::parse_error& e) {
     throw InputError(path, "", "(file)", std::string("is not valid JSON: ") + e.what());

@@ -51,8 +51,7 @@ struct ExportOptions {
 
 int run_export(const ExportOptions& o, const CliContext& context) {
   if (!o.sweep.empty() && !o.positional_sweep.empty()) {
-    throw InputError(
-        "", "--sweep", "(given twice)", "expected the sweep once, as --sweep NAME");
+    throw InputError("", "--sweep", "(given twice)", "expected the sweep once, as --sweep NAME");
   }
   std::string format = o.format;
   if (format.empty())
@@ -64,8 +63,7 @@ int run_export(const ExportOptions& o, const CliContext& context) {
 
   const results::Store store =
       results::Store::open(context.db_path, results::Store::Mode::kExisting);
-  const std::string sweep =
-      store.resolve_sweep(o.sweep.empty() ? o.positional_sweep : o.sweep);
+  const std::string sweep = store.resolve_sweep(o.sweep.empty() ? o.positional_sweep : o.sweep);
   const results::Table table = store.export_table(sweep, kTables.at(o.table));
   auto object_of = [&](const std::vector<nlohmann::json>& row) {
     nlohmann::ordered_json object = nlohmann::ordered_json::object();

@@ -45,8 +45,8 @@ void add_report_commands(CLI::App& app, CliContext& context) {
       } else {
         std::cout << output.path << "\n";
       }
-      std::cerr << "report: sweep " << request->sweep << ", " << output.figures
-                << " figures; open " << output.path << " in a browser\n";
+      std::cerr << "report: sweep " << request->sweep << ", " << output.figures << " figures; open "
+                << output.path << " in a browser\n";
       return 0;
     };
   });

@@ -101,15 +101,14 @@ int terminal_columns() {
 }
 
 // Joins the parts that fit in `width` columns, most important first: a part that does not fit is
-// left out, and so are those after it. A line as wide as the terminal would wrap and leave a line
-// behind at every redraw, so the status line stays one column short of it.
+// left out, and a later, shorter one may still fit. A line as wide as the terminal would wrap and
+// leave a line behind at every redraw, so the status line stays one column short of it.
 std::string fit_parts(const std::vector<std::string>& parts, int width) {
   std::string out;
   for (const auto& part : parts) {
     const std::string joined = out.empty() ? part : out + "  " + part;
-    if (static_cast<int>(joined.size()) > width)
-      break;
-    out = joined;
+    if (static_cast<int>(joined.size()) <= width)
+      out = joined;
   }
   if (out.empty() && !parts.empty())
     out = parts.front().substr(0, static_cast<size_t>(std::max(width, 0)));
@@ -190,17 +189,17 @@ class ProgressPrinter {
       if (it != e.counts.end() && it->second > 0)
         counts += fmt::format("{}{} {}", counts.empty() ? "" : " ", it->second, to_string(state));
     }
-    const int bar = std::clamp(width / 6, 4, 24);
+    // Most important first: progress and ETA, then each running job's loss, then the counts
+    // (which the lines above the status line carry too).
+    const int bar = std::clamp(width / 8, 4, 24);
     std::vector<std::string> parts = {
-        fmt::format("{} {:.1f}%", progress_bar(fraction, bar), 100 * fraction), eta, counts};
+        fmt::format("{} {:.1f}%", progress_bar(fraction, bar), 100 * fraction), eta};
     for (const auto& [cell, job] : running_) {
-      parts.push_back(job.loss ? fmt::format("{} {}/{} loss {:.3f}",
-                                             cell,
-                                             job.steps_done,
-                                             job.steps,
-                                             *job.loss)
-                               : cell + " starting");
+      parts.push_back(
+          job.loss ? fmt::format("{} {}/{} loss {:.3f}", cell, job.steps_done, job.steps, *job.loss)
+                   : cell + " starting");
     }
+    parts.push_back(counts);
     return fit_parts(parts, width);
   }
 
@@ -306,17 +305,15 @@ void add_plan(CLI::App& sweep, CliContext& context) {
   auto o = std::make_shared<Options>();
   CLI::App* cmd =
       sweep.add_subcommand("plan", "Expand a sweep file into cells and record them as jobs");
-  cmd->add_option("file", o->plan.sweep_file, "sweep file (JSON; // comments allowed)")
-      ->required();
+  cmd->add_option("file", o->plan.sweep_file, "sweep file (JSON; // comments allowed)")->required();
   cmd->add_option("overrides",
                   o->plan.overrides,
                   "KEY=VALUE changes to the file, as Hydra's: training.batch_tokens=8192 "
                   "model.d_model=512 (+KEY=VALUE adds, ~KEY removes)");
   cmd->add_flag("--json", context.json, "print {\"cells\": [...], \"totals\": {...}}");
   cmd->add_flag("--csv", o->csv, "print one CSV line per cell");
-  cmd->add_flag("--dry-run",
-                o->plan.dry_run,
-                "plan, compare with the database and print; write nothing");
+  cmd->add_flag(
+      "--dry-run", o->plan.dry_run, "plan, compare with the database and print; write nothing");
   cmd->add_option("--data-dir",
                   o->plan.data_dir,
                   "resolve relative data paths here instead of the sweep file's folder");
@@ -331,8 +328,7 @@ void add_plan(CLI::App& sweep, CliContext& context) {
         std::cerr << "parcae-scale: " << note << "\n";
       };
       const orchestrator::PlanOutcome outcome = orchestrator::plan_sweep_file(o->plan);
-      const auto& record =
-          outcome.recorded ? outcome.recorded : outcome.would_record;
+      const auto& record = outcome.recorded ? outcome.recorded : outcome.would_record;
       if (context.json) {
         nlohmann::ordered_json document = sweeps::to_json(outcome.plan);
         document["overrides"] = o->plan.overrides;
@@ -358,13 +354,14 @@ void add_plan(CLI::App& sweep, CliContext& context) {
         return 0;
       }
       const auto& r = *record;
-      std::cerr << fmt::format("parcae-scale: {}sweep {} in {}: {} new jobs, {} unchanged, {} replaced",
-                               outcome.recorded ? "" : "dry run: would record ",
-                               outcome.spec.name,
-                               context.db_path,
-                               r.inserted,
-                               r.unchanged,
-                               r.replaced);
+      std::cerr << fmt::format(
+          "parcae-scale: {}sweep {} in {}: {} new jobs, {} unchanged, {} replaced",
+          outcome.recorded ? "" : "dry run: would record ",
+          outcome.spec.name,
+          context.db_path,
+          r.inserted,
+          r.unchanged,
+          r.replaced);
       if (outcome.recorded)
         std::cerr << "; run folders in " << outcome.jobs_dir;
       else
@@ -585,7 +582,8 @@ void add_status(CLI::App& sweep, CliContext& context) {
   cmd->add_flag("--json", context.json, "print one JSON document (every job)");
   cmd->add_flag("--all", o->all, "list every job, planned and done ones too");
   // A flag, as kubectl's --watch: `--watch NAME` must not read NAME as the interval.
-  auto* watch = cmd->add_flag("--watch", o->watch, "look again every --interval seconds until Ctrl-C");
+  auto* watch =
+      cmd->add_flag("--watch", o->watch, "look again every --interval seconds until Ctrl-C");
   cmd->add_option("--interval", o->watch_s, "seconds between looks with --watch")
       ->capture_default_str()
       ->needs(watch)
@@ -731,8 +729,8 @@ void add_sync(CLI::App& sweep, CliContext& context) {
       for (const auto& line : result.bad_lines)
         std::cerr << "parcae-scale: skipped " << line << "\n";
       if (context.json) {
-        print_json(nlohmann::ordered_json{{"job_ids", result.finished},
-                                          {"ingested", result.ingested}});
+        print_json(
+            nlohmann::ordered_json{{"job_ids", result.finished}, {"ingested", result.ingested}});
       } else {
         for (const auto& id : result.finished)
           std::cout << id << "\n";

@@ -137,8 +137,8 @@ class Report : public ::testing::Test {
     // A fit saved in the database appears in the report with its intervals.
     ASSERT_EQ(run_cli({"--db", db_, "fit", "isoflop", "--bootstrap", "200", "--save"}).exit_code,
               0);
-    const auto written =
-        run_cli({"--db", db_, "report", "-o", dir_->file("report"), "--bootstrap", "200", "--json"});
+    const auto written = run_cli(
+        {"--db", db_, "report", "-o", dir_->file("report"), "--bootstrap", "200", "--json"});
     ASSERT_EQ(written.exit_code, 0) << written.err;
     document_ = nlohmann::json::parse(written.out);
   }
@@ -165,9 +165,12 @@ TEST_F(Report, OnePageHoldsPlanProvenanceFitsFiguresAndCells) {
   for (const char* section :
        {"id=\"plan\"", "id=\"provenance\"", "id=\"fits\"", "id=\"figures\"", "id=\"cells\""})
     EXPECT_THAT(html, HasSubstr(section));
-  EXPECT_EQ(std::count_if(kMus.begin(), kMus.end(), [&](int mu) {
-              return html.find("C1x-mu" + std::to_string(mu) + "-seed0") != std::string::npos;
-            }),
+  EXPECT_EQ(std::count_if(kMus.begin(),
+                          kMus.end(),
+                          [&](int mu) {
+                            return html.find("C1x-mu" + std::to_string(mu) + "-seed0") !=
+                                   std::string::npos;
+                          }),
             static_cast<long>(kMus.size()));
   EXPECT_THAT(html, HasSubstr("&lt;and markup to escape&gt;"));  // text is escaped
   EXPECT_THAT(html, HasSubstr("isoFLOP over mu_rec"));           // the swept variable, found
@@ -387,8 +390,7 @@ TEST_F(Report, LoadsInChromiumWithoutConsoleErrorsOrRequestsAndRendersEveryFigur
     EXPECT_GT(figure.at("paths").get<int>(), 10);
   }
 
-  const nlohmann::json shot =
-      browser.call("Page.captureScreenshot", {{"format", "png"}}, session);
+  const nlohmann::json shot = browser.call("Page.captureScreenshot", {{"format", "png"}}, session);
   const char* keep = std::getenv("PARCAE_REPORT_SCREENSHOT");
   const std::string png_path = keep != nullptr ? keep : dir_->file("report.png");
   std::ofstream(png_path, std::ios::binary) << base64_decode(shot.at("data"));
