@@ -2,7 +2,8 @@
 // `sweep plan FILE training.batch_tokens=8192 model.d_model=512`. Each override is a path of
 // object keys and list indices joined by dots (`budgets.0.flops`, or `budgets[0].flops`) and a
 // value read as JSON when it parses as JSON (8192, 1e12, true, [2, 4], {"preset": "x"}) and as
-// text otherwise (`device=cpu`). `KEY=VALUE` sets the key, creating objects on the way;
+// text otherwise (`device=cpu`); where the file has text, a number stays text
+// (`budgets.0.id=2e11`). `KEY=VALUE` sets the key, creating objects on the way;
 // `+KEY=VALUE` adds a key that must not be there yet, `++KEY=VALUE` sets it either way, and `~KEY`
 // removes it, as in Hydra. A model given as a preset name becomes {"preset": NAME} when a key
 // inside it is set, so that `model.d_model=512` works on `"model": "parcae-micro"`.
@@ -105,12 +106,18 @@ void apply_overrides(nlohmann::json& document,
     const std::string path = rest.substr(0, equals);
     const std::vector<Step> steps = parse_path(path, file, text);
     nlohmann::json value;
+    std::string raw;
     if (equals != std::string::npos) {
-      const std::string raw = rest.substr(equals + 1);
+      raw = rest.substr(equals + 1);
       value = nlohmann::json::parse(raw, nullptr, /*allow_exceptions=*/false);
       if (value.is_discarded())
         value = raw;  // not JSON: the text itself, as Hydra reads `device=cpu`
     }
+    // Where the file has text, a scalar stays text: budgets.0.id=2e11 is the id "2e11".
+    const auto typed = [&](const nlohmann::json& old) {
+      return old.is_string() && value.is_primitive() && !value.is_string() ? nlohmann::json(raw)
+                                                                           : value;
+    };
     nlohmann::json* node = &document;
     for (size_t i = 0; i + 1 <= steps.size(); ++i) {
       const Step& step = steps[i];
@@ -133,7 +140,8 @@ void apply_overrides(nlohmann::json& document,
           if (mode == Mode::kDelete)
             node->erase(static_cast<size_t>(step.index));
           else
-            (*node)[static_cast<size_t>(step.index)] = value;
+            (*node)[static_cast<size_t>(step.index)] =
+                typed((*node)[static_cast<size_t>(step.index)]);
           break;
         }
         node = &(*node)[static_cast<size_t>(step.index)];
@@ -161,7 +169,7 @@ void apply_overrides(nlohmann::json& document,
             throw InputError(file, at, "'" + text + "'", "is not in the sweep file");
           node->erase(step.key);
         } else {
-          (*node)[step.key] = value;
+          (*node)[step.key] = present ? typed((*node)[step.key]) : value;
         }
         break;
       }

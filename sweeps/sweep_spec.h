@@ -158,8 +158,9 @@ class SweepFileError : public InputError {
 // Applies Hydra-style overrides to a sweep file's document, in order: `KEY=VALUE` sets a key (a
 // path of keys and list indices, `training.batch_tokens` or `budgets.0.flops`), `+KEY=VALUE` adds
 // one that must be absent, `++KEY=VALUE` sets either way, `~KEY` removes one. VALUE is JSON when
-// it parses as JSON, else text. A model given as a preset name becomes {"preset": NAME} when a key
-// inside it is set. Throws InputError naming `file`, the path and the override.
+// it parses as JSON, else text; where the document has text, a scalar VALUE stays text. A model
+// given as a preset name becomes {"preset": NAME} when a key inside it is set. Throws InputError
+// naming `file`, the path and the override.
 void apply_overrides(nlohmann::json& document,
                      const std::vector<std::string>& overrides,
                      const std::string& file);
