@@ -317,14 +317,12 @@ PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
   const auto total = static_cast<int64_t>(tokens.size());
   const auto wanted_val =
       static_cast<int64_t>(std::llround(val_fraction * static_cast<double>(total)));
-  // The fewest last documents that hold wanted_val tokens.
-  size_t split_document = document_starts.size();
+  // The first held-out document: the latest one whose tail holds wanted_val tokens.
+  size_t split_document = document_starts.empty() ? 0 : document_starts.size() - 1;
   while (split_document > 0 &&
-         total - static_cast<int64_t>(document_starts[split_document - 1]) < wanted_val) {
+         total - static_cast<int64_t>(document_starts[split_document]) < wanted_val) {
     --split_document;
   }
-  if (split_document > 0 && split_document == document_starts.size())
-    --split_document;  // at least one held-out document
   if (document_starts.size() < 2 || split_document == 0 || wanted_val < 1) {
     throw InputError(text_files.front(),
                      "",

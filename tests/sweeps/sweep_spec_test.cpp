@@ -325,13 +325,14 @@ TEST(SweepSpec, TheBosTokenAndTheTokenizerAreReadAndReachEveryJob) {
   EXPECT_EQ(spec.data.prepare.tokenizer.vocab_size, 32768);
   EXPECT_EQ(spec.data.prepare.tokenizer.model, "bpe.model");
   const Plan plan = plan_sweep(spec);
-  ASSERT_FALSE(plan.jobs().empty());
-  for (const PlannedCell* cell : plan.jobs())
-    EXPECT_EQ(cell->job.data.bos_token, 2);
+  ASSERT_FALSE(plan.cells.empty());
+  for (const PlannedCell& cell : plan.cells)
+    EXPECT_EQ(cell.job.data.bos_token, 2);
 
   // Without one, jobs read random windows, as sweep files written before documents did.
   const Plan windows = plan_sweep(read(valid_sweep()));
-  EXPECT_FALSE(windows.jobs().front()->job.data.documents());
+  ASSERT_FALSE(windows.cells.empty());
+  EXPECT_FALSE(windows.cells.front().job.data.documents());
 }
 
 TEST(SweepSpec, BadDataSettingsNameTheirFields) {
