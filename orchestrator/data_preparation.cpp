@@ -19,8 +19,8 @@
 
 #include <fmt/format.h>
 
-#include "sweeps/error.h"
 #include "orchestrator/orchestrator.h"
+#include "sweeps/error.h"
 #include "sweeps/token_shards.h"
 
 extern char** environ;

@@ -2,6 +2,9 @@
 // load_tokenizer(), which pick between it and the byte tokenizer. The model is learned into
 // memory and written beside the shards as tokenizer.model by save(), so that a folder of shards
 // always carries what decodes it.
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -9,8 +12,6 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
-#include <sentencepiece_processor.h>
-#include <sentencepiece_trainer.h>
 
 #include "orchestrator/orchestrator.h"
 #include "sweeps/atomic_file.h"
@@ -88,7 +89,9 @@ class SentencePieceTokenizer : public sweeps::TextTokenizer {
   sentencepiece::SentencePieceProcessor processor_;
 };
 
-std::string read_binary(const std::string& path, const std::string& file, const std::string& field) {
+std::string read_binary(const std::string& path,
+                        const std::string& file,
+                        const std::string& field) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw InputError(file, field, "\"" + path + "\"", "a readable SentencePiece .model file");
@@ -129,8 +132,7 @@ std::string learn_model(const sweeps::TokenizerOptions& options,
       {"minloglevel", "2"},
   };
   std::string serialized;
-  const auto status =
-      sentencepiece::SentencePieceTrainer::Train(arguments, nullptr, &serialized);
+  const auto status = sentencepiece::SentencePieceTrainer::Train(arguments, nullptr, &serialized);
   if (!status.ok()) {
     throw InputError(file,
                      field_prefix + "tokenizer",

@@ -192,8 +192,7 @@ int64_t shard_token_count(const std::string& path) {
     throw InputError(path, "", "(file)", "cannot be opened: " + system_message());
   int32_t header[3] = {};
   if (!in.read(reinterpret_cast<char*>(header), sizeof(header))) {
-    throw InputError(
-        path, "header", "(truncated)", "expected a 1024-byte llm.c shard header");
+    throw InputError(path, "header", "(truncated)", "expected a 1024-byte llm.c shard header");
   }
   if (header[0] != kShardMagic) {
     throw InputError(path,
@@ -301,13 +300,13 @@ PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
       const std::vector<uint16_t> ids = tokenizer.encode(documents[d]);
       const auto found = std::find(ids.begin(), ids.end(), bos);
       if (found != ids.end()) {
-        throw InputError(file,
-                         "document " + std::to_string(d) + ", token " +
-                             std::to_string(found - ids.begin()),
-                         std::to_string(bos),
-                         "text without the BOS id " + std::to_string(bos) + " of the " +
-                             tokenizer.name() + " tokenizer (for bytes: the control byte 0x02)",
-                         "remove that byte from the text, or use the sentencepiece tokenizer");
+        throw InputError(
+            file,
+            "document " + std::to_string(d) + ", token " + std::to_string(found - ids.begin()),
+            std::to_string(bos),
+            "text without the BOS id " + std::to_string(bos) + " of the " + tokenizer.name() +
+                " tokenizer (for bytes: the control byte 0x02)",
+            "remove that byte from the text, or use the sentencepiece tokenizer");
       }
       document_starts.push_back(tokens.size());
       tokens.push_back(bos);
@@ -324,13 +323,13 @@ PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
     --split_document;
   }
   if (document_starts.size() < 2 || split_document == 0 || wanted_val < 1) {
-    throw InputError(text_files.front(),
-                     "",
-                     std::to_string(document_starts.size()) + " documents, " +
-                         std::to_string(total) + " tokens",
-                     "too little text to hold out " + std::to_string(val_fraction) +
-                         " of it in whole documents and keep both splits non-empty",
-                     "give more text, or cut it into more documents (--documents line)");
+    throw InputError(
+        text_files.front(),
+        "",
+        std::to_string(document_starts.size()) + " documents, " + std::to_string(total) + " tokens",
+        "too little text to hold out " + std::to_string(val_fraction) +
+            " of it in whole documents and keep both splits non-empty",
+        "give more text, or cut it into more documents (--documents line)");
   }
   std::error_code error;
   std::filesystem::create_directories(out_dir, error);
@@ -341,8 +340,7 @@ PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
   PreparedShards prepared;
   const size_t split = document_starts[split_document];
   prepared.train_shards = write_split(tokens, 0, split, options.shard_tokens, out, "train");
-  prepared.val_shards =
-      write_split(tokens, split, tokens.size(), options.shard_tokens, out, "val");
+  prepared.val_shards = write_split(tokens, split, tokens.size(), options.shard_tokens, out, "val");
   prepared.train_tokens = static_cast<int64_t>(split);
   prepared.val_tokens = total - static_cast<int64_t>(split);
   prepared.train_documents = static_cast<int64_t>(split_document);

@@ -125,7 +125,7 @@ struct TokenizerOptions {
 };
 
 struct TextPreparation {
-  double val_fraction = 0.1;     // held-out tail, in tokens, rounded to whole documents
+  double val_fraction = 0.1;  // held-out tail, in tokens, rounded to whole documents
   int64_t shard_tokens = 100000000;
   DocumentSplit documents = DocumentSplit::kFile;
 };

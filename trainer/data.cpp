@@ -49,9 +49,9 @@ DocumentStream::DocumentStream(const std::vector<std::string>& shard_paths,
 }
 
 void DocumentStream::copy(int64_t position, int64_t count, int64_t* out) const {
-  auto shard = static_cast<size_t>(
-      std::upper_bound(shard_offsets_.begin(), shard_offsets_.end(), position) -
-      shard_offsets_.begin() - 1);
+  auto shard =
+      static_cast<size_t>(std::upper_bound(shard_offsets_.begin(), shard_offsets_.end(), position) -
+                          shard_offsets_.begin() - 1);
   while (count > 0) {
     const sweeps::TokenShard& s = shards_[shard];
     const int64_t local = position - shard_offsets_[shard];
@@ -172,28 +172,16 @@ torch::Tensor TrainRows::at(const std::vector<int64_t>& rows) {
   const int64_t lowest = *std::min_element(rows.begin(), rows.end());
   if (lowest < packed_first_)
     restart_packing();
-  pack_through(*std::max_element(rows.begin(), rows.end()));
+  pack_rows(lowest, *std::max_element(rows.begin(), rows.end()));
   for (int64_t r = 0; r < count; ++r) {
     int64_t* row = data + r * (seq_ + 1);
-    for (const RowPiece& piece : packed_[static_cast<size_t>(rows[static_cast<size_t>(r)] -
-                                                             packed_first_)]) {
+    const auto index = static_cast<size_t>(rows[static_cast<size_t>(r)] - packed_first_);
+    for (const RowPiece& piece : packed_[index]) {
       stream_->copy(piece.start, piece.length, row);
       row += piece.length;
     }
   }
-  while (packed_first_ < lowest) {
-    packed_.pop_front();
-    ++packed_first_;
-  }
   return out;
-}
-
-const std::vector<RowPiece>& TrainRows::pieces(int64_t row) {
-  TORCH_CHECK(stream_.has_value(), "pieces() needs packed documents");
-  if (row < packed_first_)
-    restart_packing();
-  pack_through(row);
-  return packed_[static_cast<size_t>(row - packed_first_)];
 }
 
 void TrainRows::read_window(int64_t row, int64_t* out) const {
@@ -202,9 +190,9 @@ void TrainRows::read_window(int64_t row, int64_t* out) const {
       {seed_, static_cast<uint64_t>(Stream::kData), kWindowKey, static_cast<uint64_t>(row)}));
   // 64-bit modulo: the bias is below windows / 2^64, nothing at any real shard size.
   const auto window = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(total_windows_));
-  const auto shard = static_cast<size_t>(
-      std::upper_bound(window_offsets_.begin(), window_offsets_.end(), window) -
-      window_offsets_.begin() - 1);
+  const auto shard =
+      static_cast<size_t>(std::upper_bound(window_offsets_.begin(), window_offsets_.end(), window) -
+                          window_offsets_.begin() - 1);
   const uint16_t* tokens = shards_[shard].tokens() + (window - window_offsets_[shard]);
   for (int64_t t = 0; t <= seq_; ++t)
     out[t] = tokens[t];
@@ -242,11 +230,20 @@ bool TrainRows::next_document(int64_t& document) {
   return true;
 }
 
-void TrainRows::pack_through(int64_t row) {
+void TrainRows::pack_rows(int64_t first, int64_t last) {
   const BestFitPacker::NextDocument next = [this](int64_t& document) {
     return next_document(document);
   };
-  while (packed_first_ + static_cast<int64_t>(packed_.size()) <= row) {
+  while (!packed_.empty() && packed_first_ < first) {
+    packed_.pop_front();
+    ++packed_first_;
+  }
+  // Rows before `first` (a resume replaying up to its cursor) are packed and dropped at once, so
+  // the memory held is one step's rows however far the cursor is.
+  std::vector<RowPiece> skipped;
+  for (; packed_.empty() && packed_first_ < first; ++packed_first_)
+    TORCH_CHECK(packer_->pack(next, skipped), "the training document stream ended");
+  while (packed_first_ + static_cast<int64_t>(packed_.size()) <= last) {
     packed_.emplace_back();
     // The permutations never end, so every row fills.
     TORCH_CHECK(packer_->pack(next, packed_.back()), "the training document stream ended");

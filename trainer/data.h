@@ -125,8 +125,6 @@ class TrainRows {
   // With documents, rows are packed in order and kept from the smallest index asked for, so
   // asking for an index below an earlier call's smallest one packs again from row 0.
   torch::Tensor at(const std::vector<int64_t>& rows);
-  // With documents, the pieces of row `row` (run-wide), for tests and diagnostics.
-  const std::vector<RowPiece>& pieces(int64_t row);
 
   int64_t cursor() const { return cursor_; }  // rows drawn so far
   void set_cursor(int64_t cursor) { cursor_ = cursor; }
@@ -146,7 +144,8 @@ class TrainRows {
   // Documents.
   void restart_packing();
   bool next_document(int64_t& document);
-  void pack_through(int64_t row);
+  // Packs forward until rows [first, last] are in packed_, dropping the rows before `first`.
+  void pack_rows(int64_t first, int64_t last);
 
   int64_t seq_;
   uint64_t seed_;
@@ -160,7 +159,7 @@ class TrainRows {
   std::optional<BestFitPacker> packer_;
   std::vector<int64_t> permutation_;  // of the current epoch
   int64_t epoch_ = -1;
-  int64_t drawn_ = 0;  // documents drawn in the current epoch
+  int64_t drawn_ = 0;                         // documents drawn in the current epoch
   std::deque<std::vector<RowPiece>> packed_;  // rows [packed_first_, + packed_.size())
   int64_t packed_first_ = 0;
 };

@@ -63,8 +63,8 @@ void add_data_commands(CLI::App& app, CliContext& context) {
     context.run = [o, &context] {
       o->preparation.documents =
           sweeps::document_split_from_string(o->documents, "(command line)", "--documents");
-      const std::unique_ptr<sweeps::TextTokenizer> tokenizer = orchestrator::make_tokenizer(
-          o->tokenizer, o->text_files, "(command line)", "--");
+      const std::unique_ptr<sweeps::TextTokenizer> tokenizer =
+          orchestrator::make_tokenizer(o->tokenizer, o->text_files, "(command line)", "--");
       const sweeps::PreparedShards shards =
           sweeps::prepare_text_shards(o->text_files, o->out_dir, o->preparation, *tokenizer);
       if (context.json) {

@@ -31,19 +31,18 @@ using ::testing::HasSubstr;
 std::string write_preparing_sweep(const std::string& dir, nlohmann::json prepare) {
   if (!prepare.contains("documents"))
     prepare["documents"] = "line";
-  const nlohmann::json sweep = {
-      {"name", "prepared"},
-      {"data",
-       {{"train", "corpus/train_*.bin"},
-        {"val", "corpus/val_*.bin"},
-        {"bos_token", sweeps::kByteBosToken},
-        {"prepare", prepare}}},
-      {"model", {{"preset", "parcae-micro"}, {"context_length", 64}}},
-      {"budgets", {{{"id", "2e11"}, {"flops", 2e11}}}},
-      {"axes", {{"mean_recurrence", {2, 4}}}},
-      {"training", {{"batch_tokens", 4096}, {"micro_batch_size", 32}}},
-      {"device", "cpu"},
-      {"plan", {{"min_steps", 50}}}};
+  const nlohmann::json sweep = {{"name", "prepared"},
+                                {"data",
+                                 {{"train", "corpus/train_*.bin"},
+                                  {"val", "corpus/val_*.bin"},
+                                  {"bos_token", sweeps::kByteBosToken},
+                                  {"prepare", prepare}}},
+                                {"model", {{"preset", "parcae-micro"}, {"context_length", 64}}},
+                                {"budgets", {{{"id", "2e11"}, {"flops", 2e11}}}},
+                                {"axes", {{"mean_recurrence", {2, 4}}}},
+                                {"training", {{"batch_tokens", 4096}, {"micro_batch_size", 32}}},
+                                {"device", "cpu"},
+                                {"plan", {{"min_steps", 50}}}};
   const std::string path = dir + "/prepared.json";
   write_text(path, sweep.dump(2));
   return path;
@@ -224,8 +223,8 @@ std::string tricky_text() {
   for (int i = 0; i < 300; ++i) {
     text += "Paragraph " + std::to_string(i * 37) + ":  the caf\u00e9 sells\ttea and " +
             std::to_string(i % 13) + " cakes.\n";
-    text += "   Indented line with  double  spaces and the year " + std::to_string(1900 + i) +
-            ".\n\n";
+    text +=
+        "   Indented line with  double  spaces and the year " + std::to_string(1900 + i) + ".\n\n";
   }
   text += "A last paragraph with a rare sign \u2603 and trailing spaces   \n";
   return text;
@@ -263,7 +262,8 @@ TEST(SentencePiece, TextBecomesShardsAndComesBackUnchanged) {
   // The recorded model, loaded, encodes as the learned one does.
   options.model = dir.file("shards/tokenizer.model");
   const auto loaded = make_tokenizer(options, {}, "(test)", "--");
-  EXPECT_EQ(loaded->encode("the caf\u00e9 sells tea"), tokenizer->encode("the caf\u00e9 sells tea"));
+  EXPECT_EQ(loaded->encode("the caf\u00e9 sells tea"),
+            tokenizer->encode("the caf\u00e9 sells tea"));
 }
 
 TEST(SentencePiece, BadSettingsAreInputErrorsNamingTheField) {

@@ -213,9 +213,9 @@ TEST(PrepareTextShards, EveryDocumentFollowsABosAndValidationIsTheLastWholeDocum
 TEST(PrepareTextShards, LinesAndParagraphsBecomeDocumentsAndBlankOnesAreDropped) {
   const std::string text = "first line\nsecond line\n\n\nthird\nfourth\n  \nfifth";
   EXPECT_EQ(split_documents(text, DocumentSplit::kFile), std::vector<std::string>{text});
-  EXPECT_EQ(split_documents(text, DocumentSplit::kLine),
-            (std::vector<std::string>{
-                "first line\n", "second line\n", "third\n", "fourth\n", "fifth"}));
+  EXPECT_EQ(
+      split_documents(text, DocumentSplit::kLine),
+      (std::vector<std::string>{"first line\n", "second line\n", "third\n", "fourth\n", "fifth"}));
   EXPECT_EQ(split_documents(text, DocumentSplit::kParagraph),
             (std::vector<std::string>{"first line\nsecond line\n", "third\nfourth\n", "fifth"}));
   EXPECT_TRUE(split_documents("\n \n", DocumentSplit::kLine).empty());
@@ -237,7 +237,8 @@ TEST(PrepareTextShards, LinesAndParagraphsBecomeDocumentsAndBlankOnesAreDropped)
   EXPECT_EQ(all, split_documents(verses, DocumentSplit::kLine));
   // The fewest last documents holding 10% of the tokens.
   EXPECT_GE(prepared.val_tokens, std::llround(0.1 * (prepared.train_tokens + prepared.val_tokens)));
-  EXPECT_LT(prepared.val_tokens - 10, std::llround(0.1 * (prepared.train_tokens + prepared.val_tokens)));
+  EXPECT_LT(prepared.val_tokens - 10,
+            std::llround(0.1 * (prepared.train_tokens + prepared.val_tokens)));
 }
 
 TEST(PrepareTextShards, RejectsAMissingFileABadFractionAndTextHoldingTheBos) {
@@ -256,8 +257,7 @@ TEST(PrepareTextShards, RejectsAMissingFileABadFractionAndTextHoldingTheBos) {
   for (const double fraction : {0.0, 1.0}) {
     TextPreparation bad = options;
     bad.val_fraction = fraction;
-    EXPECT_THROW(prepare_text_shards({dir.file("t.txt")}, dir.file("out"), bad, bytes),
-                 InputError);
+    EXPECT_THROW(prepare_text_shards({dir.file("t.txt")}, dir.file("out"), bad, bytes), InputError);
   }
   TextPreparation no_shard = options;
   no_shard.shard_tokens = 0;

@@ -3,6 +3,8 @@
 // document once, rows replay from a cursor and read the same in any order (resume, ranks),
 // validation is fixed, GPT-2 shards split at their end-of-text id, and shards without the BOS are
 // refused. Also the power iteration behind the RDM's log rho.
+#include "trainer/data.h"
+
 #include <algorithm>
 #include <cmath>
 #include <iostream>
@@ -16,7 +18,6 @@
 #include "sweeps/job_config.h"
 #include "sweeps/token_shards.h"
 #include "tests/support/scratch_dir.h"
-#include "trainer/data.h"
 #include "trainer/injection_diagnostics.h"
 #include "trainer/model.h"
 #include "trainer/sampling.h"
@@ -47,7 +48,8 @@ Corpus write_corpus(const ScratchDir& dir, int count, int max_length, int shards
   SplitMix64 rng(seed);
   std::vector<uint16_t> stream;
   for (int k = 0; k < count + 40; ++k) {
-    const auto length = static_cast<int64_t>(2 + rng.next() % static_cast<uint64_t>(max_length - 1));
+    const auto length =
+        static_cast<int64_t>(2 + rng.next() % static_cast<uint64_t>(max_length - 1));
     std::vector<uint16_t> document = {kBos, static_cast<uint16_t>(2 + k)};
     for (int64_t t = 2; t < length; ++t)
       document.push_back(payload(k, t));
@@ -60,7 +62,8 @@ Corpus write_corpus(const ScratchDir& dir, int count, int max_length, int shards
     const size_t begin = std::min(stream.size(), static_cast<size_t>(s) * per_shard);
     const size_t end = std::min(stream.size(), begin + per_shard);
     const std::string path = dir.file("train_" + std::to_string(s) + ".bin");
-    sweeps::write_token_shard(path, std::vector<uint16_t>(stream.begin() + begin, stream.begin() + end));
+    sweeps::write_token_shard(path,
+                              std::vector<uint16_t>(stream.begin() + begin, stream.begin() + end));
     corpus.data.train_shards.push_back(path);
   }
   std::vector<uint16_t> val;
@@ -124,8 +127,8 @@ TEST(PackedDocuments, EveryRowStartsAtABosAndOnlyTheCroppedDocumentIsCut) {
         ++cropped;
         continue;
       }
-      const auto full = static_cast<int64_t>(
-          corpus.documents[static_cast<size_t>(segments[i].document)].size());
+      const auto full =
+          static_cast<int64_t>(corpus.documents[static_cast<size_t>(segments[i].document)].size());
       if (i + 1 < segments.size()) {
         EXPECT_EQ(segments[i].length, full)
             << "row " << r << ": document " << segments[i].document << " is cut mid-row";
@@ -260,9 +263,8 @@ TEST(EvaluationInputs, EachValidationRowHasItsOwnH0WhateverTheMicroBatch) {
   const LanguageModel model(sweeps::preset("parcae-micro"), ModelOptions{});
   const torch::Device cpu(torch::kCPU);
   const torch::Tensor whole = evaluation_initial_state(*model, 1234, 0, 8, 16, cpu);
-  const torch::Tensor halves =
-      torch::cat({evaluation_initial_state(*model, 1234, 0, 4, 16, cpu),
-                  evaluation_initial_state(*model, 1234, 4, 4, 16, cpu)});
+  const torch::Tensor halves = torch::cat({evaluation_initial_state(*model, 1234, 0, 4, 16, cpu),
+                                           evaluation_initial_state(*model, 1234, 4, 4, 16, cpu)});
   ASSERT_EQ(whole.sizes(), halves.sizes());
   EXPECT_TRUE(torch::equal(whole, halves));
   EXPECT_TRUE(torch::equal(evaluation_initial_state(*model, 1234, 5, 1, 16, cpu)[0], whole[5]));
@@ -279,9 +281,8 @@ TEST(InjectionDiagnostics, PowerIterationFindsTheSpectralRadius) {
   m[1][1] = 0.9 * std::cos(1.0);
   m[2][2] = 0.5;
   // A change of basis keeps the spectrum and hides it from the entries.
-  torch::Tensor basis = torch::tensor({1.0, 2.0, 0.5, -1.0, 1.0, 3.0, 0.0, 1.0, 1.0},
-                                      torch::kDouble)
-                            .reshape({3, 3});
+  torch::Tensor basis =
+      torch::tensor({1.0, 2.0, 0.5, -1.0, 1.0, 3.0, 0.0, 1.0, 1.0}, torch::kDouble).reshape({3, 3});
   const torch::Tensor similar = basis.matmul(m).matmul(torch::inverse(basis));
   // The oscillation of |M^k x| around 0.9^k is bounded by the basis' condition number (< 20
   // here), so the mean growth over 192 iterations is within log(20)/192 = 0.016 of log 0.9.
