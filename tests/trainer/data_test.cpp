@@ -227,8 +227,9 @@ TEST(PackedDocuments, Gpt2ShardsAreSplitAtTheirEndOfTextId) {
     for (int64_t t = 1; t < 16; ++t) {
       const auto token = batch[r][t].item<int64_t>();
       const auto previous = batch[r][t - 1].item<int64_t>();
-      if (previous != kEndOfText && token != kEndOfText)
+      if (previous != kEndOfText && token != kEndOfText) {
         EXPECT_EQ(token, previous) << "row " << r << " position " << t;
+      }
     }
   }
 }
