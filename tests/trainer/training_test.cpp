@@ -643,15 +643,17 @@ TEST(DataParallel, OneRankThroughTheProcessGroupTrainsBitwiseLikeAProcessAlone) 
   EXPECT_EQ(group.done.at("loss_val"), alone.done.at("loss_val"));
 }
 
-// (world size, depth bucketing)
-class DataParallelRanks : public ::testing::TestWithParam<std::tuple<int, bool>> {};
+// (world size, depth bucketing, packed documents)
+class DataParallelRanks : public ::testing::TestWithParam<std::tuple<int, bool, bool>> {};
 
 TEST_P(DataParallelRanks, TheRanksFollowTheLossCurveOfOneRankWithTheSameGlobalBatch) {
-  const auto [world, bucketing] = GetParam();
+  const auto [world, bucketing, documents] = GetParam();
   const ScratchDir dir;
-  const Corpus corpus = write_corpus(dir);
+  const Corpus corpus = documents ? write_document_corpus(dir) : write_corpus(dir);
   json one = data_parallel_job(corpus, 1, 10);
   one["training"]["depth_bucketing"] = bucketing;
+  if (documents)
+    one["data"]["bos_token"] = sweeps::kByteBosToken;
   json many = one;
   many["gpus"] = world;
   ASSERT_EQ(train_in_process(write_job(dir, "one.json", one), dir.file("one")).status,
@@ -687,7 +689,9 @@ TEST_P(DataParallelRanks, TheRanksFollowTheLossCurveOfOneRankWithTheSameGlobalBa
 
 INSTANTIATE_TEST_SUITE_P(WorldSizes,
                          DataParallelRanks,
-                         ::testing::Values(std::make_tuple(2, false), std::make_tuple(3, true)));
+                         ::testing::Values(std::make_tuple(2, false, false),
+                                           std::make_tuple(3, true, false),
+                                           std::make_tuple(2, true, true)));
 
 TEST(DataParallel, ARunPreemptedOnTwoRanksResumesOnOneAndEndsWhereOneRankEnds) {
   const ScratchDir dir;
