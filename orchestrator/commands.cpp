@@ -82,7 +82,7 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
       detail::prepare_sweep_data(declared, options.on_note);
   }
   outcome.spec = sweeps::read_sweep_file(options.sweep_file, read_options);
-  outcome.plan = sweeps::plan_sweep(outcome.spec);
+  outcome.plan = sweeps::plan_sweep(outcome.spec, sweeps::measure_corpus(outcome.spec));
   const std::string root = options.jobs_root.empty() ? default_jobs_root(options.db_path)
                                                      : absolute_normal(options.jobs_root);
   outcome.jobs_dir = (fs::path(root) / outcome.spec.name).string();
