@@ -966,11 +966,13 @@ SweepSpec sweep_spec_from_json(const nlohmann::json& document,
   });
   const nlohmann::json* training =
       document.contains("training") ? &document.at("training") : nullptr;
+  bool training_read = false;  // a bad "training" is reported once, not again for every model
   problems.guard([&] {
     if (training != nullptr)
       spec.training = training_config_from_json(*training, file, "training");
+    training_read = true;
   });
-  if (!problems.reported("training")) {
+  if (training_read) {
     resolve_training(training, spec.axes, problems);
     for (Budget& budget : spec.budgets)
       resolve_training(training, budget.axes, problems);

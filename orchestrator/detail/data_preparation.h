@@ -15,4 +15,7 @@ using PreparationNotice = std::function<void(const std::string&)>;
 // Throws InputError for a command that cannot run or fails, or text that cannot be read.
 bool prepare_sweep_data(const sweeps::SweepSpec& spec, const PreparationNotice& notice);
 
+// True when spec.data.prepare's folder already holds its shards (a dry run can then count them).
+bool sweep_data_prepared(const sweeps::SweepSpec& spec);
+
 }  // namespace parcae::orchestrator::detail
