@@ -40,8 +40,16 @@ CorpusSize measure_corpus(const SweepSpec& spec) {
   CorpusSize corpus;
   const DataSpec& data = spec.data;
   if (!data.train_shards.empty()) {
-    for (const auto& shard : data.train_shards)
-      corpus.train_tokens += shard_tokens(shard);
+    try {
+      for (const auto& shard : data.train_shards)
+        corpus.train_tokens += shard_tokens(shard);
+    } catch (const InputError& e) {
+      // Planning needs no shard contents, and the trainer refuses a bad shard with this same
+      // message when it opens it; the plan reports it in place of the corpus size.
+      corpus.train_tokens = 0;
+      corpus.note = e.what();
+      return corpus;
+    }
     corpus.note = fmt::format("counted in {} shard{}",
                               data.train_shards.size(),
                               data.train_shards.size() == 1 ? "" : "s");

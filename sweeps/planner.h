@@ -41,7 +41,8 @@ struct CorpusSize {
 // data.prepare has run, or without data) gets an estimate from data.prepare's text files at one
 // token per byte, the byte tokenizer's rate, less the held-out fraction; a prepare command's
 // output cannot be known before it runs, so that corpus is unknown, with a note saying when it
-// will be. Throws InputError naming a shard that is not an llm.c shard.
+// will be. A shard whose header is not an llm.c header leaves the corpus unknown, with the
+// file, field and value in the note (the trainer refuses that shard when it opens it).
 CorpusSize measure_corpus(const SweepSpec& spec);
 
 struct PlannedCell {
