@@ -7,6 +7,7 @@
 // depth) and written with upserts, so the steps a resumed trainer replays after its checkpoint
 // replace the earlier ones, and reading a line twice changes nothing.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <future>
@@ -59,11 +60,28 @@ int64_t required_integer(const nlohmann::json& event, const char* key) {
   return static_cast<int64_t>(d);
 }
 
-// A number, or nullopt for a missing key, null or a non-finite spelling ("nan", "inf").
+// True for the spellings other writers use for a value that is not finite: "nan", "inf",
+// "-Infinity" and the like, in any case.
+bool is_non_finite_spelling(const std::string& text) {
+  std::string lower;
+  for (char c : text)
+    lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!lower.empty() && (lower[0] == '-' || lower[0] == '+'))
+    lower.erase(0, 1);
+  return lower == "nan" || lower == "inf" || lower == "infinity";
+}
+
+// A number, or nullopt for a missing key, null or a non-finite spelling ("nan", "inf"). Any
+// other text is a bad event: stored as NULL it would overwrite a good row of a replay.
 std::optional<double> optional_number(const nlohmann::json& event, const char* key) {
   const nlohmann::json* v = member(event, key);
-  if (v == nullptr || v->is_string())
+  if (v == nullptr)
     return std::nullopt;
+  if (v->is_string()) {
+    if (is_non_finite_spelling(v->get<std::string>()))
+      return std::nullopt;
+    throw BadEvent{std::string("\"") + key + "\" = " + v->dump() + ": expected a number"};
+  }
   if (v->is_boolean())
     return v->get<bool>() ? 1.0 : 0.0;
   if (!v->is_number())
