@@ -601,6 +601,8 @@ RunSummary run_sweep(const RunOptions& options) {
     return summary;
   }
 
+  if (!options.jobs_root.empty())
+    check_folder_path(options.jobs_root, "--jobs-dir");
   std::string sweep;
   if (is_file) {
     PlanOptions plan_options;

@@ -81,6 +81,10 @@ TokenShard::TokenShard(const std::string& path, int vocab_size) : path_(path) {
     ::close(fd);
     throw InputError(path, "", "(file)", "cannot be read: " + system_message());
   }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    throw InputError(path, "", "(file)", "is not a regular file: expected an llm.c token shard");
+  }
   const int64_t file_bytes = info.st_size;
   if (file_bytes < kShardHeaderBytes) {
     ::close(fd);
