@@ -139,13 +139,13 @@ SyncResult sync(const std::string& db_path, const std::string& sweep) {
   SyncResult result;
   for (const auto& job : store.jobs(
            sweep, {JobState::kPlanned, JobState::kPreempted}, Store::JobFields::kWithoutConfig)) {
-    const results::IngestReport report =
-        store.ingest_events(job.id, (fs::path(job.out_dir) / sweeps::kEventsFileName).string());
+    const std::string events = (fs::path(job.out_dir) / sweeps::kEventsFileName).string();
+    const results::IngestReport report = store.ingest_events(job.id, events);
     if (report.lines > 0)
       result.ingested.push_back(job.id);
     for (const auto& bad : report.bad_lines) {
       result.bad_lines.push_back(
-          fmt::format("{} ({}): line {}: {}", job.cell, job.id, bad.line, bad.message));
+          fmt::format("{}: line {} ({}): {}", events, bad.line, job.cell, bad.message));
     }
     const auto fresh = store.find_job(job.id);
     if (!fresh->final_status)
