@@ -181,6 +181,35 @@ TEST_F(DiskFull, LaunchOnAFullDiskWaitsForSpaceAndThenRunsTheJob) {
   EXPECT_EQ(integrity_check(db), "ok");
 }
 
+// A database in a folder that cannot be written (a read-only mount, which holds for root too)
+// is reported as such, naming the file, with exit code 2: not as a foreign file.
+TEST_F(DiskFull, DatabaseInAReadOnlyFolderIsCalledUnwritableNotForeign) {
+  const std::string folder = dir_.file("ro"), db = folder + "/db.sqlite";
+  fs::create_directories(folder);
+  ASSERT_EQ(test_support::run_cli({"--db", db, "sweep", "plan", sweep_}).exit_code, 0);
+  const std::string before = read_text(db);
+  const std::string script = "mount --bind " + folder + " " + folder + " && mount -o remount,ro,bind " +
+                             folder + " " + folder + " || exit 90
+" + cli() + " --db " + db +
+                             " sweep status > /dev/null 2> " + dir_.file("status.err") +
+                             "; echo $? > " + dir_.file("status.code") + "
+" + cli() + " --db " +
+                             db + " sweep plan " + sweep_ + " > /dev/null 2> " +
+                             dir_.file("plan.err") + "; echo $? > " + dir_.file("plan.code") + "
+";
+  const CliResult result = run_in_namespace(script);
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  for (const std::string command : {"status", "plan"}) {
+    SCOPED_TRACE(command);
+    const std::string err = read_text(dir_.file(command + ".err"));
+    EXPECT_EQ(read_text(dir_.file(command + ".code")), "2\n") << err;
+    EXPECT_THAT(err, HasSubstr(db));
+    EXPECT_THAT(err, HasSubstr("cannot be"));
+    EXPECT_THAT(err, ::testing::Not(HasSubstr("not a parcae-scale database")));
+  }
+  EXPECT_EQ(read_text(db), before);
+}
+
 #ifdef PARCAE_TRAINER_PATH
 // A job file of the fixture's sweep that trains on real shards, checkpointing after every step.
 std::string write_real_job(const ScratchDir& dir, const std::string& sweep) {
