@@ -74,8 +74,8 @@ class DocumentPosition {
  private:
   struct Frame {
     bool is_array = false;
-    size_t index = 0;     // of the element being read, for an array
-    std::string key;      // of the member being read, for an object
+    size_t index = 0;  // of the element being read, for an array
+    std::string key;   // of the member being read, for an object
     std::set<std::string> keys;
   };
 
@@ -172,6 +172,10 @@ int64_t integer_value(const nlohmann::json& value,
     const double v = value.get<double>();
     if (std::isfinite(v) && std::floor(v) == v && std::fabs(v) < 9.2e18)
       return static_cast<int64_t>(v);
+    if (std::isfinite(v) && std::floor(v) == v) {
+      // JSON has no size limit on integers; ours are 64-bit.
+      throw InputError(file, field, value.dump(), "expected an integer of magnitude below 9.2e18");
+    }
   }
   throw InputError(file, field, value.dump(), "expected an integer");
 }

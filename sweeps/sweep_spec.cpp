@@ -779,10 +779,12 @@ void validate_axes(const SweepAxes& axes,
 // Cells the planner would expand the spec into, as a double: a product of axis sizes can
 // overflow any integer.
 double cell_count(const SweepSpec& spec) {
-  auto size = [](const auto& axis) { return static_cast<double>(std::max<size_t>(axis.size(), 1)); };
+  auto size = [](const auto& axis) {
+    return static_cast<double>(std::max<size_t>(axis.size(), 1));
+  };
   auto model_picks = [&](const SweepAxes& axes) {
-    return size(axes.models) * size(axes.d_model) * size(axes.n_layers) *
-           size(axes.n_recurrent) * size(axes.mean_recurrence);
+    return size(axes.models) * size(axes.d_model) * size(axes.n_layers) * size(axes.n_recurrent) *
+           size(axes.mean_recurrence);
   };
   const double seeds = size(spec.axes.seeds);
   if (spec.budgets.empty())

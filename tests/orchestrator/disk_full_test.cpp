@@ -6,7 +6,6 @@
 // is freed. The steps inside the namespace are a shell script; what must be checked afterwards is
 // copied out of the tmpfs before the namespace ends.
 #include <signal.h>
-#include <sqlite3.h>
 
 #include <cerrno>
 #include <filesystem>
@@ -15,6 +14,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "results/results.h"
 #include "tests/orchestrator/test_support.h"
@@ -67,9 +67,9 @@ class DiskFull : public ::testing::Test {
  protected:
   void SetUp() override {
     // The namespace must be available: a machine without it fails here, with the reason.
-    const CliResult probe = run_in_namespace("mkdir -p " + dir_.file("probe") +
-                                             " && mount -t tmpfs -o size=64k tmpfs " +
-                                             dir_.file("probe"));
+    const CliResult probe =
+        run_in_namespace("mkdir -p " + dir_.file("probe") +
+                         " && mount -t tmpfs -o size=64k tmpfs " + dir_.file("probe"));
     ASSERT_EQ(probe.exit_code, 0)
         << "these tests need unprivileged user namespaces (unshare -Urm): " << probe.err;
     trainer_ = test_support::write_fake_trainer(dir_.path());
@@ -108,8 +108,8 @@ TEST_F(DiskFull, DatabaseOnAFullDiskNamesItStopsTheTrainerAndTheSweepResumesOnce
       "head -n 1 " +
       fifo_.path() + " > /dev/null\n" + fill(fs_dir) + "wait $pid; echo $? > " +
       dir_.file("run1.code") + "\ncp " + db + "* " + copy + "/\nrm " + fs_dir + "/filler\n" + run +
-      " 2> " + dir_.file("run2.err") + "; echo $? > " + dir_.file("run2.code") +
-      "\nmkdir -p " + copy + "/after && cp " + db + "* " + copy + "/after/\n";
+      " 2> " + dir_.file("run2.err") + "; echo $? > " + dir_.file("run2.code") + "\nmkdir -p " +
+      copy + "/after && cp " + db + "* " + copy + "/after/\n";
   // The fixture's FIFO is read by `head` above, so it is not opened here.
   const CliResult result = run_in_namespace(script, env_);
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
@@ -145,26 +145,26 @@ TEST_F(DiskFull, LaunchOnAFullDiskWaitsForSpaceAndThenRunsTheJob) {
   const std::string fs_dir = dir_.file("runfs"), db = dir_.file("db.sqlite");
   fs::create_directories(fs_dir);
   const std::string err_fifo = dir_.file("err.fifo");
-  const std::string script =
-      "mount -t tmpfs -o size=256k tmpfs " + fs_dir + " || exit 90\n" + cli() + " --db " + db +
-      " sweep plan " + sweep_ + " --jobs-dir " + fs_dir + " || exit 91\n" + fill(fs_dir) +
-      "mkfifo " + err_fifo + "\n" + cli() + " --db " + db + " sweep run tiny --trainer " +
-      trainer_ + " --poll-interval 0.05 2> " + err_fifo +
-      " &\n"
-      "pid=$!\n"
-      "exec 3< " +
-      err_fifo +
-      "\n"
-      "while IFS= read -r line <&3; do\n"
-      "  printf '%s\\n' \"$line\" >> " +
-      dir_.file("run.err") +
-      "\n"
-      "  case \"$line\" in *'launches wait'*) break ;; esac\n"
-      "done\n"
-      "rm " +
-      fs_dir + "/filler\ncat <&3 >> " + dir_.file("run.err") + "\nwait $pid; echo $? > " +
-      dir_.file("run.code") + "\nfind " + fs_dir + " -name '*.tmp.*' > " +
-      dir_.file("temporaries") + "\n";
+  const std::string script = "mount -t tmpfs -o size=256k tmpfs " + fs_dir + " || exit 90\n" +
+                             cli() + " --db " + db + " sweep plan " + sweep_ + " --jobs-dir " +
+                             fs_dir + " || exit 91\n" + fill(fs_dir) + "mkfifo " + err_fifo + "\n" +
+                             cli() + " --db " + db + " sweep run tiny --trainer " + trainer_ +
+                             " --poll-interval 0.05 2> " + err_fifo +
+                             " &\n"
+                             "pid=$!\n"
+                             "exec 3< " +
+                             err_fifo +
+                             "\n"
+                             "while IFS= read -r line <&3; do\n"
+                             "  printf '%s\\n' \"$line\" >> " +
+                             dir_.file("run.err") +
+                             "\n"
+                             "  case \"$line\" in *'launches wait'*) break ;; esac\n"
+                             "done\n"
+                             "rm " +
+                             fs_dir + "/filler\ncat <&3 >> " + dir_.file("run.err") +
+                             "\nwait $pid; echo $? > " + dir_.file("run.code") + "\nfind " +
+                             fs_dir + " -name '*.tmp.*' > " + dir_.file("temporaries") + "\n";
   const CliResult result = run_in_namespace(script, env_);
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
 
@@ -188,16 +188,21 @@ TEST_F(DiskFull, DatabaseInAReadOnlyFolderIsCalledUnwritableNotForeign) {
   fs::create_directories(folder);
   ASSERT_EQ(test_support::run_cli({"--db", db, "sweep", "plan", sweep_}).exit_code, 0);
   const std::string before = read_text(db);
-  const std::string script = "mount --bind " + folder + " " + folder + " && mount -o remount,ro,bind " +
-                             folder + " " + folder + " || exit 90
-" + cli() + " --db " + db +
-                             " sweep status > /dev/null 2> " + dir_.file("status.err") +
-                             "; echo $? > " + dir_.file("status.code") + "
-" + cli() + " --db " +
-                             db + " sweep plan " + sweep_ + " > /dev/null 2> " +
-                             dir_.file("plan.err") + "; echo $? > " + dir_.file("plan.code") + "
-";
-  const CliResult result = run_in_namespace(script);
+  const std::string script = "mount --bind " + folder + " " + folder +
+                             " && mount -o remount,ro,bind " + folder + " " + folder +
+                             " || exit 90
+                             " + cli() + " --db
+                             " + db +
+                             " sweep status > /dev/null 2> " +
+                             dir_.file("status.err") + "; echo $? > " + dir_.file("status.code") +
+                             "
+                             " + cli() + " --db " +
+                             db +
+                             " sweep plan " + sweep_ + " > /dev/null 2> " + dir_.file("plan.err") +
+                             "; echo $? > " + dir_.file("plan.code") +
+                             "
+                             ";
+                             const CliResult result = run_in_namespace(script);
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   for (const std::string command : {"status", "plan"}) {
     SCOPED_TRACE(command);
@@ -247,11 +252,11 @@ TEST_F(DiskFull, CheckpointOnAFullDiskIsAnErrorNamingTheFileAndLeavesNoPartialFi
   const std::string fs_dir = dir_.file("outfs"), out = fs_dir + "/run";
   fs::create_directories(fs_dir);
   const std::string script = "mount -t tmpfs -o size=128k tmpfs " + fs_dir +
-                             " || exit 90\nOMP_NUM_THREADS=1 " PARCAE_TRAINER_PATH " --job " +
-                             job + " --out " + out + " 2> " + dir_.file("train.err") +
-                             "; echo $? > " + dir_.file("train.code") + "\nls -a " + out +
-                             "/checkpoint > " + dir_.file("listing") + "\ncp " + out +
-                             "/events.jsonl " + dir_.file("events.jsonl") + "\n";
+                             " || exit 90\nOMP_NUM_THREADS=1 " PARCAE_TRAINER_PATH " --job " + job +
+                             " --out " + out + " 2> " + dir_.file("train.err") + "; echo $? > " +
+                             dir_.file("train.code") + "\nls -a " + out + "/checkpoint > " +
+                             dir_.file("listing") + "\ncp " + out + "/events.jsonl " +
+                             dir_.file("events.jsonl") + "\n";
   const CliResult result = run_in_namespace(script);
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   const std::string err = read_text(dir_.file("train.err"));

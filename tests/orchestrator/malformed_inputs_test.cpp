@@ -4,7 +4,6 @@
 // contain (the file, the field or row, the value). Every case must also leave the database and
 // the input as they were, and must not crash or hang: a crash shows as an exit code above 128.
 // tests/malformed/README.md describes the format.
-#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <cstdint>
@@ -17,6 +16,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "tests/orchestrator/test_support.h"
 #include "tests/support/scratch_dir.h"
@@ -38,7 +38,9 @@ struct Case {
   std::string file;  // the corpus file, for failure messages
   int line = 0;
   nlohmann::json spec;
-  std::string name() const { return file + ":" + std::to_string(line) + " (" + spec.value("name", std::string("?")) + ")"; }
+  std::string name() const {
+    return file + ":" + std::to_string(line) + " (" + spec.value("name", std::string("?")) + ")";
+  }
 };
 
 std::vector<Case> load_cases(const std::string& kind) {
@@ -211,13 +213,13 @@ class MalformedInputs : public ::testing::Test {
       const std::string before = has_input ? read_text(input) : "";
       std::vector<std::string> args = expand_all(c.spec.at("args"), values);
       // Cases for the trainer start with "{trainer}"; the others are parcae-scale's arguments.
-      const bool trainer = values.count("trainer") > 0 && !args.empty() &&
-                           args.front() == values.at("trainer");
+      const bool trainer =
+          values.count("trainer") > 0 && !args.empty() && args.front() == values.at("trainer");
       if (trainer)
         args.erase(args.begin());
-      const CliResult result =
-          trainer ? test_support::run_program(values.at("trainer"), args, {{"OMP_NUM_THREADS", "1"}})
-                  : run_cli(args);
+      const CliResult result = trainer ? test_support::run_program(
+                                             values.at("trainer"), args, {{"OMP_NUM_THREADS", "1"}})
+                                       : run_cli(args);
       check_result(c, result, values);
       EXPECT_EQ(dump_database(db_), dump_) << c.name() << " changed the database";
       if (has_input)
@@ -277,8 +279,9 @@ TEST_F(MalformedInputs, DatabasesExitTwoNamingTheFileAndLeaveItUnchanged) {
       sqlite3* db = nullptr;
       sqlite3_open(path.c_str(), &db);
       char* error = nullptr;
-      ASSERT_EQ(sqlite3_exec(db, make.at("sql").get<std::string>().c_str(), nullptr, nullptr, &error),
-                SQLITE_OK)
+      ASSERT_EQ(
+          sqlite3_exec(db, make.at("sql").get<std::string>().c_str(), nullptr, nullptr, &error),
+          SQLITE_OK)
           << c.name() << ": " << (error != nullptr ? error : "");
       sqlite3_close(db);
     } else if (how == "patch") {
