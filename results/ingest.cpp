@@ -41,22 +41,27 @@ const nlohmann::json* member(const nlohmann::json& event, const char* key) {
   return it == event.end() || it->is_null() ? nullptr : &*it;
 }
 
+// "\"key\" is missing" or "\"key\" = VALUE", for messages.
+std::string found(const nlohmann::json* v, const char* key) {
+  return std::string("\"") + key + "\"" + (v == nullptr ? " is missing" : " = " + v->dump());
+}
+
 double required_number(const nlohmann::json& event, const char* key) {
   const nlohmann::json* v = member(event, key);
   if (v == nullptr || !v->is_number())
-    throw BadEvent{std::string("\"") + key + "\" is missing or not a number"};
+    throw BadEvent{found(v, key) + ": expected a number"};
   return v->get<double>();
 }
 
 int64_t required_integer(const nlohmann::json& event, const char* key) {
   const nlohmann::json* v = member(event, key);
   if (v == nullptr || !v->is_number())
-    throw BadEvent{std::string("\"") + key + "\" is missing or not an integer"};
+    throw BadEvent{found(v, key) + ": expected an integer"};
   if (v->is_number_integer())
     return v->get<int64_t>();
   const double d = v->get<double>();
   if (std::floor(d) != d || std::fabs(d) > 9e18)
-    throw BadEvent{std::string("\"") + key + "\" is not an integer"};
+    throw BadEvent{found(v, key) + ": expected an integer"};
   return static_cast<int64_t>(d);
 }
 
@@ -200,7 +205,7 @@ void apply(const std::string& job,
   } else if (*type == sweeps::kEventEval) {
     const int64_t depth = required_integer(event, "depth");
     if (depth < 1)
-      throw BadEvent{"\"depth\" must be >= 1"};
+      throw BadEvent{"\"depth\" = " + std::to_string(depth) + ": expected >= 1"};
     s.evaluation.reset();
     s.evaluation.bind(1, job)
         .bind(2, step)
@@ -263,7 +268,8 @@ void apply(const std::string& job,
   } else if (*type == sweeps::kEventDone) {
     const auto status = optional_text(event, "status");
     if (!status || (*status != sweeps::kStatusDone && *status != sweeps::kStatusDiverged)) {
-      throw BadEvent{"\"status\" must be \"done\" or \"diverged\""};
+      throw BadEvent{found(member(event, "status"), "status") +
+                     ": expected \"done\" or \"diverged\""};
     }
     s.done.reset();
     s.done.bind(1, job)

@@ -404,8 +404,17 @@ ModelConfig preset(const std::string& name) {
 ModelConfig model_config_from_json(const nlohmann::json& value,
                                    const std::string& file,
                                    const std::string& field) {
-  if (value.is_string())
-    return preset(value.get<std::string>());
+  if (value.is_string()) {
+    try {
+      return preset(value.get<std::string>());
+    } catch (const InputError&) {
+      throw InputError(file,
+                       field,
+                       value.dump(),
+                       "unknown preset",
+                       suggestion_hint(value.get<std::string>(), preset_names()));
+    }
+  }
   if (!value.is_object()) {
     throw InputError(file, field, value.dump(), "expected a preset name or an object");
   }

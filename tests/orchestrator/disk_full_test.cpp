@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include <gmock/gmock.h>
@@ -204,7 +205,7 @@ TEST_F(DiskFull, DatabaseInAReadOnlyFolderIsCalledUnwritableNotForeign) {
                              ";
                              const CliResult result = run_in_namespace(script);
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  for (const std::string command : {"status", "plan"}) {
+  for (const std::string& command : std::vector<std::string>{"status", "plan"}) {
     SCOPED_TRACE(command);
     const std::string err = read_text(dir_.file(command + ".err"));
     EXPECT_EQ(read_text(dir_.file(command + ".code")), "2\n") << err;

@@ -6,10 +6,12 @@
 // tests/malformed/README.md describes the format.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <regex>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -150,17 +152,45 @@ std::string dump_database(const std::string& path) {
   });
   for (const auto& table : tables) {
     out += "table " + table + "\n";
-    each_row("SELECT * FROM \"" + table + "\" ORDER BY rowid", [&](auto* s) {
+    // Sorted here: some tables have no rowid to order by.
+    std::vector<std::string> rows;
+    each_row("SELECT * FROM \"" + table + "\"", [&](auto* s) {
+      std::string row;
       for (int i = 0; i < sqlite3_column_count(s); ++i) {
         const auto* text = sqlite3_column_text(s, i);
-        out += text != nullptr ? reinterpret_cast<const char*>(text) : "NULL";
-        out += "|";
+        row += text != nullptr ? reinterpret_cast<const char*>(text) : "NULL";
+        row += "|";
       }
-      out += "\n";
+      rows.push_back(row + "\n");
     });
+    std::sort(rows.begin(), rows.end());
+    for (const auto& row : rows)
+      out += row;
   }
   sqlite3_close(db);
   return out;
+}
+
+// The byte offset of the first page of `table` in the database at `path`.
+int64_t first_page_offset(const std::string& path, const std::string& table) {
+  sqlite3* db = nullptr;
+  int64_t root = 0, page_size = 0;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* statement = nullptr;
+  sqlite3_prepare_v2(
+      db, "SELECT rootpage FROM sqlite_master WHERE name = ?1", -1, &statement, nullptr);
+  sqlite3_bind_text(statement, 1, table.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(statement) == SQLITE_ROW)
+    root = sqlite3_column_int64(statement, 0);
+  sqlite3_finalize(statement);
+  sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &statement, nullptr);
+  if (sqlite3_step(statement) == SQLITE_ROW)
+    page_size = sqlite3_column_int64(statement, 0);
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+  if (root < 1 || page_size < 1)
+    throw std::runtime_error("no table " + table + " in " + path);
+  return (root - 1) * page_size;
 }
 
 // Checks one run against its case: the exit code, and each expected text in stderr or stdout.
@@ -290,8 +320,9 @@ TEST_F(MalformedInputs, DatabasesExitTwoNamingTheFileAndLeaveItUnchanged) {
       std::string bytes = good;
       if (make.contains("truncate"))
         bytes.resize(make.at("truncate").get<size_t>());
-      if (make.contains("offset")) {
-        int64_t offset = make.at("offset").get<int64_t>();
+      if (make.contains("offset") || make.contains("table")) {
+        int64_t offset = make.contains("table") ? first_page_offset(db_, make.at("table"))
+                                                : make.at("offset").get<int64_t>();
         if (offset < 0)
           offset += static_cast<int64_t>(bytes.size());
         const std::string with = make.at("bytes").get<std::string>();
