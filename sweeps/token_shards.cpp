@@ -229,6 +229,8 @@ PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
   if (error)
     throw Error("cannot create " + out_dir + ": " + error.message());
   const std::filesystem::path out = std::filesystem::absolute(out_dir);
+  // Shards a killed run of this left half written.
+  remove_temporaries(out.string());
 
   PreparedShards prepared;
   const auto split = static_cast<size_t>(total - val_tokens);

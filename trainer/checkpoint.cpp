@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "sweeps/atomic_file.h"
 #include "sweeps/error.h"
 #include "sweeps/run_contract.h"
 
@@ -21,9 +22,6 @@ namespace fs = std::filesystem;
 
 constexpr const char* kPrefix = "step_";
 constexpr const char* kSuffix = ".pt";
-// In the name of every file written to a temporary name before its rename, ours and those of
-// sweeps::write_file_atomically: "step_00000050.pt.tmp.4242", "job.json.tmp.Xa81Qz".
-constexpr const char* kTemporaryMarker = ".tmp.";
 
 std::string file_name(int64_t step) {
   char name[64];
@@ -102,15 +100,8 @@ void write_archive(torch::serialize::OutputArchive& archive, const fs::path& pat
 }  // namespace
 
 void remove_temporaries(const std::string& dir) {
-  std::error_code error;
-  for (const fs::path& folder : {fs::path(dir), fs::path(dir) / sweeps::kCheckpointDirName}) {
-    if (!fs::is_directory(folder, error))
-      continue;
-    for (const auto& entry : fs::directory_iterator(folder, error)) {
-      if (entry.path().filename().string().find(kTemporaryMarker) != std::string::npos)
-        fs::remove(entry.path(), error);
-    }
-  }
+  sweeps::remove_temporaries(dir);
+  sweeps::remove_temporaries((fs::path(dir) / sweeps::kCheckpointDirName).string());
 }
 
 nlohmann::json to_json(const CheckpointMeta& meta) {
@@ -164,7 +155,7 @@ std::string save_checkpoint(const std::string& dir,
   const fs::path final_path = folder / file_name(meta.step);
   // The pid keeps two writers apart; remove_temporaries() deletes what a killed one left.
   const fs::path temporary =
-      folder / (file_name(meta.step) + kTemporaryMarker + std::to_string(::getpid()));
+      folder / (file_name(meta.step) + sweeps::kTemporaryMarker + std::to_string(::getpid()));
 
   torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
   model.save(model_archive);
