@@ -189,21 +189,13 @@ TEST_F(DiskFull, DatabaseInAReadOnlyFolderIsCalledUnwritableNotForeign) {
   fs::create_directories(folder);
   ASSERT_EQ(test_support::run_cli({"--db", db, "sweep", "plan", sweep_}).exit_code, 0);
   const std::string before = read_text(db);
-  const std::string script = "mount --bind " + folder + " " + folder +
-                             " && mount -o remount,ro,bind " + folder + " " + folder +
-                             " || exit 90
-                             " + cli() + " --db
-                             " + db +
-                             " sweep status > /dev/null 2> " +
-                             dir_.file("status.err") + "; echo $? > " + dir_.file("status.code") +
-                             "
-                             " + cli() + " --db " +
-                             db +
-                             " sweep plan " + sweep_ + " > /dev/null 2> " + dir_.file("plan.err") +
-                             "; echo $? > " + dir_.file("plan.code") +
-                             "
-                             ";
-                             const CliResult result = run_in_namespace(script);
+  const std::string script =
+      "mount --bind " + folder + " " + folder + " && mount -o remount,ro,bind " + folder + " " +
+      folder + " || exit 90\n" + cli() + " --db " + db + " sweep status > /dev/null 2> " +
+      dir_.file("status.err") + "; echo $? > " + dir_.file("status.code") + "\n" + cli() +
+      " --db " + db + " sweep plan " + sweep_ + " > /dev/null 2> " + dir_.file("plan.err") +
+      "; echo $? > " + dir_.file("plan.code") + "\n";
+  const CliResult result = run_in_namespace(script);
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   for (const std::string& command : std::vector<std::string>{"status", "plan"}) {
     SCOPED_TRACE(command);
