@@ -252,8 +252,9 @@ class MalformedInputs : public ::testing::Test {
                                        : run_cli(args);
       check_result(c, result, values);
       EXPECT_EQ(dump_database(db_), dump_) << c.name() << " changed the database";
-      if (has_input)
+      if (has_input) {
         EXPECT_EQ(read_text(input), before) << c.name() << " changed its input";
+      }
     }
   }
 
@@ -336,8 +337,9 @@ TEST_F(MalformedInputs, DatabasesExitTwoNamingTheFileAndLeaveItUnchanged) {
     const std::string before = is_file ? read_text(path) : "";
     const CliResult result = run_cli(expand_all(c.spec.at("args"), values));
     check_result(c, result, values);
-    if (is_file)
+    if (is_file) {
       EXPECT_EQ(read_text(path), before) << c.name() << " changed the database file";
+    }
     EXPECT_FALSE(fs::exists(path + "-wal") && fs::file_size(path + "-wal") > 0)
         << c.name() << " wrote to the database";
   }
