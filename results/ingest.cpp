@@ -90,7 +90,7 @@ std::optional<double> optional_number(const nlohmann::json& event, const char* k
   if (v->is_boolean())
     return v->get<bool>() ? 1.0 : 0.0;
   if (!v->is_number())
-    throw BadEvent{std::string("\"") + key + "\" is not a number"};
+    throw BadEvent{found(v, key) + ": expected a number"};
   return v->get<double>();
 }
 
@@ -108,7 +108,7 @@ std::optional<std::string> optional_text(const nlohmann::json& event, const char
   if (v == nullptr)
     return std::nullopt;
   if (!v->is_string())
-    throw BadEvent{std::string("\"") + key + "\" is not a string"};
+    throw BadEvent{found(v, key) + ": expected a string"};
   return v->get<std::string>();
 }
 
