@@ -19,7 +19,7 @@ namespace {
 // Follows the parser's events to know where it is, so that a refusal can name the field.
 class DocumentPosition {
  public:
-  DocumentPosition(const std::string& file) : file_(file) {}
+  explicit DocumentPosition(const std::string& file) : file_(file) {}
 
   bool on_event(nlohmann::json::parse_event_t event, const nlohmann::json& parsed) {
     using Event = nlohmann::json::parse_event_t;
