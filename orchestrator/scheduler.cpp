@@ -511,8 +511,8 @@ class Scheduler {
     } catch (const std::exception& error) {
       pool_.release(gpus);
       if (is_out_of_space(error)) {
-        // Not the job's fault: it goes back to wait, uncounted, and launches are tried again at
-        // each poll until space is freed.
+        // Not the job's fault: it goes back to wait, uncounted, and launches are tried again
+        // once space has been freed where it failed (dispatch()).
         waiting_for_space_ = true;
         space_path_ = job.out_dir;
         space_at_failure_ = free_bytes(space_path_);
