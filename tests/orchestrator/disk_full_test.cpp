@@ -106,7 +106,9 @@ TEST_F(DiskFull, DatabaseOnAFullDiskNamesItStopsTheTrainerAndTheSweepResumesOnce
       " 2> " + dir_.file("run1.err") +
       " &\n"
       "pid=$!\n"
-      "head -n 1 " +
+      // Bounded, as BlockFifo::wait_for is, so that a trainer that never blocks fails the test
+      // instead of hanging it.
+      "timeout 120 head -n 1 " +
       fifo_.path() + " > /dev/null\n" + fill(fs_dir) + "wait $pid; echo $? > " +
       dir_.file("run1.code") + "\ncp " + db + "* " + copy + "/\nrm " + fs_dir + "/filler\n" + run +
       " 2> " + dir_.file("run2.err") + "; echo $? > " + dir_.file("run2.code") + "\nmkdir -p " +
