@@ -358,9 +358,14 @@ class Scheduler {
           launcher_->adopt(job.id, attempt->attempt, *attempt->backend_id)) {
         const std::vector<int> gpus = detail::parse_device_list(attempt->devices.value_or(""));
         pool_.occupy(gpus);
-        running_[job.id] = {
-            job.cell, attempt->attempt, gpus, job.out_dir, job.steps_done, std::nullopt};
-        running_[job.id].last_event = Clock::now();
+        running_[job.id] = {job.cell,
+                            attempt->attempt,
+                            gpus,
+                            job.out_dir,
+                            job.steps_done,
+                            std::nullopt,
+                            Clock::now(),
+                            std::nullopt};
         ++summary_.adopted;
         ProgressEvent e;
         e.kind = ProgressEvent::Kind::kAdopted;
@@ -431,8 +436,14 @@ class Scheduler {
       const detail::Launched launched = launcher_->launch(request);
       store_.set_attempt_process(job.id, attempt, launched.pid, launched.backend_id);
       launcher_->release(job.id);
-      running_[job.id] = {job.cell, attempt, gpus, job.out_dir, job.steps_done, std::nullopt};
-      running_[job.id].last_event = Clock::now();
+      running_[job.id] = {job.cell,
+                          attempt,
+                          gpus,
+                          job.out_dir,
+                          job.steps_done,
+                          std::nullopt,
+                          Clock::now(),
+                          std::nullopt};
       ++summary_.launched;
       ProgressEvent e;
       e.kind = ProgressEvent::Kind::kStarted;
