@@ -261,10 +261,10 @@ TEST_P(StopSignal, StopsTheRunAfterTrainersSaveAndTheSameCommandFinishes) {
 INSTANTIATE_TEST_SUITE_P(Signals,
                          StopSignal,
                          ::testing::Values(SIGTERM, SIGINT, SIGHUP),
-                         [](const ::testing::TestParamInfo<int>& info) {
-                           return std::string(info.param == SIGTERM  ? "SIGTERM"
-                                              : info.param == SIGINT ? "SIGINT"
-                                                                     : "SIGHUP");
+                         [](const ::testing::TestParamInfo<int>& param_info) {
+                           return std::string(param_info.param == SIGTERM  ? "SIGTERM"
+                                              : param_info.param == SIGINT ? "SIGINT"
+                                                                           : "SIGHUP");
                          });
 
 // Rows that must be the same however the sweep was interrupted: per cell its state, final
