@@ -287,12 +287,13 @@ void expect_invariants(const std::string& db, const std::string& reference) {
     SCOPED_TRACE(job.cell);
     EXPECT_EQ(job.state, JobState::kDone);
     int done = 0;
-    std::optional<int64_t> previous_end;
+    std::optional<double> previous_end;
     for (const auto& attempt : store.attempts(job.id)) {
       done += attempt.outcome == results::Outcome::kDone ? 1 : 0;
       ASSERT_TRUE(attempt.ended_at) << "attempt " << attempt.attempt << " never ended";
-      if (previous_end)
+      if (previous_end) {
         EXPECT_GE(attempt.started_at, *previous_end) << "attempt " << attempt.attempt;
+      }
       previous_end = attempt.ended_at;
     }
     EXPECT_EQ(done, 1);
