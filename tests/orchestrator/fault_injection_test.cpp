@@ -1,12 +1,13 @@
 // Seeded fault injection on a real CPU sweep: parcae-scale runs two cells of parcae-micro with the
 // real parcae-train, and each trial hits it at a random moment with one fault: SIGKILL of the
 // orchestrator, of its trainers or of both; SIGTERM, SIGINT or SIGHUP to the orchestrator; a
-// trainer frozen with SIGSTOP (hung: no more events), which --silence-limit must find, kill and
-// retry; or a second orchestrator started on the same database. A plain `sweep run` then finishes
-// the sweep, and the database must hold what an uninterrupted run of the same sweep holds: every
-// cell done by exactly one successful attempt, no two attempts of a cell at once, integrity_check
-// ok, and the same curves, evaluations and final losses to the last bit (the trainer resumes
-// bitwise on the CPU: tests/trainer/training_test.cpp).
+// trainer frozen with SIGSTOP (hung: no more events), which --silence-limit (four times the
+// longest quiet stretch of a healthy trainer in the reference run) must find, kill and retry; or a
+// second orchestrator started on the same database. A plain `sweep run` then finishes the sweep,
+// and the database must hold what an uninterrupted run of the same sweep holds: every cell done by
+// exactly one successful attempt, no two attempts of a cell at once, integrity_check ok, and the
+// same curves, evaluations and final losses to the last bit (the trainer resumes bitwise on the
+// CPU: tests/trainer/training_test.cpp).
 //
 // A moment is a number of step events written by the trainers, drawn between none and all of
 // them, plus up to 150 ms: it is a point in the sweep's work, not in wall time, so a slow machine
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdlib>
@@ -210,6 +212,28 @@ std::vector<pid_t> running_trainers(const std::string& db) {
   return out;
 }
 
+// The longest a trainer of a finished sweep went without writing an event: from its launch to
+// its first event, or between two events. It measures how quiet a healthy trainer is on this
+// machine, under its present load.
+double longest_silence_s(const std::string& db) {
+  const Store store = Store::open(db, Store::Mode::kExisting);
+  double longest = 0.0;
+  for (const auto& job : store.jobs("faults")) {
+    double previous = store.attempts(job.id).front().started_at;
+    std::istringstream lines(test_support::read_text(job.out_dir + "/events.jsonl"));
+    std::string line;
+    while (std::getline(lines, line)) {
+      const auto event = nlohmann::json::parse(line, nullptr, false);
+      if (event.is_discarded() || !event.contains("time") || !event["time"].is_number())
+        continue;
+      const double time = event["time"].get<double>();
+      longest = std::max(longest, time - previous);
+      previous = time;
+    }
+  }
+  return longest;
+}
+
 class FaultInjection : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -326,6 +350,12 @@ TEST_F(FaultInjection, RandomFaultsAtRandomMomentsLoseNothing) {
   const std::string reference = results_dump(clean.file("faults.sqlite"));
   const int64_t total_steps = step_events(clean.file("runs"));
   ASSERT_GT(total_steps, 20);
+  // The silence limit of the hung-trainer trials: far above the quietest stretch of a healthy
+  // trainer here (a slow or busy machine raises both), so that only the frozen one reaches it. A
+  // healthy trainer killed all the same would cost an attempt, not the invariants.
+  const std::string silence_limit = std::to_string(
+      static_cast<int>(std::max(10.0, 4 * longest_silence_s(clean.file("faults.sqlite")))));
+  std::printf("fault injection: --silence-limit %s for the hung trainers\n", silence_limit.c_str());
 
   std::map<std::string, int> tried;
   for (int trial = 0; trial < trials; ++trial) {
@@ -346,9 +376,9 @@ TEST_F(FaultInjection, RandomFaultsAtRandomMomentsLoseNothing) {
     const std::string log = dir.file("log");
     // A hung trainer is found only by the silence limit; elsewhere a limit this short would only
     // kill healthy trainers on a busy machine.
-    const std::vector<std::string> extra = fault == Fault::kHangTrainer
-                                               ? std::vector<std::string>{"--silence-limit", "5"}
-                                               : std::vector<std::string>{};
+    const std::vector<std::string> extra =
+        fault == Fault::kHangTrainer ? std::vector<std::string>{"--silence-limit", silence_limit}
+                                     : std::vector<std::string>{};
     std::optional<Orchestrator> victim(std::in_place, run_command(dir.path(), extra), log);
     while (victim->running() && step_events(dir.file("runs")) < moment_steps)
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -400,7 +430,8 @@ TEST_F(FaultInjection, RandomFaultsAtRandomMomentsLoseNothing) {
         const int code = victim->wait();
         EXPECT_EQ(code, 0) << test_support::read_text(log);
         if (hung) {
-          EXPECT_THAT(test_support::read_text(log), ::testing::HasSubstr("(--silence-limit 5)"));
+          EXPECT_THAT(test_support::read_text(log),
+                      ::testing::HasSubstr("(--silence-limit " + silence_limit + ")"));
         }
         break;
       }
