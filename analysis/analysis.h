@@ -214,6 +214,63 @@ struct IsoflopAnalysis {
 // message names the column to --group-by or --where on.
 IsoflopAnalysis analyse_isoflop(const Source& source, const IsoflopRequest& request);
 
+// The swept variable of a sweep's isoFLOP fit: "mu_rec" when the mean recurrence varies within a
+// budget (among the runs that are not fixed-depth controls), else "params".
+std::string swept_variable(const SweepRuns& runs);
+
+// ---------------------------------------------------------------------------------------------
+// Live fit and refinement rounds (docs/cli.md, "refine")
+// ---------------------------------------------------------------------------------------------
+
+// The exponent of x* = k C^a over a sweep's finished runs, as `sweep status` shows it while cells
+// run. status is "ok" (a and its 95% bootstrap interval known), or "waiting" with the reason in
+// message (too few finished budgets, an edge minimum, ...).
+struct LiveFit {
+  std::string x;  // the swept variable's column (swept_variable, or the refine axis)
+  std::string status = "waiting";
+  std::string message;
+  double exponent = fitting::kNotComputed;  // a
+  double exponent_ci_low = fitting::kNotComputed;
+  double exponent_ci_high = fitting::kNotComputed;
+  int runs = 0;                      // finished runs that entered the fit
+  int budgets = 0;                   // budgets whose interior minimum entered the power law
+  std::vector<std::string> job_ids;  // the runs it rests on, sorted
+  // Per budget: id, status, x* and whether it entered ("1e12 ok x*=3.1", for the text view).
+  std::vector<std::string> minima;
+};
+
+// Fits the isoFLOP law to `runs` along `x` ("" = swept_variable(runs)) with a bootstrap of
+// `bootstrap` replicates (seed 42). Never throws for data that cannot be fitted: that is a status.
+LiveFit live_fit(const SweepRuns& runs, const std::string& x = "", int bootstrap = 1000);
+nlohmann::ordered_json to_json(const LiveFit& fit);
+
+// What decide_refinement() reads besides the runs.
+struct RefineInput {
+  nlohmann::json document;  // the sweep's document as planned, without refinement rounds
+  std::string file;         // names it in messages
+  std::vector<sweeps::RefineRound> rounds;  // rounds that added cells so far, in order
+  double flops_planned = 0.0;               // FLOPs of every job of the sweep as planned
+  int bootstrap = 2000;                     // replicates of the exponent's interval (seed 42)
+};
+
+// The next round of a refining sweep, from its finished runs (docs/cli.md): for each budget whose
+// observed minimum lies at an edge of its values (or whose parabola puts x* outside them), two
+// geometric steps of refine.step beyond that edge (mu_rec >= 1, integers, values not already
+// planned); when every budget is bracketed but a's interval is wider than
+// refine.until.exponent_ci_width, a budget one budget-spacing above the largest, centred on the
+// fitted x*(C), and the geometric midpoints around the least certain interior minimum. It stops
+// ("stop", no additions) when the interval is narrow enough and every minimum is bracketed, after
+// refine.max_rounds rounds, when the round would take the sweep past refine.max_flops, or when
+// nothing is left to add. The round's cells are planned (without data) to count their FLOPs and
+// GPU-hours. Deterministic: the same runs give the same round. Throws InputError when the
+// document has no "refine" block.
+sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& input);
+
+// decide_refinement() for a sweep of the store: its finished runs, stored document, recorded
+// rounds that added cells and planned FLOPs. Throws InputError for an unknown sweep or one
+// without a "refine" block.
+sweeps::RefineRound next_refinement(const results::Store& store, const std::string& sweep);
+
 // ---------------------------------------------------------------------------------------------
 // Reports
 // ---------------------------------------------------------------------------------------------

@@ -103,21 +103,6 @@ std::string inline_svg(const std::string& svg,
   return out;
 }
 
-// The swept variable of the isoFLOP figures: the mean recurrence when it varies within a budget
-// (among the runs that are not fixed-depth controls), else the parameter count.
-std::string swept_variable(const SweepRuns& runs) {
-  std::map<std::string, std::set<int>> mus;
-  for (const auto& run : runs.runs) {
-    if (!run.control && !run.budget_id.empty())
-      mus[run.budget_id].insert(run.mean_recurrence);
-  }
-  for (const auto& [budget, values] : mus) {
-    if (values.size() >= 2)
-      return "mu_rec";
-  }
-  return "params";
-}
-
 // A fit document of fit_to_json / isoflop_to_json as HTML: status, coefficients with SE and
 // interval, message, warnings and what keeps it from being usable; for isoflop, the minima.
 std::string fit_html(const nlohmann::ordered_json& fit, const std::string& title) {

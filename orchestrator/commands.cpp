@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "orchestrator/detail/data_preparation.h"
+#include "orchestrator/detail/job_files.h"
 #include "orchestrator/detail/process.h"
 #include "orchestrator/detail/slurm.h"
 #include "orchestrator/orchestrator.h"
@@ -82,7 +83,28 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
       detail::prepare_sweep_data(declared, options.on_note);
   }
   outcome.spec = sweeps::read_sweep_file(options.sweep_file, read_options);
+  // A refined sweep's rounds are part of it: planning its file again keeps their cells.
+  std::vector<sweeps::RefineRound> rounds;
+  {
+    std::error_code ec;
+    if (fs::exists(options.db_path, ec)) {
+      const Store store = Store::open(options.db_path, Store::Mode::kExisting);
+      if (store.find_sweep(outcome.spec.name))
+        rounds = refinement_rounds(store, outcome.spec.name);
+    }
+  }
+  if (!rounds.empty()) {
+    sweeps::SweepReadOptions refined_options = read_options;
+    refined_options.overrides.clear();  // already in the document
+    const nlohmann::json document = outcome.spec.source;
+    outcome.spec =
+        sweeps::sweep_spec_from_json(sweeps::apply_refinement(document, outcome.spec, rounds),
+                                     options.sweep_file,
+                                     refined_options);
+    outcome.spec.source = document;
+  }
   outcome.plan = sweeps::plan_sweep(outcome.spec);
+  sweeps::assign_rounds(outcome.plan, rounds);
   const std::string root = options.jobs_root.empty() ? default_jobs_root(options.db_path)
                                                      : absolute_normal(options.jobs_root);
   outcome.jobs_dir = (fs::path(root) / outcome.spec.name).string();
@@ -100,19 +122,22 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
   outcome.recorded = store.record_plan(outcome.spec, outcome.plan, outcome.jobs_dir);
   if (!options.jobs_root.empty())
     store.set_jobs_dir(outcome.spec.name, outcome.jobs_dir);
-  if (options.require_data) {
-    // Each run folder is complete from the start, so that the jobs can also be trained where
-    // parcae-scale is not installed (scripts/run-jobs) and ingested later with `sweep sync`.
-    for (const auto& job : store.jobs(outcome.spec.name, {JobState::kPlanned})) {
-      const std::string job_file = (fs::path(job.out_dir) / sweeps::kJobFileName).string();
-      if (fs::exists(job_file) || !store.attempts(job.id).empty())
-        continue;
-      fs::create_directories(job.out_dir);
-      sweeps::write_job_file(
-          sweeps::job_config_from_json(job.config, "(database: job " + job.id + ")"), job_file);
-    }
-  }
+  if (options.require_data)
+    detail::write_job_files(store, outcome.spec.name);
   return outcome;
+}
+
+void detail::write_job_files(const Store& store, const std::string& sweep) {
+  // Each run folder is complete from the start, so that the jobs can also be trained where
+  // parcae-scale is not installed (scripts/run-jobs) and ingested later with `sweep sync`.
+  for (const auto& job : store.jobs(sweep, {JobState::kPlanned})) {
+    const std::string job_file = (fs::path(job.out_dir) / sweeps::kJobFileName).string();
+    if (fs::exists(job_file) || !store.attempts(job.id).empty())
+      continue;
+    fs::create_directories(job.out_dir);
+    sweeps::write_job_file(
+        sweeps::job_config_from_json(job.config, "(database: job " + job.id + ")"), job_file);
+  }
 }
 
 SyncResult sync(const std::string& db_path, const std::string& sweep) {
@@ -186,6 +211,7 @@ std::vector<SweepStatus> sweep_status(const std::string& db_path, const std::str
       status.notes.push_back(std::string("could not ask Slurm: ") + error.what());
     }
     status.sweep = record;
+    status.rounds = store.refine_rounds(record.name);
     status.jobs = store.jobs(record.name, {}, Store::JobFields::kWithoutConfig);
     const results::SweepCounts counts = store.counts(record.name);
     status.counts = counts.by_state;
@@ -232,6 +258,7 @@ nlohmann::ordered_json to_json(const SweepStatus& status, bool with_jobs) {
                                 {"budget_flops", optional(job.budget_flops)},
                                 {"mean_recurrence", job.mean_recurrence},
                                 {"fixed_depth", job.fixed_depth},
+                                {"round", job.round},
                                 {"steps", job.steps},
                                 {"steps_done", optional(job.steps_done)},
                                 {"last_loss", optional(job.last_loss)},

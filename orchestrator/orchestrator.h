@@ -29,6 +29,7 @@
 
 #include "results/results.h"
 #include "sweeps/planner.h"
+#include "sweeps/refine.h"
 #include "sweeps/sweep_spec.h"
 
 namespace parcae::orchestrator {
@@ -170,6 +171,35 @@ struct RunSummary {
 RunSummary run_sweep(const RunOptions& options);
 
 // ---------------------------------------------------------------------------------------------
+// refinement rounds (docs/cli.md, "refine")
+
+// The next round of a refining sweep, decided from the store (analysis::next_refinement). The job
+// queue never links the fitters, so the command line hands the decision in.
+using RefineDecider =
+    std::function<sweeps::RefineRound(const results::Store& store, const std::string& sweep)>;
+
+// The sweep's recorded rounds that added cells, in order.
+std::vector<sweeps::RefineRound> refinement_rounds(const results::Store& store,
+                                                   const std::string& sweep);
+
+// Records a decision: a "refine" round's cells are planned from the sweep's stored document with
+// every round applied (sweeps::apply_refinement) exactly as a file listing them would be, and
+// recorded with their round, in one transaction with the decision; a "stop" decision is stored
+// alone. Writes the new jobs' job.json. Returns what recording did.
+results::PlanRecordResult record_refinement(results::Store& store,
+                                            const std::string& sweep,
+                                            const sweeps::RefineRound& round);
+
+// `sweep run` of a sweep with a "refine" block: run_sweep(), then while `decide` adds cells,
+// record the round (on_round is told first) and run it, until a decision stops. A sweep without
+// the block is one run_sweep(). A stop by signal, or a failed job, ends the loop before deciding;
+// the same call resumes: the rounds recorded so far are part of the sweep, so it runs their
+// unfinished cells and decides again from where it stopped.
+RunSummary run_refining_sweep(const RunOptions& options,
+                              const RefineDecider& decide,
+                              const std::function<void(const sweeps::RefineRound&)>& on_round);
+
+// ---------------------------------------------------------------------------------------------
 // run on Slurm (docs/slurm.md)
 
 // The Slurm backend of `sweep run`. First reconciles the sweep's Slurm jobs (as reconcile_slurm),
@@ -211,6 +241,7 @@ std::string default_slurm_template();
 
 struct SweepStatus {
   results::SweepRecord sweep;
+  std::vector<sweeps::RefineRound> rounds;  // every refinement decision, in round order
   std::vector<results::JobRecord> jobs;
   std::map<results::JobState, int> counts;
   double flops_done = 0.0;   // sum of the jobs' flops_done

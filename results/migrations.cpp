@@ -13,8 +13,25 @@
 namespace parcae::results::detail {
 
 const std::vector<Migration>& migrations() {
-  // Version 1 is the first release: nothing to upgrade from yet.
-  static const std::vector<Migration> kSteps = {};
+  static const std::vector<Migration> kSteps = {
+      {1,
+       "refinement rounds: jobs.round, refine_rounds",
+       "ALTER TABLE jobs ADD COLUMN round INTEGER NOT NULL DEFAULT 0;\n"
+       "CREATE TABLE refine_rounds (\n"
+       "  sweep TEXT NOT NULL REFERENCES sweeps(name) ON DELETE CASCADE,\n"
+       "  round INTEGER NOT NULL,\n"
+       "  action TEXT NOT NULL CHECK (action IN ('refine', 'stop')),\n"
+       "  reason TEXT NOT NULL,\n"
+       "  exponent REAL,\n"
+       "  exponent_ci_low REAL,\n"
+       "  exponent_ci_high REAL,\n"
+       "  cells INTEGER NOT NULL,\n"
+       "  flops REAL NOT NULL,\n"
+       "  decision TEXT NOT NULL,\n"
+       "  created_at REAL NOT NULL,\n"
+       "  PRIMARY KEY (sweep, round)\n"
+       ") STRICT;\n"},
+  };
   return kSteps;
 }
 

@@ -24,11 +24,12 @@
 #include <nlohmann/json.hpp>
 
 #include "sweeps/planner.h"
+#include "sweeps/refine.h"
 #include "sweeps/sweep_spec.h"
 
 namespace parcae::results {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 inline constexpr int32_t kApplicationId = 0x50415243;  // "PARC"
 
 // The schema.sql text this build creates databases with.
@@ -100,6 +101,7 @@ struct JobRecord {
   std::optional<std::string> last_error;
   double created_at = 0.0;
   double updated_at = 0.0;
+  int round = 0;  // refinement round that added the cell; 0 = the grid
 };
 
 // A row of `attempts`.
@@ -256,10 +258,15 @@ class Store {
   // Records the sweep and the plan's kept cells as planned jobs in one transaction; idempotent
   // (jobs are keyed by JobConfig::id()). A cell whose name exists with another job id is replaced
   // when that job never started; otherwise InputError names the cell and nothing is written.
-  // New jobs get out_dir = jobs_dir/<job id>.
+  // New jobs get out_dir = jobs_dir/<job id> and their cell's round. With `round`, that
+  // refinement decision is stored (replacing one of the same number) in the same transaction as
+  // the cells it adds, so that a kill leaves either both or neither.
   PlanRecordResult record_plan(const sweeps::SweepSpec& spec,
                                const sweeps::Plan& plan,
-                               const std::string& jobs_dir);
+                               const std::string& jobs_dir,
+                               const sweeps::RefineRound* round = nullptr);
+  // The sweep's refinement decisions in round order; empty for a sweep without refinement.
+  std::vector<sweeps::RefineRound> refine_rounds(const std::string& sweep) const;
   // What record_plan would do, deciding the same way and throwing the same InputError, without
   // writing anything: `sweep plan --dry-run` predicts the real plan.
   PlanRecordResult preview_plan(const sweeps::SweepSpec& spec, const sweeps::Plan& plan) const;

@@ -8,6 +8,7 @@
 --
 -- Versions:
 --   1 (2026-11-25)  first release: sweeps, jobs, attempts, provenance, curve, evaluations, fits.
+--   2 (2026-12-05)  refinement rounds: jobs.round, refine_rounds.
 --
 -- Units: times are unix seconds (REAL), FLOPs are training FLOPs under the convention of
 -- sweeps/flop_model.h (REAL, since they exceed 2^63 at paper scale), token and parameter counts are
@@ -67,6 +68,7 @@ CREATE TABLE jobs (
   last_error TEXT,                 -- the last error event's message or the last failure reason
   created_at REAL NOT NULL,        -- unix s, when planned
   updated_at REAL NOT NULL,        -- unix s, last change of any column
+  round INTEGER NOT NULL DEFAULT 0,  -- refinement round that added the cell; 0 = the sweep file's grid
   UNIQUE (sweep, cell)
 ) STRICT;
 
@@ -162,4 +164,22 @@ CREATE TABLE fits (
   job_ids TEXT NOT NULL,           -- JSON array of the job ids whose rows were used
   details TEXT NOT NULL,           -- JSON: the fit's full report (options, objective, minima, ...)
   created_at REAL NOT NULL         -- unix s
+) STRICT;
+
+-- One row per decision of a refining sweep (the sweep file's "refine" block, sweeps/refine.h):
+-- the cells round N added and why, or why refinement stopped there. Its cells are recorded in the
+-- same transaction, so a killed run resumes mid-round with the round's cells already planned.
+CREATE TABLE refine_rounds (
+  sweep TEXT NOT NULL REFERENCES sweeps(name) ON DELETE CASCADE,  -- the refined sweep
+  round INTEGER NOT NULL,          -- 1, 2, ...: the round whose cells it adds (0 is the grid)
+  action TEXT NOT NULL CHECK (action IN ('refine', 'stop')),  -- cells added, or refinement ended
+  reason TEXT NOT NULL,            -- one line: why
+  exponent REAL,                   -- a of x* = k C^a, the fit the decision rests on; NULL when none
+  exponent_ci_low REAL,            -- lower end of a's 95% bootstrap interval; NULL when none
+  exponent_ci_high REAL,           -- upper end of it; NULL when none
+  cells INTEGER NOT NULL,          -- cells the round added
+  flops REAL NOT NULL,             -- their planned FLOPs (achieved_flops summed)
+  decision TEXT NOT NULL,          -- JSON: the whole decision, each budget's additions with reasons
+  created_at REAL NOT NULL,        -- unix s
+  PRIMARY KEY (sweep, round)
 ) STRICT;

@@ -42,7 +42,7 @@ const char kJobColumns[] =
     "gpu_hours_estimate, gpus, config, out_dir, failures, preemptions, events_offset, "
     "events_lines, steps_done, tokens_done, flops_done, last_loss, checkpoint_step, "
     "checkpoint_path, final_status, loss_train, loss_val, wall_time_s, last_error, created_at, "
-    "updated_at";
+    "updated_at, round";
 
 JobRecord read_job(const Statement& s, bool with_config = true) {
   JobRecord j;
@@ -89,6 +89,7 @@ JobRecord read_job(const Statement& s, bool with_config = true) {
   j.last_error = s.get_optional_text(i++);
   j.created_at = s.get_double(i++);
   j.updated_at = s.get_double(i++);
+  j.round = static_cast<int>(s.get_int(i++));
   return j;
 }
 
@@ -413,7 +414,8 @@ PlanRecordResult Store::preview_plan(const sweeps::SweepSpec& spec,
 
 PlanRecordResult Store::record_plan(const sweeps::SweepSpec& spec,
                                     const sweeps::Plan& plan,
-                                    const std::string& jobs_dir) {
+                                    const std::string& jobs_dir,
+                                    const sweeps::RefineRound* round) {
   const Connection& db = impl_->db;
   const double now = unix_now();
   Transaction transaction(db);
@@ -441,9 +443,9 @@ PlanRecordResult Store::record_plan(const sweeps::SweepSpec& spec,
       "INSERT INTO jobs (id, sweep, cell, state, model, budget_id, budget_flops, mean_recurrence, "
       "mean_backward, fixed_depth, seed, parameters_total, parameters_noncore, parameters_core, "
       "parameters_embedding, flops_per_token, train_tokens, steps, achieved_flops, "
-      "gpu_hours_estimate, gpus, config, out_dir, created_at, updated_at) VALUES (?1, ?2, ?3, "
-      "'planned', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, "
-      "?21, ?22, ?23, ?23)");
+      "gpu_hours_estimate, gpus, config, out_dir, created_at, updated_at, round) VALUES (?1, ?2, "
+      "?3, 'planned', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, "
+      "?20, ?21, ?22, ?23, ?23, ?24)");
   for (const sweeps::PlannedCell* cell : comparison.to_insert) {
     insert.reset();
     insert.bind(1, cell->job_id).bind(2, spec.name).bind(3, cell->name).bind(4, cell->model_label);
@@ -469,10 +471,46 @@ PlanRecordResult Store::record_plan(const sweeps::SweepSpec& spec,
         .bind(21, sweeps::to_json(cell->job).dump())
         .bind(22, (std::filesystem::path(jobs_dir) / cell->job_id).string())
         .bind(23, now)
+        .bind(24, cell->round)
+        .run();
+  }
+  if (round != nullptr) {
+    Statement upsert(db,
+                     "INSERT INTO refine_rounds (sweep, round, action, reason, exponent, "
+                     "exponent_ci_low, exponent_ci_high, cells, flops, decision, created_at) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (sweep, "
+                     "round) DO UPDATE SET action = excluded.action, reason = excluded.reason, "
+                     "exponent = excluded.exponent, exponent_ci_low = excluded.exponent_ci_low, "
+                     "exponent_ci_high = excluded.exponent_ci_high, cells = excluded.cells, "
+                     "flops = excluded.flops, decision = excluded.decision");
+    upsert.bind(1, spec.name).bind(2, round->round).bind(3, round->action).bind(4, round->reason);
+    int column = 5;
+    for (double v : {round->exponent, round->exponent_ci_low, round->exponent_ci_high}) {
+      if (std::isfinite(v))
+        upsert.bind(column, v);
+      else
+        upsert.bind_null(column);
+      ++column;
+    }
+    upsert.bind(8, round->cells)
+        .bind(9, round->flops)
+        .bind(10, sweeps::to_json(*round).dump())
+        .bind(11, now)
         .run();
   }
   transaction.commit();
   return comparison.result;
+}
+
+std::vector<sweeps::RefineRound> Store::refine_rounds(const std::string& sweep) const {
+  Statement s(impl_->db, "SELECT decision FROM refine_rounds WHERE sweep = ?1 ORDER BY round");
+  s.bind(1, sweep);
+  std::vector<sweeps::RefineRound> out;
+  while (s.step()) {
+    out.push_back(sweeps::refine_round_from_json(
+        nlohmann::json::parse(s.get_text(0), nullptr, false), path() + ": refine_rounds"));
+  }
+  return out;
 }
 
 std::optional<SweepRecord> Store::find_sweep(const std::string& name) const {
@@ -883,7 +921,7 @@ Table Store::export_table(const std::string& sweep, const std::string& table) co
         "parameters_core, parameters_embedding, flops_per_token, train_tokens, steps, "
         "achieved_flops, gpu_hours_estimate, gpus, steps_done, tokens_done, "
         "flops_done, last_loss, final_status, loss_train, loss_val, wall_time_s, "
-        "failures, preemptions, last_error, out_dir, " +
+        "failures, preemptions, last_error, out_dir, round, " +
             iso_time("created_at") + " AS created_at, " + iso_time("updated_at") +
             " AS updated_at FROM jobs WHERE sweep = ?1 ORDER BY jobs.created_at, rowid",
         sweep);

@@ -333,7 +333,8 @@ nlohmann::json to_json(const PlannedCell& cell) {
       {"gpu_hours", cell.gpu_hours},
       {"seed", cell.job.seed},
       {"flags", cell.flags},
-      {"kept", cell.kept}};
+      {"kept", cell.kept},
+      {"round", cell.round}};
   return j;
 }
 
@@ -412,7 +413,7 @@ std::string to_table(const Plan& plan) {
                                ? "1 fixed"
                                : fmt::format("{}/{}", c.mean_recurrence, c.mean_backward);
     out += fmt::format(
-        "{:<{}}  {:>11} {:>11} {:>10} {:>8} {:>12} {:>10} {:>10.4g} {:>8} {:>8} {:>9.3g}{}\n",
+        "{:<{}}  {:>11} {:>11} {:>10} {:>8} {:>12} {:>10} {:>10.4g} {:>8} {:>8} {:>9.3g}{}{}\n",
         c.name,
         width,
         c.parameters.total,
@@ -425,6 +426,7 @@ std::string to_table(const Plan& plan) {
         c.budget_flops > 0 ? percent(c.flop_gap) : std::string("-"),
         c.steps,
         c.gpu_hours,
+        c.round > 0 ? fmt::format("  round {}", c.round) : std::string(),
         c.flagged() ? (c.kept ? "  FLAGGED (kept)" : "  FLAGGED (skipped)") : "");
   }
   const PlanTotals& t = plan.totals;

@@ -42,6 +42,7 @@ struct PlannedCell {
   double gpu_hours = 0.0;          // achieved / throughput_flops_per_s / 3600 (all GPUs of the job)
   std::vector<std::string> flags;  // why the cell is not sensible; empty when it is
   bool kept = true;                // recorded as a job (false for flagged cells by default)
+  int round = 0;                   // refinement round that added the cell; 0 = the grid
 
   bool flagged() const { return !flags.empty(); }
 };

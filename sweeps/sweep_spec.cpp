@@ -518,6 +518,30 @@ void read_plan(const nlohmann::json& value, Problems& problems, PlanSettings& pl
   });
 }
 
+void read_refine(const nlohmann::json& value, Problems& problems, RefineSettings& refine) {
+  if (!check_keys(value, {"axis", "until", "max_rounds", "max_flops", "step"}, "refine", problems))
+    return;
+  const detail::JsonAt at{problems.file(), "refine"};
+  problems.guard([&] { detail::read_field(value, "axis", at, refine.axis); });
+  problems.guard([&] { detail::read_field(value, "max_rounds", at, refine.max_rounds); });
+  problems.guard([&] { detail::read_field(value, "max_flops", at, refine.max_flops); });
+  problems.guard([&] { detail::read_field(value, "step", at, refine.step); });
+  if (!value.contains("until")) {
+    problems.add("refine.until", "(missing)", "expected {\"exponent_ci_width\": 0.05}");
+    return;
+  }
+  const nlohmann::json& until = value.at("until");
+  if (!check_keys(until, {"exponent_ci_width"}, "refine.until", problems))
+    return;
+  if (!until.contains("exponent_ci_width")) {
+    problems.add("refine.until.exponent_ci_width", "(missing)", "expected a width such as 0.05");
+    return;
+  }
+  const detail::JsonAt until_at{problems.file(), "refine.until"};
+  problems.guard(
+      [&] { detail::read_field(until, "exponent_ci_width", until_at, refine.exponent_ci_width); });
+}
+
 std::string number_text(double value) {
   char buffer[32];
   std::snprintf(buffer, sizeof(buffer), "%.17g", value);
@@ -856,6 +880,29 @@ std::vector<Problem> validate_spec(const SweepSpec& spec) {
         number_text(spec.plan.throughput_flops_per_s),
         "expected a positive number such as 4e14");
   }
+  if (spec.has_refine) {
+    const RefineSettings& r = spec.refine;
+    if (r.axis != "mean_recurrence") {
+      add("refine.axis",
+          "\"" + r.axis + "\"",
+          "expected \"mean_recurrence\", the axis refinement supports",
+          suggestion_hint(r.axis, {"mean_recurrence"}));
+    }
+    if (!(r.exponent_ci_width > 0) || !std::isfinite(r.exponent_ci_width)) {
+      add("refine.until.exponent_ci_width",
+          number_text(r.exponent_ci_width),
+          "expected a positive width such as 0.05");
+    }
+    if (r.max_rounds < 1)
+      add("refine.max_rounds", std::to_string(r.max_rounds), "expected >= 1");
+    if (!(r.max_flops >= 0) || !std::isfinite(r.max_flops))
+      add("refine.max_flops", number_text(r.max_flops), "expected >= 0 FLOPs (0: no cap)");
+    if (!(r.step > 1) || !std::isfinite(r.step))
+      add("refine.step", number_text(r.step), "expected a ratio > 1, such as 2");
+    if (spec.budgets.empty()) {
+      add("refine", "(with axes.train_tokens)", "expected budgets: refinement fits isoFLOP minima");
+    }
+  }
   if (spec.data.train_patterns.empty())
     add("data.train", "[]", "expected at least one path or glob");
   if (spec.data.val_patterns.empty())
@@ -891,7 +938,8 @@ SweepSpec sweep_spec_from_json(const nlohmann::json& document,
                    "resources",
                    "device",
                    "checkpoint_interval_steps",
-                   "plan"},
+                   "plan",
+                   "refine"},
                   "",
                   problems)) {
     throw SweepFileError(file, problems.lines());
@@ -946,6 +994,11 @@ SweepSpec sweep_spec_from_json(const nlohmann::json& document,
   problems.guard([&] {
     if (document.contains("plan"))
       read_plan(document.at("plan"), problems, spec.plan);
+  });
+  problems.guard([&] {
+    spec.has_refine = document.contains("refine");
+    if (spec.has_refine)
+      read_refine(document.at("refine"), problems, spec.refine);
   });
   for (const Problem& p : validate_spec(spec)) {
     // A value that could not be read is reported once, by the reader.

@@ -112,6 +112,17 @@ struct PlanSettings {
   double throughput_flops_per_s = 3.9576e14;
 };
 
+// Closed-loop refinement (the sweep file's "refine" block, docs/cli.md): after the grid, `sweep
+// run` fits x* = k C^a along `axis` and adds cells in rounds (sweeps/refine.h) until the 95%
+// interval of the exponent a is at most exponent_ci_width wide, or a cap is reached.
+struct RefineSettings {
+  std::string axis = "mean_recurrence";  // the swept variable; the one refinement supports
+  double exponent_ci_width = 0.05;       // until.exponent_ci_width: ci_high - ci_low of a
+  int max_rounds = 6;                    // rounds after the grid
+  double max_flops = 0.0;                // cap on the sweep's planned FLOPs; 0 = none
+  double step = 2.0;                     // geometric step along the axis beyond an edge, > 1
+};
+
 struct SweepSpec {
   std::string file;  // the file it was read from, as given
   std::string name;  // [A-Za-z0-9._-]+: it names folders and database rows
@@ -125,6 +136,8 @@ struct SweepSpec {
   std::string device = "auto";  // "auto", "cpu" or "cuda", copied into every job
   int64_t checkpoint_interval_steps = 0;
   PlanSettings plan;
+  bool has_refine = false;  // the file has a "refine" block
+  RefineSettings refine;
   nlohmann::json source;  // the document as read, stored with the sweep in the database
 
   // Every semantic problem at once, each "FILE: FIELD = VALUE: EXPECTED"; empty when valid.

@@ -11,5 +11,6 @@
 #include "sweeps/flop_model.h"    // ModelConfig, count_parameters, train_flops_per_token, preset
 #include "sweeps/job_config.h"    // JobConfig, read_job_file, write_job_file
 #include "sweeps/planner.h"       // Plan, PlannedCell, plan_sweep
+#include "sweeps/refine.h"        // RefineRound, apply_refinement, assign_rounds
 #include "sweeps/sweep_spec.h"    // SweepSpec, read_sweep_file, SweepFileError
 #include "sweeps/token_shards.h"  // TokenShard, write_token_shard, prepare_text_shards

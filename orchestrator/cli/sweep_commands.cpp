@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "analysis/analysis.h"
 #include "orchestrator/cli/cli_context.h"
 #include "orchestrator/orchestrator.h"
 #include "sweeps/error.h"
@@ -209,15 +210,56 @@ class ProgressPrinter {
   std::map<std::string, JobProgress> running_;  // by cell
 };
 
+std::string interval_text(double value, double low, double high) {
+  if (!std::isfinite(value))
+    return "-";
+  if (!std::isfinite(low) || !std::isfinite(high))
+    return fmt::format("{:.3f}", value);
+  return fmt::format("{:.3f} [{:.3f}, {:.3f}]", value, low, high);
+}
+
+// A refinement decision as lines: what it does and why, then each budget's additions and the
+// round's cost.
+std::string round_text(const sweeps::RefineRound& round) {
+  std::string out;
+  if (round.action == "refine") {
+    out = fmt::format("round {}: {}\n", round.round, round.reason);
+    for (const auto& a : round.additions) {
+      out += fmt::format("  {}{}: {}\n",
+                         a.budget_id,
+                         a.new_budget ? fmt::format(" (new, {:.3g} FLOPs)", a.budget_flops) : "",
+                         a.reason);
+    }
+    out += fmt::format("  {} cells, {:.3g} FLOPs, {:.3g} GPU-hours (estimated)\n",
+                       round.cells,
+                       round.flops,
+                       round.gpu_hours);
+  } else {
+    out = fmt::format("refinement stops before round {}: {}\n", round.round, round.reason);
+  }
+  return out;
+}
+
+// The live fit of a sweep with budgets: x* ~ C^a over its finished runs, with its interval.
+std::optional<analysis::LiveFit> sweep_live_fit(const std::string& db_path,
+                                                const results::SweepRecord& sweep) {
+  if (!sweep.spec.contains("budgets"))
+    return std::nullopt;
+  const results::Store store = results::Store::open(db_path, results::Store::Mode::kExisting);
+  const analysis::SweepRuns runs = analysis::collect_runs(store, sweep.name);
+  return analysis::live_fit(runs, sweep.spec.contains("refine") ? "mu_rec" : "");
+}
+
 // Jobs a glance needs: every state but planned and done (those are counted in the header).
 bool listed_by_default(JobState state) {
   return state != JobState::kPlanned && state != JobState::kDone;
 }
 
 struct StatusView {
-  bool all = false;                   // list every job, not only those that need a look
-  bool terminal = false;              // draw a progress bar
-  std::optional<double> flops_per_s;  // measured by --watch between two looks
+  bool all = false;                      // list every job, not only those that need a look
+  std::optional<analysis::LiveFit> fit;  // the sweep's live fit, when it has budgets
+  bool terminal = false;                 // draw a progress bar
+  std::optional<double> flops_per_s;     // measured by --watch between two looks
 };
 
 void print_status(const orchestrator::SweepStatus& status, const StatusView& view) {
@@ -236,6 +278,24 @@ void print_status(const orchestrator::SweepStatus& status, const StatusView& vie
       eta = "complete";
     std::cout << fmt::format(
         "  {} {:5.1f}%  {}\n", progress_bar(fraction, 30), 100 * fraction, eta);
+  }
+  if (view.fit) {
+    const analysis::LiveFit& fit = *view.fit;
+    const std::string symbol = fit.x == "mu_rec" ? "mu*" : fit.x + "*";
+    if (fit.status == "ok") {
+      std::cout << fmt::format(
+          "  fit: {} ~ C^a, a = {} (95%), from {} runs over {} budgets\n",
+          symbol,
+          interval_text(fit.exponent, fit.exponent_ci_low, fit.exponent_ci_high),
+          fit.runs,
+          fit.budgets);
+    } else {
+      std::cout << fmt::format("  fit: {} ~ C^a waiting: {}\n", symbol, fit.message);
+    }
+  }
+  for (const auto& round : status.rounds) {
+    std::cout << fmt::format(
+        "  round {}: {} ({} cells): {}\n", round.round, round.action, round.cells, round.reason);
   }
   std::vector<const results::JobRecord*> listed;
   for (const auto& job : status.jobs) {
@@ -525,7 +585,11 @@ void add_run(CLI::App& sweep, CliContext& context) {
       o->stop_signal = &g_stop_signal;
       auto printer = std::make_shared<ProgressPrinter>();
       o->on_progress = [printer](const orchestrator::ProgressEvent& e) { (*printer)(e); };
-      const orchestrator::RunSummary summary = orchestrator::run_sweep(*o);
+      const orchestrator::RunSummary summary = orchestrator::run_refining_sweep(
+          *o, analysis::next_refinement, [printer](const sweeps::RefineRound& round) {
+            printer->finish();
+            std::cerr << round_text(round) << std::flush;
+          });
       printer->finish();
       if (context.json) {
         print_json(nlohmann::ordered_json{{"sweep", summary.sweep},
@@ -613,12 +677,22 @@ void add_status(CLI::App& sweep, CliContext& context) {
             std::cerr << "parcae-scale: " << s.sweep.name << ": " << note << "\n";
         }
         if (context.json) {
+          auto document = [&context](const orchestrator::SweepStatus& s) {
+            nlohmann::ordered_json out = orchestrator::to_json(s);
+            const auto fit = sweep_live_fit(context.db_path, s.sweep);
+            out["fit"] = fit ? analysis::to_json(*fit) : nlohmann::ordered_json();
+            nlohmann::ordered_json rounds = nlohmann::ordered_json::array();
+            for (const auto& round : s.rounds)
+              rounds.push_back(nlohmann::ordered_json(sweeps::to_json(round)));
+            out["rounds"] = rounds;
+            return out;
+          };
           if (!o->name.empty()) {
-            print_json(orchestrator::to_json(statuses.front()));
+            print_json(document(statuses.front()));
           } else {
             nlohmann::ordered_json all = nlohmann::ordered_json::array();
             for (const auto& s : statuses)
-              all.push_back(orchestrator::to_json(s));
+              all.push_back(document(s));
             print_json(nlohmann::ordered_json{{"sweeps", all}});
           }
         } else {
@@ -638,6 +712,7 @@ void add_status(CLI::App& sweep, CliContext& context) {
             last[s.sweep.name] = {s.flops_done, now};
             StatusView view;
             view.all = o->all;
+            view.fit = sweep_live_fit(context.db_path, s.sweep);
             view.terminal = terminal;
             if (const auto r = rate.find(s.sweep.name); r != rate.end())
               view.flops_per_s = r->second;
@@ -656,6 +731,48 @@ void add_status(CLI::App& sweep, CliContext& context) {
         if (g_stop_signal.load() != 0)
           return 0;
       }
+    };
+  });
+}
+
+void add_refine(CLI::App& sweep, CliContext& context) {
+  struct Options {
+    std::string name;
+    bool dry_run = false;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = sweep.add_subcommand(
+      "refine", "Decide the next refinement round of a sweep from its finished runs, and plan it");
+  cmd->add_option("sweep", o->name, "sweep name (default: the database's only sweep)");
+  cmd->add_flag("--dry-run",
+                o->dry_run,
+                "print what the round would add, with its FLOPs and GPU-hours; write nothing");
+  cmd->add_flag("--json", context.json, "print the decision as one JSON document");
+  cmd->callback([o, &context] {
+    context.run = [o, &context] {
+      results::Store store = results::Store::open(context.db_path, results::Store::Mode::kExisting);
+      const std::string name = store.resolve_sweep(o->name);
+      const sweeps::RefineRound round = analysis::next_refinement(store, name);
+      if (!o->dry_run)
+        orchestrator::record_refinement(store, name, round);
+      if (context.json) {
+        nlohmann::ordered_json document = {{"sweep", name}, {"dry_run", o->dry_run}};
+        for (const auto& [key, value] : sweeps::to_json(round).items())
+          document[key] = value;
+        print_json(document);
+      } else {
+        std::cout << round_text(round);
+      }
+      if (o->dry_run) {
+        std::cerr << "parcae-scale: dry run: nothing was written\n";
+      } else if (round.action == "refine") {
+        std::cerr << fmt::format(
+            "parcae-scale: round {} of sweep {} planned; `sweep run {}` runs it\n",
+            round.round,
+            name,
+            name);
+      }
+      return 0;
     };
   });
 }
@@ -775,6 +892,7 @@ void add_sweep_commands(CLI::App& app, CliContext& context) {
   add_plan(*sweep, context);
   add_run(*sweep, context);
   add_status(*sweep, context);
+  add_refine(*sweep, context);
   add_retry(*sweep, context);
   add_cancel(*sweep, context);
   add_sync(*sweep, context);

@@ -1,0 +1,421 @@
+// The live isoFLOP fit of a running sweep and the decision of each refinement round (analysis.h).
+//
+// Both read the same fit as `fit isoflop` (analyse_isoflop over the sweep's finished runs), so
+// the exponent a sweep stops on is the one `fit` reports. The policy of a round is here and only
+// here; the orchestrator records and runs what it returns.
+#include "sweeps/refine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "analysis/analysis.h"
+#include "sweeps/error.h"
+
+namespace parcae::analysis {
+namespace {
+
+struct SweepFit {
+  std::optional<fitting::IsoflopFit> fit;
+  std::vector<std::string> job_ids;
+  std::string message;  // why there is no fit
+};
+
+SweepFit fit_sweep(const SweepRuns& runs, const std::string& x, int bootstrap) {
+  SweepFit out;
+  bool has_budget = false;
+  for (const auto& run : runs.runs)
+    has_budget = has_budget || (!run.budget_id.empty() && !run.control);
+  if (!has_budget) {
+    out.message = "no finished run with a budget yet";
+    return out;
+  }
+  try {
+    Source source;
+    source.runs = &runs;
+    source.table = runs_table(runs);
+    IsoflopRequest request;
+    request.x = x;
+    request.options.bootstrap_resamples = bootstrap;
+    request.options.seed = 42;
+    const IsoflopAnalysis analysis = analyse_isoflop(source, request);
+    if (analysis.groups.size() != 1) {
+      out.message = fmt::format("{} series in one sweep; fit each with `fit isoflop --group-by`",
+                                analysis.groups.size());
+      return out;
+    }
+    out.fit = analysis.groups.front().fit;
+    out.job_ids = analysis.groups.front().job_ids;
+  } catch (const InputError& e) {
+    out.message = e.what();
+  }
+  return out;
+}
+
+bool interval_known(const fitting::IsoflopFit& fit) {
+  if (fit.status != fitting::FitStatus::kOk)
+    return false;
+  const fitting::Coefficient& a = fit.coefficient("a");
+  return std::isfinite(a.value) && std::isfinite(a.ci_low) && std::isfinite(a.ci_high);
+}
+
+std::string values_text(const std::vector<int>& values) {
+  std::string out;
+  for (int v : values)
+    out += (out.empty() ? "" : ", ") + std::to_string(v);
+  return out;
+}
+
+// v rounded to `digits` significant digits.
+double round_significant(double v, int digits) {
+  const double scale = std::pow(10.0, digits - 1 - static_cast<int>(std::floor(std::log10(v))));
+  return std::round(v * scale) / scale;
+}
+
+// The integers nearest to `targets`, >= 1, in none of `taken`, each once, ascending.
+std::vector<int> new_values(const std::vector<double>& targets, const std::set<int>& taken) {
+  std::set<int> out;
+  for (double t : targets) {
+    if (!std::isfinite(t))
+      continue;
+    const int v = static_cast<int>(std::max<long long>(1, std::llround(t)));
+    if (taken.count(v) == 0)
+      out.insert(v);
+  }
+  return {out.begin(), out.end()};
+}
+
+}  // namespace
+
+std::string swept_variable(const SweepRuns& runs) {
+  std::map<std::string, std::set<int>> mus;
+  for (const auto& run : runs.runs) {
+    if (!run.control && !run.budget_id.empty())
+      mus[run.budget_id].insert(run.mean_recurrence);
+  }
+  for (const auto& [budget, values] : mus) {
+    if (values.size() >= 2)
+      return "mu_rec";
+  }
+  return "params";
+}
+
+LiveFit live_fit(const SweepRuns& runs, const std::string& x, int bootstrap) {
+  LiveFit out;
+  out.x = x.empty() ? swept_variable(runs) : x;
+  const SweepFit sweep_fit = fit_sweep(runs, out.x, bootstrap);
+  if (!sweep_fit.fit) {
+    out.message = sweep_fit.message;
+    return out;
+  }
+  const fitting::IsoflopFit& fit = *sweep_fit.fit;
+  out.job_ids = sweep_fit.job_ids;
+  out.runs = static_cast<int>(sweep_fit.job_ids.size());
+  for (const auto& b : fit.budgets) {
+    out.budgets += b.used ? 1 : 0;
+    out.minima.push_back(
+        fmt::format("{} {}{}{}",
+                    b.budget_id,
+                    fitting::to_string(b.status),
+                    std::isfinite(b.x_star) ? fmt::format(" x*={:.3g}", b.x_star) : std::string(),
+                    b.used ? "" : " (not used)"));
+  }
+  const fitting::Coefficient& a = fit.coefficient("a");
+  out.exponent = a.value;
+  out.exponent_ci_low = a.ci_low;
+  out.exponent_ci_high = a.ci_high;
+  if (interval_known(fit)) {
+    out.status = "ok";
+  } else {
+    out.message = fit.message.empty() ? "the exponent's interval is not known yet" : fit.message;
+  }
+  return out;
+}
+
+nlohmann::ordered_json to_json(const LiveFit& fit) {
+  auto number = [](double v) {
+    return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json();
+  };
+  return {{"x", fit.x},
+          {"status", fit.status},
+          {"message", fit.message},
+          {"exponent", number(fit.exponent)},
+          {"exponent_ci", {number(fit.exponent_ci_low), number(fit.exponent_ci_high)}},
+          {"ci_level", 0.95},
+          {"runs", fit.runs},
+          {"budgets", fit.budgets},
+          {"minima", fit.minima},
+          {"job_ids", fit.job_ids}};
+}
+
+sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& input) {
+  sweeps::SweepReadOptions read;
+  read.require_data = false;
+  const sweeps::SweepSpec base = sweeps::sweep_spec_from_json(input.document, input.file, read);
+  if (!base.has_refine) {
+    throw InputError(
+        input.file, "refine", "(missing)", "expected a \"refine\" block in the sweep to refine it");
+  }
+  const sweeps::RefineSettings& settings = base.refine;
+  const sweeps::SweepSpec spec = sweeps::sweep_spec_from_json(
+      sweeps::apply_refinement(input.document, base, input.rounds), input.file, read);
+
+  sweeps::RefineRound round;
+  round.round = input.rounds.empty() ? 1 : input.rounds.back().round + 1;
+  round.exponent = fitting::kNotComputed;
+  round.exponent_ci_low = fitting::kNotComputed;
+  round.exponent_ci_high = fitting::kNotComputed;
+  const SweepFit sweep_fit = fit_sweep(runs, "mu_rec", input.bootstrap);
+  const fitting::IsoflopFit* fit = sweep_fit.fit ? &*sweep_fit.fit : nullptr;
+  const bool law_known = fit != nullptr && interval_known(*fit);
+  if (fit != nullptr) {
+    const fitting::Coefficient& a = fit->coefficient("a");
+    round.exponent = a.value;
+    round.exponent_ci_low = a.ci_low;
+    round.exponent_ci_high = a.ci_high;
+    round.runs_used = static_cast<int>(sweep_fit.job_ids.size());
+    for (const auto& b : fit->budgets)
+      round.budgets_used += b.used ? 1 : 0;
+  }
+  const double width = law_known ? round.exponent_ci_high - round.exponent_ci_low : 0.0;
+  const std::string law_text =
+      law_known ? fmt::format("a = {:.3f} [{:.3f}, {:.3f}], {:.3f} wide",
+                              round.exponent,
+                              round.exponent_ci_low,
+                              round.exponent_ci_high,
+                              width)
+                : "a not known yet (" + (fit != nullptr ? fit->message : sweep_fit.message) + ")";
+
+  // Each budget's observed minimum: mean loss per mu_rec over its finished looped runs.
+  std::vector<std::string> pinned;  // budgets whose minimum sits at mu_rec = 1
+  std::vector<std::string> interior;
+  const double step = settings.step;
+  for (const sweeps::Budget& budget : spec.budgets) {
+    std::map<int, std::pair<double, int>> sums;
+    for (const auto& run : runs.runs) {
+      if (run.budget_id == budget.id && !run.fixed_depth)
+        sums[run.mean_recurrence].first += run.loss, ++sums[run.mean_recurrence].second;
+    }
+    if (sums.empty())
+      continue;
+    std::map<int, double> observed;
+    for (const auto& [x, s] : sums)
+      observed[x] = s.first / s.second;
+    const auto best =
+        std::min_element(observed.begin(), observed.end(), [](const auto& l, const auto& r) {
+          return l.second < r.second;
+        });
+    const int lo = observed.begin()->first, hi = observed.rbegin()->first;
+    const fitting::BudgetMinimum* minimum = nullptr;
+    if (fit != nullptr) {
+      for (const auto& b : fit->budgets)
+        minimum = b.budget_id == budget.id ? &b : minimum;
+    }
+    const double x_star = minimum != nullptr ? minimum->x_star : fitting::kNotComputed;
+    const bool low_edge = best->first == lo || (std::isfinite(x_star) && x_star < lo);
+    const bool high_edge = best->first == hi || (std::isfinite(x_star) && x_star > hi);
+    const std::vector<int> planned = sweeps::axis_values_of_budget(spec, budget.id);
+    const std::set<int> taken(planned.begin(), planned.end());
+    auto extend = [&](const char* edge, int at, double direction) {
+      const std::vector<int> values =
+          new_values({at * std::pow(step, direction), at * std::pow(step, 2 * direction)}, taken);
+      if (values.empty()) {
+        pinned.push_back(fmt::format("{} ({} edge mu_rec = {})", budget.id, edge, at));
+        return;
+      }
+      round.additions.push_back(
+          {budget.id,
+           budget.flops,
+           false,
+           values,
+           fmt::format(
+               "minimum at the {} edge (mu_rec = {}): add {}", edge, at, values_text(values))});
+    };
+    if (low_edge)
+      extend("low", lo, -1.0);
+    if (high_edge)
+      extend("high", hi, 1.0);
+    if (!low_edge && !high_edge)
+      interior.push_back(budget.id);
+  }
+
+  const bool bracketed = round.additions.empty() && pinned.empty();
+  if (bracketed && law_known && width <= settings.exponent_ci_width) {
+    round.action = "stop";
+    round.reason = fmt::format("converged: {} <= {}; every budget's minimum is bracketed",
+                               law_text,
+                               settings.exponent_ci_width);
+    round.additions.clear();
+    return round;
+  }
+  const int done = input.rounds.empty() ? 0 : input.rounds.back().round;
+  if (done >= settings.max_rounds) {
+    round.action = "stop";
+    round.reason = fmt::format("max_rounds = {} reached; {}", settings.max_rounds, law_text);
+    round.additions.clear();
+    return round;
+  }
+  std::string why;
+  if (!round.additions.empty()) {
+    why = fmt::format(
+        "{} budget(s) with the minimum at an edge; {}", round.additions.size(), law_text);
+  } else if (!interior.empty()) {
+    // Every minimum is bracketed (or pinned at mu_rec = 1): a further budget widens the range the
+    // exponent is fitted over, and points around the least certain minimum tighten it.
+    const sweeps::Budget* largest = &spec.budgets.front();
+    const sweeps::Budget* smallest = &spec.budgets.front();
+    for (const auto& b : spec.budgets) {
+      largest = b.flops > largest->flops ? &b : largest;
+      smallest = b.flops < smallest->flops ? &b : smallest;
+    }
+    const double spacing = spec.budgets.size() >= 2 ? std::pow(largest->flops / smallest->flops,
+                                                               1.0 / (spec.budgets.size() - 1.0))
+                                                    : step;
+    const double flops = round_significant(largest->flops * spacing, 2);
+    double centre = fitting::kNotComputed;
+    if (law_known) {
+      centre = fit->x_star_law.predict(flops);
+    } else if (fit != nullptr) {
+      for (const auto& b : fit->budgets)
+        centre = b.budget_id == largest->id && std::isfinite(b.x_star) ? b.x_star : centre;
+    }
+    if (!std::isfinite(centre)) {
+      const auto values = sweeps::axis_values_of_budget(spec, largest->id);
+      centre = values.empty() ? 1.0 : values[values.size() / 2];
+    }
+    const std::vector<int> values = new_values(
+        {centre / step, centre / std::sqrt(step), centre, centre * std::sqrt(step), centre * step},
+        {});
+    const std::string id = sweeps::budget_id_for(flops);
+    bool id_free = true;
+    for (const auto& b : spec.budgets)
+      id_free = id_free && b.id != id && b.flops != flops;
+    if (id_free && values.size() >= 3) {
+      round.additions.push_back(
+          {id,
+           flops,
+           true,
+           values,
+           fmt::format("a further budget, {} above the largest, centred on x* = {:.3g}{}",
+                       fmt::format("{:.3g}x", spacing),
+                       centre,
+                       law_known ? " from the fitted law" : " of the largest budget")});
+    }
+    if (law_known) {
+      // The interior minimum with the widest 1-sigma band (or too few points to have one).
+      const fitting::BudgetMinimum* loosest = nullptr;
+      double loosest_sigma = -1.0;
+      for (const auto& b : fit->budgets) {
+        if (std::find(interior.begin(), interior.end(), b.budget_id) == interior.end())
+          continue;
+        const double sigma = std::isfinite(b.sigma_log_x) ? b.sigma_log_x : 1e9;
+        if (sigma > loosest_sigma)
+          loosest = &b, loosest_sigma = sigma;
+      }
+      if (loosest != nullptr) {
+        const std::vector<int> planned = sweeps::axis_values_of_budget(spec, loosest->budget_id);
+        std::vector<double> targets;
+        for (size_t i = 0; i + 1 < planned.size(); ++i) {
+          // The two gaps next to x*: geometric midpoints that fall strictly inside them.
+          if (planned[i + 1] >= loosest->x_star / step && planned[i] <= loosest->x_star * step) {
+            const double mid = std::sqrt(static_cast<double>(planned[i]) * planned[i + 1]);
+            if (std::llround(mid) > planned[i] && std::llround(mid) < planned[i + 1])
+              targets.push_back(mid);
+          }
+        }
+        const std::vector<int> mids =
+            new_values(targets, std::set<int>(planned.begin(), planned.end()));
+        if (!mids.empty()) {
+          round.additions.push_back({loosest->budget_id,
+                                     loosest->budget_flops,
+                                     false,
+                                     mids,
+                                     fmt::format("tighten the interior minimum x* = {:.3g}: add {}",
+                                                 loosest->x_star,
+                                                 values_text(mids))});
+        }
+      }
+    }
+    why = fmt::format("every minimum bracketed but {} > {}", law_text, settings.exponent_ci_width);
+    if (!law_known)
+      why = "every minimum bracketed but " + law_text;
+  }
+  if (round.additions.empty()) {
+    round.action = "stop";
+    round.reason =
+        "nothing left to add" +
+        (pinned.empty() ? std::string() : " (minimum at the axis bound: " + pinned.front() + ")") +
+        "; " + law_text;
+    return round;
+  }
+  for (const auto& p : pinned)
+    why += "; " + p + " cannot be extended";
+
+  // Plan the round as the orchestrator will, to count what it costs.
+  std::vector<sweeps::RefineRound> with_round = input.rounds;
+  with_round.push_back(round);
+  const sweeps::SweepSpec next = sweeps::sweep_spec_from_json(
+      sweeps::apply_refinement(input.document, base, with_round), input.file, read);
+  sweeps::Plan plan = sweeps::plan_sweep(next);
+  sweeps::assign_rounds(plan, with_round);
+  int flagged = 0;
+  for (const auto& cell : plan.cells) {
+    if (cell.round != round.round)
+      continue;
+    if (!cell.kept) {
+      ++flagged;
+      continue;
+    }
+    ++round.cells;
+    round.flops += cell.achieved_flops;
+    round.gpu_hours += cell.gpu_hours;
+  }
+  if (round.cells == 0) {
+    round.action = "stop";
+    round.reason =
+        fmt::format("the cells a round would add are all flagged ({}); {}", flagged, law_text);
+    round.additions.clear();
+    round.flops = round.gpu_hours = 0.0;
+    return round;
+  }
+  if (settings.max_flops > 0 && input.flops_planned + round.flops > settings.max_flops) {
+    round.action = "stop";
+    round.reason = fmt::format(
+        "max_flops: the round's {} cells ({:.3g} FLOPs) would take the sweep from {:.3g} past "
+        "{:.3g} FLOPs; {}",
+        round.cells,
+        round.flops,
+        input.flops_planned,
+        settings.max_flops,
+        law_text);
+    round.additions.clear();
+    round.cells = 0;
+    round.flops = round.gpu_hours = 0.0;
+    return round;
+  }
+  round.action = "refine";
+  round.reason = why;
+  if (flagged > 0)
+    round.reason += fmt::format("; {} added cell(s) flagged by the planner", flagged);
+  return round;
+}
+
+sweeps::RefineRound next_refinement(const results::Store& store, const std::string& sweep) {
+  const SweepRuns runs = collect_runs(store, sweep);
+  const auto record = store.find_sweep(sweep);
+  RefineInput input;
+  input.document = record->spec;
+  input.file = record->file;
+  for (auto& round : store.refine_rounds(sweep)) {
+    if (round.action == "refine")
+      input.rounds.push_back(std::move(round));
+  }
+  input.flops_planned = store.counts(sweep).flops_total;
+  return decide_refinement(runs, input);
+}
+
+}  // namespace parcae::analysis

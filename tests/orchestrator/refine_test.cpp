@@ -1,0 +1,246 @@
+// Refinement rounds end to end, with parcae-sim-train (sim_train.cpp) standing in for the
+// trainer: its final losses follow L(C, mu) = E(C) + A (ln mu - ln mu*(C))^2 + noise with
+// mu*(C) = 2 (C / 1e12)^0.5, so the truth is known. The grid, mu_rec in {1, 2, 3} at 1e12, 4e12
+// and 1.6e13 FLOPs, lies entirely below the optimum of the two larger budgets (mu* = 4 and 8);
+// `sweep run` must extend it, bracket every minimum, recover the exponent 0.5 inside its interval
+// and stop, spending less than a dense grid over the same range. A SIGKILLed run resumes to the
+// same cells and decisions, and `sweep refine --dry-run` shows the next round without writing.
+#include <signal.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "results/results.h"
+#include "tests/orchestrator/test_support.h"
+
+namespace parcae::cli {
+namespace {
+
+using test_support::CliProcess;
+using test_support::run_cli;
+using test_support::ScratchDir;
+using ::testing::HasSubstr;
+
+constexpr double kTrueExponent = 0.5;
+const std::map<std::string, std::string> kLaw = {
+    {"PARCAE_SIM_LAW", R"({"a": 0.5, "mu_ref": 2, "c_ref": 1e12, "curvature": 0.05,
+                         "noise": 0.001})"}};
+
+// A sweep of parcae-micro over mu_rec at three budgets, refined along mu_rec.
+std::string write_refining_sweep(const std::string& dir,
+                                 const std::string& name,
+                                 const std::vector<int>& mus,
+                                 int max_rounds = 6,
+                                 double max_flops = 0.0) {
+  test_support::write_text(dir + "/data/train_000.bin", "sim shard");
+  test_support::write_text(dir + "/data/val_000.bin", "sim shard");
+  nlohmann::json refine = {{"axis", "mean_recurrence"},
+                           {"until", {{"exponent_ci_width", 0.05}}},
+                           {"max_rounds", max_rounds}};
+  if (max_flops > 0)
+    refine["max_flops"] = max_flops;
+  const nlohmann::json sweep = {
+      {"name", name},
+      {"data", {{"train", "data/train_*.bin"}, {"val", "data/val_*.bin"}}},
+      {"model", {{"preset", "parcae-micro"}, {"context_length", 64}}},
+      {"budgets", {1e12, 4e12, 1.6e13}},
+      {"axes", {{"mean_recurrence", mus}}},
+      {"training", {{"batch_tokens", 4096}, {"micro_batch_size", 32}}},
+      {"device", "cpu"},
+      {"plan", {{"min_steps", 10}}},
+      {"refine", refine}};
+  const std::string path = dir + "/" + name + ".json";
+  test_support::write_text(path, sweep.dump(2));
+  return path;
+}
+
+std::vector<std::string> run_args(const std::string& db, const std::string& sweep) {
+  return {"--db",
+          db,
+          "sweep",
+          "run",
+          sweep,
+          "--trainer",
+          PARCAE_SIM_TRAINER_PATH,
+          "--poll-interval",
+          "0.01"};
+}
+
+nlohmann::json status_json(const std::string& db, const std::string& name) {
+  const auto result = run_cli({"--db", db, "sweep", "status", name, "--json"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  return nlohmann::json::parse(result.out);
+}
+
+// cell -> (job id, round), the rows that define what a sweep ran.
+std::map<std::string, std::pair<std::string, int>> cells_of(const nlohmann::json& status) {
+  std::map<std::string, std::pair<std::string, int>> out;
+  for (const auto& job : status["jobs"])
+    out[job["cell"]] = {job["job_id"], job["round"]};
+  return out;
+}
+
+TEST(Refine, RecoversTheExponentBracketsEveryMinimumAndSpendsLessThanADenseGrid) {
+  const ScratchDir dir;
+  const std::string db = dir.file("refine.sqlite");
+  const std::string file = write_refining_sweep(dir.path(), "sim", {1, 2, 3});
+  const auto run = run_cli(run_args(db, file), kLaw);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("round 1: "));
+
+  const nlohmann::json status = status_json(db, "sim");
+  ASSERT_FALSE(status["rounds"].empty());
+  const nlohmann::json& last = status["rounds"].back();
+  EXPECT_EQ(last["action"], "stop");
+  EXPECT_THAT(last["reason"].get<std::string>(), HasSubstr("converged")) << last.dump();
+
+  // The law's exponent lies inside the live fit's 95% interval, which is at most 0.05 wide.
+  const nlohmann::json& fit = status["fit"];
+  ASSERT_EQ(fit["status"], "ok") << fit.dump();
+  const double low = fit["exponent_ci"][0], high = fit["exponent_ci"][1];
+  EXPECT_LE(low, kTrueExponent);
+  EXPECT_GE(high, kTrueExponent);
+  EXPECT_LE(high - low, 0.05);
+
+  // Every budget's lowest loss lies strictly inside its mu_rec values.
+  std::map<std::string, std::map<int, double>> losses;
+  std::set<int> all_mus;
+  int refined_cells = 0;
+  for (const auto& job : status["jobs"]) {
+    ASSERT_EQ(job["state"], "done");
+    losses[job["budget_id"]][job["mean_recurrence"]] = job["loss_val"];
+    all_mus.insert(job["mean_recurrence"].get<int>());
+    refined_cells += job["round"].get<int>() > 0 ? 1 : 0;
+  }
+  EXPECT_GT(refined_cells, 0);
+  EXPECT_GE(losses.size(), 3u);
+  for (const auto& [budget, by_mu] : losses) {
+    SCOPED_TRACE("budget " + budget);
+    ASSERT_GE(by_mu.size(), 3u);
+    int best = by_mu.begin()->first;
+    for (const auto& [mu, loss] : by_mu)
+      best = loss < by_mu.at(best) ? mu : best;
+    EXPECT_NE(best, by_mu.begin()->first);
+    EXPECT_NE(best, by_mu.rbegin()->first);
+  }
+
+  // A dense grid: every budget the refined sweep reached, at every mu_rec it used anywhere.
+  nlohmann::json dense = nlohmann::json::parse(test_support::read_text(file));
+  dense["name"] = "dense";
+  dense.erase("refine");
+  dense["budgets"] = nlohmann::json::array();
+  for (const auto& job : status["jobs"]) {
+    const nlohmann::json budget = {{"id", job["budget_id"]}, {"flops", job["budget_flops"]}};
+    if (std::find(dense["budgets"].begin(), dense["budgets"].end(), budget) ==
+        dense["budgets"].end())
+      dense["budgets"].push_back(budget);
+  }
+  dense["axes"]["mean_recurrence"] = all_mus;
+  const std::string dense_file = dir.file("dense.json");
+  test_support::write_text(dense_file, dense.dump(2));
+  const auto plan = run_cli(
+      {"--db", dir.file("dense.sqlite"), "sweep", "plan", dense_file, "--dry-run", "--json"});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  const double dense_flops = nlohmann::json::parse(plan.out)["totals"]["achieved_flops"];
+  EXPECT_LT(status["flops_total"].get<double>(), dense_flops);
+}
+
+// SIGKILL `sweep run` after N trainers finished (inside the grid or a later round), then run it
+// again: the sweep must end with exactly the cells, job ids, rounds and decisions of a run that
+// was never interrupted.
+class KillAndResumeRefinement : public ::testing::TestWithParam<int> {};
+
+TEST_P(KillAndResumeRefinement, ResumedRunEndsWithTheCellsOfAnUninterruptedOne) {
+  const ScratchDir dir;
+  const std::string clean_db = dir.file("clean.sqlite"), killed_db = dir.file("killed.sqlite");
+  const std::string file = write_refining_sweep(dir.path(), "sim", {1, 2, 3});
+  ASSERT_EQ(run_cli(run_args(clean_db, file), kLaw).exit_code, 0);
+
+  {
+    CliProcess victim(run_args(killed_db, file), kLaw);
+    std::string line;
+    int finished = 0;
+    while (finished < GetParam() && victim.read_err_line(line))
+      finished += line.find("  done  trainer finished") != std::string::npos ? 1 : 0;
+    ASSERT_EQ(finished, GetParam()) << "the run ended before the kill point";
+    victim.kill(SIGKILL);
+    victim.wait();
+  }
+  const auto resumed = run_cli(run_args(killed_db, file), kLaw);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+
+  EXPECT_EQ(results::Store::open(killed_db).integrity_check(), "ok");
+  const nlohmann::json clean = status_json(clean_db, "sim");
+  const nlohmann::json killed = status_json(killed_db, "sim");
+  EXPECT_EQ(cells_of(killed), cells_of(clean));
+  ASSERT_EQ(killed["rounds"].size(), clean["rounds"].size());
+  for (size_t i = 0; i < clean["rounds"].size(); ++i) {
+    EXPECT_EQ(killed["rounds"][i]["additions"], clean["rounds"][i]["additions"]);
+    EXPECT_EQ(killed["rounds"][i]["reason"], clean["rounds"][i]["reason"]);
+  }
+}
+
+// 4: inside the grid of nine cells; 11 and 14: inside the first and second rounds.
+INSTANTIATE_TEST_SUITE_P(FinishedTrainers, KillAndResumeRefinement, ::testing::Values(4, 11, 14));
+
+TEST(Refine, DryRunShowsTheNextRoundWithItsCostAndWritesNothing) {
+  const ScratchDir dir;
+  const std::string db = dir.file("refine.sqlite");
+  const std::string file = write_refining_sweep(dir.path(), "sim", {1, 2, 3}, /*max_rounds=*/1);
+  ASSERT_EQ(run_cli(run_args(db, file), kLaw).exit_code, 0);
+  nlohmann::json before = status_json(db, "sim");
+  ASSERT_EQ(before["rounds"].back()["action"], "stop");
+  EXPECT_THAT(before["rounds"].back()["reason"].get<std::string>(), HasSubstr("max_rounds"));
+
+  // Raising the cap changes the sweep's document but no cell's configuration.
+  ASSERT_EQ(run_cli({"--db", db, "sweep", "plan", file, "refine.max_rounds=6"}).exit_code, 0);
+  const auto dry = run_cli({"--db", db, "sweep", "refine", "sim", "--dry-run"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_THAT(dry.out, HasSubstr("round 2: "));
+  EXPECT_THAT(dry.out, HasSubstr("FLOPs"));
+  EXPECT_THAT(dry.out, HasSubstr("GPU-hours"));
+  EXPECT_THAT(dry.err, HasSubstr("nothing was written"));
+  nlohmann::json after = status_json(db, "sim");
+  EXPECT_EQ(cells_of(after), cells_of(before));
+  EXPECT_EQ(after["rounds"], before["rounds"]);
+
+  // Without --dry-run the round is recorded, and its cells are planned with their round.
+  const auto real = run_cli({"--db", db, "sweep", "refine", "sim", "--json"});
+  ASSERT_EQ(real.exit_code, 0) << real.err;
+  const nlohmann::json decision = nlohmann::json::parse(real.out);
+  ASSERT_EQ(decision["action"], "refine");
+  const nlohmann::json planned = status_json(db, "sim");
+  int new_cells = 0;
+  for (const auto& job : planned["jobs"]) {
+    if (job["round"] == 2) {
+      EXPECT_EQ(job["state"], "planned");
+      ++new_cells;
+    }
+  }
+  EXPECT_EQ(new_cells, decision["cells"].get<int>());
+  EXPECT_GT(new_cells, 0);
+}
+
+TEST(Refine, StatusShowsTheLiveFitOfASweepWithoutRefinement) {
+  const ScratchDir dir;
+  const std::string db = dir.file("plain.sqlite");
+  nlohmann::json sweep = nlohmann::json::parse(test_support::read_text(
+      write_refining_sweep(dir.path(), "plain", {1, 2, 3, 4, 6, 8, 12, 16})));
+  sweep.erase("refine");
+  test_support::write_text(dir.file("plain.json"), sweep.dump());
+  ASSERT_EQ(run_cli(run_args(db, dir.file("plain.json")), kLaw).exit_code, 0);
+  const nlohmann::json status = status_json(db, "plain");
+  ASSERT_EQ(status["fit"]["status"], "ok") << status["fit"].dump();
+  EXPECT_EQ(status["fit"]["runs"], 24);
+  EXPECT_TRUE(status["rounds"].empty());
+  const auto text = run_cli({"--db", db, "sweep", "status", "plain"});
+  EXPECT_THAT(text.out, HasSubstr("fit: mu* ~ C^a, a = "));
+}
+
+}  // namespace
+}  // namespace parcae::cli
