@@ -240,8 +240,11 @@ struct LiveFit {
 };
 
 // Fits the isoFLOP law to `runs` along `x` ("" = swept_variable(runs)) with a bootstrap of
-// `bootstrap` replicates (seed 42). Never throws for data that cannot be fitted: that is a status.
-LiveFit live_fit(const SweepRuns& runs, const std::string& x = "", int bootstrap = 1000);
+// `bootstrap` replicates (seed 42), as `fit isoflop` and refinement do, so that all three quote
+// one interval. Never throws for data that cannot be fitted: that is a status.
+LiveFit live_fit(const SweepRuns& runs,
+                 const std::string& x = "",
+                 int bootstrap = fitting::IsoflopOptions{}.bootstrap_resamples);
 nlohmann::ordered_json to_json(const LiveFit& fit);
 
 // What decide_refinement() reads besides the runs.
@@ -250,7 +253,8 @@ struct RefineInput {
   std::string file;         // names it in messages
   std::vector<sweeps::RefineRound> rounds;  // rounds that added cells so far, in order
   double flops_planned = 0.0;               // FLOPs of every job of the sweep as planned
-  int bootstrap = 2000;                     // replicates of the exponent's interval (seed 42)
+  // Replicates of the exponent's interval (seed 42), as `fit isoflop` draws them.
+  int bootstrap = fitting::IsoflopOptions{}.bootstrap_resamples;
 };
 
 // The next round of a refining sweep, from its finished runs (docs/cli.md): for each budget whose

@@ -56,11 +56,19 @@ SweepFit fit_sweep(const SweepRuns& runs, const std::string& x, int bootstrap) {
   return out;
 }
 
+// The exponent a of x* = k C^a; all NaN when the fit has none (too few budgets).
+fitting::Coefficient exponent_of(const fitting::IsoflopFit& fit) {
+  for (const auto& c : fit.coefficients) {
+    if (c.name == "a")
+      return c;
+  }
+  return {};
+}
+
 bool interval_known(const fitting::IsoflopFit& fit) {
-  if (fit.status != fitting::FitStatus::kOk)
-    return false;
-  const fitting::Coefficient& a = fit.coefficient("a");
-  return std::isfinite(a.value) && std::isfinite(a.ci_low) && std::isfinite(a.ci_high);
+  const fitting::Coefficient a = exponent_of(fit);
+  return fit.status == fitting::FitStatus::kOk && std::isfinite(a.value) &&
+         std::isfinite(a.ci_low) && std::isfinite(a.ci_high);
 }
 
 std::string values_text(const std::vector<int>& values) {
@@ -124,7 +132,7 @@ LiveFit live_fit(const SweepRuns& runs, const std::string& x, int bootstrap) {
                     std::isfinite(b.x_star) ? fmt::format(" x*={:.3g}", b.x_star) : std::string(),
                     b.used ? "" : " (not used)"));
   }
-  const fitting::Coefficient& a = fit.coefficient("a");
+  const fitting::Coefficient a = exponent_of(fit);
   out.exponent = a.value;
   out.exponent_ci_low = a.ci_low;
   out.exponent_ci_high = a.ci_high;
@@ -145,7 +153,7 @@ nlohmann::ordered_json to_json(const LiveFit& fit) {
           {"message", fit.message},
           {"exponent", number(fit.exponent)},
           {"exponent_ci", {number(fit.exponent_ci_low), number(fit.exponent_ci_high)}},
-          {"ci_level", 0.95},
+          {"ci_level", fitting::IsoflopOptions{}.ci_level},
           {"runs", fit.runs},
           {"budgets", fit.budgets},
           {"minima", fit.minima},
@@ -173,7 +181,7 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
   const fitting::IsoflopFit* fit = sweep_fit.fit ? &*sweep_fit.fit : nullptr;
   const bool law_known = fit != nullptr && interval_known(*fit);
   if (fit != nullptr) {
-    const fitting::Coefficient& a = fit->coefficient("a");
+    const fitting::Coefficient a = exponent_of(*fit);
     round.exponent = a.value;
     round.exponent_ci_low = a.ci_low;
     round.exponent_ci_high = a.ci_high;

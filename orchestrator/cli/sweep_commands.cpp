@@ -757,7 +757,8 @@ void add_refine(CLI::App& sweep, CliContext& context) {
         orchestrator::record_refinement(store, name, round);
       if (context.json) {
         nlohmann::ordered_json document = {{"sweep", name}, {"dry_run", o->dry_run}};
-        for (const auto& [key, value] : sweeps::to_json(round).items())
+        const nlohmann::json decision = sweeps::to_json(round);
+        for (const auto& [key, value] : decision.items())
           document[key] = value;
         print_json(document);
       } else {
