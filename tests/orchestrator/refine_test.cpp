@@ -227,17 +227,48 @@ TEST(Refine, DryRunShowsTheNextRoundWithItsCostAndWritesNothing) {
   EXPECT_GT(new_cells, 0);
 }
 
+TEST(Refine, StopsBeforeARoundThatWouldTakeTheSweepPastMaxFlops) {
+  const ScratchDir dir;
+  const std::string db = dir.file("capped.sqlite");
+  // The grid plans 4.2e13 FLOPs; its first round would add about as much again.
+  const std::string file =
+      write_refining_sweep(dir.path(), "capped", {1, 2}, /*max_rounds=*/6, /*max_flops=*/5e13);
+  const auto run = run_cli(run_args(db, file), kLaw);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("refinement stops before round 1: max_flops"));
+  const nlohmann::json status = status_json(db, "capped");
+  EXPECT_LE(status["flops_total"].get<double>(), 5e13);
+  for (const auto& job : status["jobs"])
+    EXPECT_EQ(job["round"], 0) << job["cell"];
+  ASSERT_EQ(status["rounds"].size(), 1u);
+  EXPECT_EQ(status["rounds"][0]["action"], "stop");
+}
+
+TEST(Refine, SweepWithoutARefineBlockIsRefusedBySweepRefine) {
+  const ScratchDir dir;
+  const std::string db = dir.file("plain.sqlite");
+  nlohmann::json sweep =
+      nlohmann::json::parse(test_support::read_text(write_refining_sweep(dir.path(), "p", {1, 2})));
+  sweep.erase("refine");
+  test_support::write_text(dir.file("p.json"), sweep.dump());
+  ASSERT_EQ(run_cli({"--db", db, "sweep", "plan", dir.file("p.json")}).exit_code, 0);
+  const auto refused = run_cli({"--db", db, "sweep", "refine", "p", "--dry-run"});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_THAT(refused.err, HasSubstr("refine = (missing)"));
+}
+
 TEST(Refine, StatusShowsTheLiveFitOfASweepWithoutRefinement) {
   const ScratchDir dir;
   const std::string db = dir.file("plain.sqlite");
-  nlohmann::json sweep = nlohmann::json::parse(test_support::read_text(
-      write_refining_sweep(dir.path(), "plain", {1, 2, 3, 4, 6, 8, 12, 16})));
+  nlohmann::json sweep = nlohmann::json::parse(
+      test_support::read_text(write_refining_sweep(dir.path(), "plain", {1, 2, 4, 8, 16})));
   sweep.erase("refine");
   test_support::write_text(dir.file("plain.json"), sweep.dump());
   ASSERT_EQ(run_cli(run_args(db, dir.file("plain.json")), kLaw).exit_code, 0);
   const nlohmann::json status = status_json(db, "plain");
   ASSERT_EQ(status["fit"]["status"], "ok") << status["fit"].dump();
-  EXPECT_EQ(status["fit"]["runs"], 24);
+  EXPECT_EQ(status["fit"]["runs"], 15);
+  EXPECT_EQ(status["fit"]["job_ids"].size(), 15u);
   EXPECT_TRUE(status["rounds"].empty());
   const auto text = run_cli({"--db", db, "sweep", "status", "plain"});
   EXPECT_THAT(text.out, HasSubstr("fit: mu* ~ C^a, a = "));
