@@ -157,7 +157,11 @@ class KillAndResumeRefinement : public ::testing::TestWithParam<int> {};
 
 TEST_P(KillAndResumeRefinement, ResumedRunEndsWithTheCellsOfAnUninterruptedOne) {
   const ScratchDir dir;
-  const std::string clean_db = dir.file("clean.sqlite"), killed_db = dir.file("killed.sqlite");
+  // Each database in its own folder, so that each has its own run folders (runs/ beside it).
+  std::filesystem::create_directories(dir.file("clean"));
+  std::filesystem::create_directories(dir.file("killed"));
+  const std::string clean_db = dir.file("clean/db.sqlite"),
+                    killed_db = dir.file("killed/db.sqlite");
   const std::string file = write_refining_sweep(dir.path(), "sim", {1, 2});
   ASSERT_EQ(run_cli(run_args(clean_db, file), kLaw).exit_code, 0);
 
