@@ -141,12 +141,15 @@ class Trainer {
       const int64_t done_steps = step_ + 1;
       const bool last = done_steps == max_steps_;
       const int64_t eval_every = job_.eval.interval_steps;
-      if (!last && eval_every > 0 && done_steps % eval_every == 0)
+      if (!last && eval_every > 0 && done_steps % eval_every == 0) {
         evaluate(done_steps, false);
+        step_clock_.reset();
+      }
       const int64_t checkpoint_every = job_.checkpoint_interval_steps;
       const bool stop = outcome.stop;
       if (stop || last || (checkpoint_every > 0 && done_steps % checkpoint_every == 0)) {
         result.checkpoint = checkpoint(done_steps, session_start);
+        step_clock_.reset();
       }
       if (stop && !last) {
         ++step_;
@@ -202,7 +205,10 @@ class Trainer {
         say("--profile: this build of LibTorch has no Kineto profiler; no trace written");
     } else if (!before_step && profiling_ &&
                (step + 1 == first + options_.profile_steps || step + 1 == max_steps_)) {
+      if (device_.is_cuda())
+        torch::cuda::synchronize();  // the traced steps' optimizer kernels end in the trace
       compat::stop_profiler(options_.profile_path);
+      step_clock_.reset();
       profiling_ = false;
       say("profile of steps " + std::to_string(first + 1) + "-" + std::to_string(step + 1) +
           " written to " + options_.profile_path);
@@ -387,9 +393,10 @@ class Trainer {
     StepOutcome outcome;
     outcome.mean_depth = config.is_looped() ? all.mean_depth() : 1.0;
     model_->reset_loop_work();
-    // loss sum, sum of h_T^2, elements of h_T, stop requests: summed over ranks in one call.
+    // loss sum, sum of h_T^2, elements of h_T, stop requests: summed over ranks in one call;
+    // then the gradient norm, the same on every rank. The step's one read back to the host.
     torch::Tensor stats =
-        torch::zeros({4}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+        torch::zeros({5}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
     torch::Tensor loss_sum = stats[0];  // a view: adds land in stats
     for (int64_t l = 0; l < local_micro_; ++l) {
       const int64_t j = l * world + rank;
@@ -430,22 +437,26 @@ class Trainer {
     if (options_.stop_requested != nullptr && options_.stop_requested->load())
       stats[3].fill_(1.0);
     communicator_->all_reduce_sum(stats);
+    stats[4].copy_(clip_gradient_norm(model_->parameters(), job_.training.grad_clip));
     const torch::Tensor totals = stats.cpu();
+    // The GPU has finished this step's backward pass; the optimizer's kernels are still to
+    // come, and run while the host emits this step and prepares the next. A step's time is
+    // therefore measured from one such point to the next.
+    const Clock::time_point synced = Clock::now();
+    outcome.seconds = std::chrono::duration<double>(synced - step_clock_.value_or(start)).count();
+    step_clock_ = synced;
     const auto* total = totals.data_ptr<double>();
     outcome.loss = total[0] / static_cast<double>(global_micro_);
     if (total[2] > 0.0)
       outcome.h_rms = std::sqrt(total[1] / total[2]);
     outcome.stop = total[3] > 0.0;
+    outcome.grad_norm = total[4];
     if (std::isfinite(outcome.loss)) {
-      outcome.grad_norm = clip_gradient_norm(model_->parameters(), job_.training.grad_clip);
       outcome.skipped = !std::isfinite(outcome.grad_norm);
       if (!outcome.skipped)
         optimizer_->step(step);
     }
     model_->zero_grad(/*set_to_none=*/true);
-    if (device_.is_cuda())
-      torch::cuda::synchronize();
-    outcome.seconds = seconds_since(start);
     return outcome;
   }
 
@@ -594,6 +605,9 @@ class Trainer {
   std::unique_ptr<GradientReducer> reducer_;  // only with a process group
 
   int64_t step_ = 0;  // optimizer steps completed
+  // When the last step's read back returned, unless other work (evaluation, a checkpoint, a
+  // trace written) came since: the start of the next step's time.
+  std::optional<Clock::time_point> step_clock_;
   int64_t start_step_ = 0;
   int64_t tokens_ = 0;
   double flops_ = 0.0;

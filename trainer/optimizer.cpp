@@ -52,21 +52,24 @@ torch::Tensor polar_express(const torch::Tensor& g, torch::Dtype dtype, int iter
   return x;
 }
 
-double clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
+torch::Tensor clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
   std::vector<torch::Tensor> grads;
   for (const auto& p : parameters) {
     if (p.grad().defined())
       grads.push_back(p.grad());
   }
   if (grads.empty())
-    return 0.0;
-  // One multi-tensor launch for the norms, one reduction, one read back to the host.
+    return torch::zeros({}, torch::kFloat);
+  torch::NoGradGuard no_grad;
+  // One multi-tensor launch for the norms and one reduction; the clipping factor is computed
+  // where the norm is, so nothing waits for it.
   const std::vector<torch::Tensor> norms = at::_foreach_norm(grads, 2);
-  const double norm =
-      at::linalg_vector_norm(torch::stack(norms).to(torch::kFloat), 2).item<double>();
-  if (std::isfinite(norm) && max_norm > 0 && norm > max_norm) {
-    torch::NoGradGuard no_grad;
-    at::_foreach_mul_(grads, max_norm / (norm + 1e-6));
+  const torch::Tensor norm = at::linalg_vector_norm(torch::stack(norms).to(torch::kFloat), 2);
+  if (max_norm > 0) {
+    const torch::Tensor clipped = torch::isfinite(norm).logical_and(norm > max_norm);
+    const torch::Tensor factor =
+        torch::where(clipped, max_norm / (norm + 1e-6), torch::ones_like(norm));
+    compat::foreach_mul_(grads, factor);
   }
   return norm;
 }

@@ -66,9 +66,10 @@ torch::Tensor polar_express(const torch::Tensor& g,
                             int iterations = kPolarExpressIterations);
 
 // Scales all gradients by max_norm / (norm + 1e-6) when their global L2 norm exceeds max_norm
-// (max_norm <= 0 disables clipping). Returns the norm before clipping; a non-finite norm leaves
-// the gradients untouched, and the caller skips the step.
-double clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm);
+// (max_norm <= 0 disables clipping). Returns the norm before clipping as a one-element fp32
+// tensor on the gradients' device, never read back here, so that the host does not wait for the
+// GPU; a non-finite norm leaves the gradients untouched, and the caller skips the step.
+torch::Tensor clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm);
 
 // The learning rates and Muon settings in force at one step.
 struct StepHyperparameters {

@@ -351,6 +351,18 @@ inline torch::Tensor to_device(const torch::Tensor& t, const torch::Device& devi
   return t.pin_memory().to(device, /*non_blocking=*/true);
 }
 
+// Multiplies every tensor of `tensors` in place by `factor`, a one-element tensor on their
+// device, without reading it back: one multi-tensor launch where LibTorch has the overload (2.1
+// and later), one multiply a tensor otherwise.
+inline void foreach_mul_(const std::vector<torch::Tensor>& tensors, const torch::Tensor& factor) {
+#if PARCAE_TORCH_AT_LEAST(2, 1)
+  at::_foreach_mul_(tensors, factor);
+#else
+  for (const torch::Tensor& t : tensors)
+    t.mul_(factor);
+#endif
+}
+
 // One bias-corrected AdamW step (decoupled weight decay) over every tensor of `params` with
 // ATen's fused multi-tensor kernel, where this LibTorch has one for them (2.1 and later, CUDA
 // tensors). state_steps hold each tensor's step count t after this step, as fp32 on its device.

@@ -218,13 +218,13 @@ TEST(Clipping, GradientsAboveTheBoundAreScaledToIt) {
   torch::Tensor b = torch::zeros({1}, kDouble).requires_grad_(true);
   a.mutable_grad() = torch::tensor({3.0}, kDouble);
   b.mutable_grad() = torch::tensor({4.0}, kDouble);
-  EXPECT_NEAR(clip_gradient_norm({a, b}, 1.0), 5.0, 1e-6);
+  EXPECT_NEAR(clip_gradient_norm({a, b}, 1.0).item<double>(), 5.0, 1e-6);
   EXPECT_NEAR(a.grad().item<double>(), 0.6, 1e-6);
   EXPECT_NEAR(b.grad().item<double>(), 0.8, 1e-6);
-  EXPECT_NEAR(clip_gradient_norm({a, b}, 2.0), 1.0, 1e-6);  // below the bound: unchanged
+  EXPECT_NEAR(clip_gradient_norm({a, b}, 2.0).item<double>(), 1.0, 1e-6);  // below the bound: unchanged
   EXPECT_NEAR(a.grad().item<double>(), 0.6, 1e-6);
   b.mutable_grad() = torch::tensor({std::nan("")}, kDouble);
-  EXPECT_TRUE(std::isnan(clip_gradient_norm({a, b}, 1.0)));
+  EXPECT_TRUE(std::isnan(clip_gradient_norm({a, b}, 1.0).item<double>()));
   EXPECT_NEAR(a.grad().item<double>(), 0.6, 1e-6);  // a non-finite norm leaves gradients alone
 }
 
