@@ -195,9 +195,12 @@ results::PlanRecordResult record_refinement(results::Store& store,
 // the block is one run_sweep(). A stop by signal, or a failed job, ends the loop before deciding;
 // the same call resumes: the rounds recorded so far are part of the sweep, so it runs their
 // unfinished cells and decides again from where it stopped.
+// `run` is the backend: run_sweep (local), or run_sweep_slurm without slurm.detach (a detached
+// submission returns before the cells finish, so there is nothing to decide from yet).
 RunSummary run_refining_sweep(const RunOptions& options,
                               const RefineDecider& decide,
-                              const std::function<void(const sweeps::RefineRound&)>& on_round);
+                              const std::function<void(const sweeps::RefineRound&)>& on_round,
+                              const std::function<RunSummary(const RunOptions&)>& run = run_sweep);
 
 // ---------------------------------------------------------------------------------------------
 // run on Slurm (docs/slurm.md)

@@ -65,10 +65,11 @@ results::PlanRecordResult record_refinement(Store& store,
 
 RunSummary run_refining_sweep(const RunOptions& options,
                               const RefineDecider& decide,
-                              const std::function<void(const sweeps::RefineRound&)>& on_round) {
+                              const std::function<void(const sweeps::RefineRound&)>& on_round,
+                              const std::function<RunSummary(const RunOptions&)>& run) {
   RunOptions pass = options;
   while (true) {
-    RunSummary summary = run_sweep(pass);
+    RunSummary summary = run(pass);
     if (pass.dry_run || summary.stopped_by_signal != 0 || summary.exit_code() != 0)
       return summary;
     // Later passes run the sweep by name: its file was planned, with its rounds, by the first.

@@ -520,7 +520,18 @@ void add_run(CLI::App& sweep, CliContext& context) {
         }
         auto progress = std::make_shared<ProgressPrinter>();
         o->on_progress = [progress](const orchestrator::ProgressEvent& e) { (*progress)(e); };
-        const orchestrator::RunSummary summary = orchestrator::run_sweep_slurm(*o);
+        // A detached submission returns before its cells finish: its rounds are decided later,
+        // by `sweep refine` or another `sweep run`.
+        const orchestrator::RunSummary summary =
+            o->slurm.detach ? orchestrator::run_sweep_slurm(*o)
+                            : orchestrator::run_refining_sweep(
+                                  *o,
+                                  analysis::next_refinement,
+                                  [progress](const sweeps::RefineRound& round) {
+                                    progress->finish();
+                                    std::cerr << round_text(round) << std::flush;
+                                  },
+                                  orchestrator::run_sweep_slurm);
         progress->finish();
         if (context.json) {
           print_json(nlohmann::ordered_json{{"sweep", summary.sweep},
