@@ -248,6 +248,24 @@ TEST(Refine, StopsBeforeARoundThatWouldTakeTheSweepPastMaxFlops) {
   EXPECT_EQ(status["rounds"][0]["action"], "stop");
 }
 
+TEST(Refine, MinimaAtTheAxisBoundStopRefinementWithTheReason) {
+  const ScratchDir dir;
+  const std::string db = dir.file("bound.sqlite");
+  const std::string file = write_refining_sweep(dir.path(), "bound", {1, 2, 4});
+  // mu* = 0.3 (C / 1e12)^0.1 lies below mu_rec = 1 at every budget: nothing can bracket it.
+  const auto run = run_cli(
+      run_args(db, file),
+      {{"PARCAE_SIM_LAW", R"({"a": 0.1, "mu_ref": 0.3, "curvature": 0.05, "noise": 0.001})"}});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const nlohmann::json status = status_json(db, "bound");
+  ASSERT_EQ(status["rounds"].size(), 1u);
+  EXPECT_EQ(status["rounds"][0]["action"], "stop");
+  EXPECT_THAT(
+      status["rounds"][0]["reason"].get<std::string>(),
+      HasSubstr("nothing left to add (minimum at the axis bound: 1e12 (low edge mu_rec = 1))"));
+  EXPECT_EQ(status["jobs"].size(), 9u);
+}
+
 TEST(Refine, SweepWithoutARefineBlockIsRefusedBySweepRefine) {
   const ScratchDir dir;
   const std::string db = dir.file("plain.sqlite");
