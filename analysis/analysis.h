@@ -258,16 +258,15 @@ struct RefineInput {
 };
 
 // The next round of a refining sweep, from its finished runs (docs/cli.md): for each budget whose
-// observed minimum lies at an edge of its values (or whose parabola puts x* outside them), two
-// geometric steps of refine.step beyond that edge (mu_rec >= 1, integers, values not already
-// planned); when every budget is bracketed but a's interval is wider than
-// refine.until.exponent_ci_width, a budget one budget-spacing above the largest, centred on the
-// fitted x*(C), and the geometric midpoints around the least certain interior minimum. It stops
-// ("stop", no additions) when the interval is narrow enough and every minimum is bracketed, after
-// refine.max_rounds rounds, when the round would take the sweep past refine.max_flops, or when
-// nothing is left to add. The round's cells are planned (without data) to count their FLOPs and
-// GPU-hours. Deterministic: the same runs give the same round. Throws InputError when the
-// document has no "refine" block.
+// lowest observed loss (mean over seeds) lies at an edge of its values, two geometric steps of
+// refine.step beyond that edge (mu_rec >= 1, integers, values not already planned); when every
+// budget is bracketed but a's interval is wider than refine.until.exponent_ci_width, a budget one
+// budget-spacing above the largest, centred on the fitted x*(C), and the geometric midpoints of
+// the two gaps next to the least certain interior minimum. It stops ("stop", no additions) when
+// the interval is narrow enough and every minimum is bracketed, after refine.max_rounds rounds,
+// when the round would take the sweep past refine.max_flops, or when nothing is left to add. The
+// round's cells are planned (without data) to count their FLOPs and GPU-hours. Deterministic: the
+// same runs give the same round. Throws InputError when the document has no "refine" block.
 sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& input);
 
 // decide_refinement() for a sweep of the store: its finished runs, stored document, recorded

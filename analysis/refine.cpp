@@ -201,6 +201,7 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
   // Each budget's observed minimum: mean loss per mu_rec over its finished looped runs.
   std::vector<std::string> pinned;  // budgets whose minimum sits at mu_rec = 1
   std::vector<std::string> interior;
+  std::map<std::string, int> best_of;  // each budget's mu_rec of lowest observed loss
   const double step = settings.step;
   for (const sweeps::Budget& budget : spec.budgets) {
     std::map<int, std::pair<double, int>> sums;
@@ -218,14 +219,11 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
           return l.second < r.second;
         });
     const int lo = observed.begin()->first, hi = observed.rbegin()->first;
-    const fitting::BudgetMinimum* minimum = nullptr;
-    if (fit != nullptr) {
-      for (const auto& b : fit->budgets)
-        minimum = b.budget_id == budget.id ? &b : minimum;
-    }
-    const double x_star = minimum != nullptr ? minimum->x_star : fitting::kNotComputed;
-    const bool low_edge = best->first == lo || (std::isfinite(x_star) && x_star < lo);
-    const bool high_edge = best->first == hi || (std::isfinite(x_star) && x_star > hi);
+    // The observed argmin decides: a parabola through a flat, noisy window can put its vertex
+    // outside a grid whose lowest loss is well inside it.
+    best_of[budget.id] = best->first;
+    const bool low_edge = best->first == lo;
+    const bool high_edge = best->first == hi;
     const std::vector<int> planned = sweeps::axis_values_of_budget(spec, budget.id);
     const std::set<int> taken(planned.begin(), planned.end());
     auto extend = [&](const char* edge, int at, double direction) {
@@ -326,12 +324,15 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
       }
       if (loosest != nullptr) {
         const std::vector<int> planned = sweeps::axis_values_of_budget(spec, loosest->budget_id);
+        // The two gaps next to the lowest observed loss: their geometric midpoints, where they
+        // fall strictly inside.
         std::vector<double> targets;
-        for (size_t i = 0; i + 1 < planned.size(); ++i) {
-          // The two gaps next to x*: geometric midpoints that fall strictly inside them.
-          if (planned[i + 1] >= loosest->x_star / step && planned[i] <= loosest->x_star * step) {
-            const double mid = std::sqrt(static_cast<double>(planned[i]) * planned[i + 1]);
-            if (std::llround(mid) > planned[i] && std::llround(mid) < planned[i + 1])
+        const auto at = std::find(planned.begin(), planned.end(), best_of[loosest->budget_id]);
+        if (at != planned.end() && at != planned.begin() && at + 1 != planned.end()) {
+          for (const auto& [a, b] :
+               {std::make_pair(*(at - 1), *at), std::make_pair(*at, *(at + 1))}) {
+            const double mid = std::sqrt(static_cast<double>(a) * b);
+            if (std::llround(mid) > a && std::llround(mid) < b)
               targets.push_back(mid);
           }
         }

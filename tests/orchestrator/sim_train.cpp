@@ -8,9 +8,9 @@
 //   L(C, mu) = E(C) + curvature * (ln mu - ln mu*(C))^2 + noise,
 //   mu*(C) = mu_ref * (C / c_ref)^a,   E(C) = 2 + 3 (C / c_ref)^-0.1,
 // an exact parabola in ln mu around mu*(C), so that the isoFLOP fit recovers a up to the noise.
-// The noise is Gaussian with SD `noise`, drawn from a generator seeded by the job's id, so a job
-// gets the same loss however often it runs. $PARCAE_SIM_LAW may hold a JSON object overriding
-// a, mu_ref, c_ref, curvature and noise; their defaults are below.
+// The noise is Gaussian with SD `noise`, drawn from a generator seeded by the cell's name and seed,
+// so a cell gets the same loss however often and wherever it runs. $PARCAE_SIM_LAW may hold a JSON
+// object overriding a, mu_ref, c_ref, curvature and noise; their defaults are below.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -55,10 +55,14 @@ Law law_from_environment() {
   return law;
 }
 
-// A standard normal draw from a generator seeded by the job id's 64 bits (Box-Muller, so that the
-// draw does not depend on the standard library's distribution).
-double normal_for(const std::string& job_id) {
-  std::mt19937_64 generator(std::stoull(job_id, nullptr, 16));
+// A standard normal draw from a generator seeded by FNV-1a of the cell's name and its seed (Box-
+// Muller, so that the draw does not depend on the standard library's distribution). Not by the
+// job id: that hashes the data paths too, and a test's scratch folder must not change the losses.
+double normal_for(const std::string& cell, uint64_t seed) {
+  uint64_t hash = 14695981039346656037ull ^ seed;
+  for (unsigned char c : cell)
+    hash = (hash ^ c) * 1099511628211ull;
+  std::mt19937_64 generator(hash);
   const double u1 = (static_cast<double>(generator() >> 11) + 0.5) / 9007199254740992.0;
   const double u2 = (static_cast<double>(generator() >> 11) + 0.5) / 9007199254740992.0;
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
@@ -85,8 +89,8 @@ int main(int argc, char** argv) {
     const double c = job.budget_flops;
     const int mu = job.model.mean_recurrence;
     const double distance = std::log(mu) - std::log(law.mu_star(c));
-    const double loss =
-        law.floor_loss(c) + law.curvature * distance * distance + law.noise * normal_for(job.id());
+    const double loss = law.floor_loss(c) + law.curvature * distance * distance +
+                        law.noise * normal_for(job.cell, job.seed);
     const int64_t steps = job.max_steps();
     const int64_t tokens = steps * job.training.batch_tokens;
     const double flops =
