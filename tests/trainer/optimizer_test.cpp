@@ -221,7 +221,8 @@ TEST(Clipping, GradientsAboveTheBoundAreScaledToIt) {
   EXPECT_NEAR(clip_gradient_norm({a, b}, 1.0).item<double>(), 5.0, 1e-6);
   EXPECT_NEAR(a.grad().item<double>(), 0.6, 1e-6);
   EXPECT_NEAR(b.grad().item<double>(), 0.8, 1e-6);
-  EXPECT_NEAR(clip_gradient_norm({a, b}, 2.0).item<double>(), 1.0, 1e-6);  // below the bound: unchanged
+  EXPECT_NEAR(
+      clip_gradient_norm({a, b}, 2.0).item<double>(), 1.0, 1e-6);  // below the bound: unchanged
   EXPECT_NEAR(a.grad().item<double>(), 0.6, 1e-6);
   b.mutable_grad() = torch::tensor({std::nan("")}, kDouble);
   EXPECT_TRUE(std::isnan(clip_gradient_norm({a, b}, 1.0).item<double>()));
