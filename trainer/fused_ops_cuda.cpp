@@ -276,4 +276,45 @@ bool softmax_cross_entropy(const torch::Tensor& logits,
   return true;
 }
 
+bool muon_update(const std::vector<torch::Tensor>& weights,
+                 const torch::Tensor& x,
+                 const torch::Tensor& factor,
+                 double eta,
+                 double eta_decay) {
+  const auto x_dtype = kernel_dtype(x.scalar_type());
+  const int64_t n = static_cast<int64_t>(weights.size());
+  if (!x_dtype || !x.is_cuda() || !x.is_contiguous() || x.dim() != 3 || x.size(0) != n ||
+      n > 65535 || !factor.is_cuda() || factor.scalar_type() != torch::kFloat ||
+      !factor.is_contiguous() || factor.dim() != 3 || factor.size(0) != n)
+    return false;
+  const int64_t rows = x.size(1), cols = x.size(2);
+  const bool per_row = factor.size(1) == rows && factor.size(2) == 1;
+  if (!per_row && !(factor.size(1) == 1 && factor.size(2) == cols))
+    return false;
+  std::vector<int64_t> addresses;
+  for (const torch::Tensor& w : weights) {
+    if (!w.is_cuda() || w.get_device() != x.get_device() || w.scalar_type() != torch::kFloat ||
+        !w.is_contiguous() || w.dim() != 2 || w.size(0) != rows || w.size(1) != cols)
+      return false;
+    addresses.push_back(reinterpret_cast<int64_t>(w.data_ptr<float>()));
+  }
+  // The table of weight addresses, copied to the device without waiting.
+  const torch::Tensor table =
+      torch::tensor(addresses, torch::kLong).pin_memory().to(x.device(), /*non_blocking=*/true);
+  check(k::muon_update(reinterpret_cast<float* const*>(table.data_ptr<int64_t>()),
+                       n,
+                       x.data_ptr(),
+                       *x_dtype,
+                       factor.data_ptr<float>(),
+                       per_row,
+                       rows,
+                       cols,
+                       static_cast<float>(eta),
+                       static_cast<float>(eta_decay),
+                       multiprocessors(),
+                       stream()),
+        "muon_update");
+  return true;
+}
+
 }  // namespace parcae::trainer::cuda_ops

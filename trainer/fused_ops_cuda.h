@@ -75,4 +75,13 @@ bool softmax_cross_entropy(const torch::Tensor& logits,
                            double scale,
                            bool write_gradient);
 
+// Muon's weight update (kernels::muon_update) over `weights`, fp32 CUDA tensors of x's matrix
+// shape; x (n, rows, cols) bf16 or fp32, factor (n, rows, 1) or (n, 1, cols) fp32. Returns false,
+// having done nothing, where the kernel does not take these tensors.
+bool muon_update(const std::vector<torch::Tensor>& weights,
+                 const torch::Tensor& x,
+                 const torch::Tensor& factor,
+                 double eta,
+                 double eta_decay);
+
 }  // namespace parcae::trainer::cuda_ops

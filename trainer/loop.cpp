@@ -273,7 +273,8 @@ class Trainer {
     optimizer_.emplace(parameters,
                        job_.training,
                        max_steps_,
-                       device_.is_cuda() ? torch::kBFloat16 : torch::kFloat);
+                       device_.is_cuda() ? torch::kBFloat16 : torch::kFloat,
+                       model_options.kernels.value_or(KernelPath::kFused));
 
     if (const auto path = latest_checkpoint(options_.out_dir)) {
       const CheckpointMeta meta =

@@ -7,6 +7,9 @@
 #include <utility>
 
 #include "trainer/model.h"
+#if PARCAE_WITH_CUDA
+#include "trainer/fused_ops_cuda.h"
+#endif
 #include "trainer/torch_compat.h"
 
 namespace parcae::trainer {
@@ -39,14 +42,18 @@ torch::Tensor polar_express(const torch::Tensor& g, torch::Dtype dtype, int iter
   torch::Tensor x = g.to(dtype);
   x = x / (at::linalg_vector_norm(x, 2, {1, 2}, /*keepdim=*/true) * 1.02 + 1e-6);
   const bool tall = x.size(1) > x.size(2);
+  // Three products an iteration and nothing else: the scalings and sums ride in the products'
+  // epilogues (beta * self + alpha * product), not in element-wise passes over the matrices.
   for (int i = 0; i < iterations; ++i) {
     const auto& [a, b, c] = kPolarExpressCoefficients[static_cast<size_t>(i)];
     if (tall) {
-      const torch::Tensor gram = torch::matmul(x.transpose(1, 2), x);
-      x = a * x + torch::matmul(x, b * gram + c * torch::matmul(gram, gram));
+      const torch::Tensor gram = torch::bmm(x.transpose(1, 2), x);
+      const torch::Tensor poly = torch::baddbmm(gram, gram, gram, /*beta=*/b, /*alpha=*/c);
+      x = torch::baddbmm(x, x, poly, /*beta=*/a, /*alpha=*/1.0);
     } else {
-      const torch::Tensor gram = torch::matmul(x, x.transpose(1, 2));
-      x = a * x + torch::matmul(b * gram + c * torch::matmul(gram, gram), x);
+      const torch::Tensor gram = torch::bmm(x, x.transpose(1, 2));
+      const torch::Tensor poly = torch::baddbmm(gram, gram, gram, /*beta=*/b, /*alpha=*/c);
+      x = torch::baddbmm(x, poly, x, /*beta=*/a, /*alpha=*/1.0);
     }
   }
   return x;
@@ -77,8 +84,9 @@ torch::Tensor clip_gradient_norm(const std::vector<torch::Tensor>& parameters, d
 MuonAdamW::MuonAdamW(const std::vector<NamedParameter>& parameters,
                      const sweeps::TrainingConfig& config,
                      int64_t max_steps,
-                     torch::Dtype orthogonalization_dtype)
-    : config_(config), orthogonalization_dtype_(orthogonalization_dtype) {
+                     torch::Dtype orthogonalization_dtype,
+                     KernelPath kernels)
+    : config_(config), orthogonalization_dtype_(orthogonalization_dtype), kernels_(kernels) {
   schedule_.max_steps = max_steps;
   schedule_.cooldown_fraction = config.cooldown_fraction;
   schedule_.warmup_steps = config.warmup_steps;
@@ -193,24 +201,48 @@ void MuonAdamW::muon_step(const StepHyperparameters& hp, const MuonGroup& group)
   // 1. Nesterov momentum: m <- lerp(m, g, 1 - mu); update direction lerp(g, m, mu).
   group.momentum.lerp_(g, 1.0 - hp.muon_momentum);
   const torch::Tensor nesterov = g.lerp(group.momentum, hp.muon_momentum);
-  // 2. Orthogonalise each matrix.
-  torch::Tensor x = polar_express(nesterov, orthogonalization_dtype_).to(g.scalar_type());
+  // 2. Orthogonalise each matrix (kept in the orthogonalisation dtype: the statistics below
+  //    accumulate it in fp32, and the update reads it once).
+  const torch::Tensor x = polar_express(nesterov, orthogonalization_dtype_);
   // 3. Factored second moment along the smaller dimension (along columns when square),
-  //    rescaled so that each matrix keeps its Frobenius norm.
+  //    rescaled so that each matrix keeps its Frobenius norm. Both scalings are constant along
+  //    the reduced dimension, so they fold into one factor per kept row (or column), computed
+  //    from the per-row norms alone: ||x * s||^2 = sum over rows of s^2 ||x_row||^2.
   const int64_t rows = x.size(1), cols = x.size(2);
   const int64_t reduce_dim = rows >= cols ? 2 : 1;
-  const torch::Tensor mean_square = x.square().mean(reduce_dim, /*keepdim=*/true);
-  const torch::Tensor norm = at::linalg_vector_norm(x, 2, {1, 2}, /*keepdim=*/true);
-  group.second_moment.lerp_(mean_square, 1.0 - kMuonBeta2);
-  const torch::Tensor scaled = x * group.second_moment.clamp_min(1e-10).rsqrt();
-  x = scaled *
-      (norm / at::linalg_vector_norm(scaled, 2, {1, 2}, /*keepdim=*/true).clamp_min(1e-10));
+  const torch::Tensor row_square =
+      at::linalg_vector_norm(
+          x, 2, {reduce_dim}, /*keepdim=*/true, at::promote_types(x.scalar_type(), torch::kFloat))
+          .square();
+  const torch::Tensor norm = row_square.sum({1, 2}, /*keepdim=*/true).sqrt();
+  group.second_moment.lerp_(row_square / static_cast<double>(x.size(reduce_dim)), 1.0 - kMuonBeta2);
+  const torch::Tensor scale = group.second_moment.clamp_min(1e-10).rsqrt();
+  const torch::Tensor scaled_norm = (scale.square() * row_square).sum({1, 2}, true).sqrt();
+  const torch::Tensor factor = scale * (norm / scaled_norm.clamp_min(1e-10));
   // 4. Cautious decoupled weight decay: only where the update and the weight agree in sign.
   const double eta = hp.lr_muon * std::sqrt(std::max(1.0, static_cast<double>(rows) / cols));
-  const torch::Tensor p = torch::stack(params);
-  const torch::Tensor agree = (x * p >= 0).to(p.scalar_type());
-  const torch::Tensor update = eta * x + (eta * hp.muon_weight_decay) * p * agree;
-  at::_foreach_sub_(params, update.unbind(0));
+  apply_muon_update(params, x, factor, eta, eta * hp.muon_weight_decay, kernels_);
+}
+
+void apply_muon_update(const std::vector<torch::Tensor>& weights,
+                       const torch::Tensor& x,
+                       const torch::Tensor& factor,
+                       double eta,
+                       double eta_decay,
+                       KernelPath path) {
+  torch::NoGradGuard no_grad;
+#if PARCAE_WITH_CUDA
+  if (path == KernelPath::kFused && x.is_cuda() &&
+      cuda_ops::muon_update(weights, x, factor, eta, eta_decay))
+    return;
+#else
+  (void)path;
+#endif
+  const torch::Tensor p = torch::stack(weights);
+  const torch::Tensor u = x.to(p.scalar_type()) * factor;
+  const torch::Tensor agree = (u * p >= 0).to(p.scalar_type());
+  const torch::Tensor update = eta * u + eta_decay * p * agree;
+  at::_foreach_sub_(weights, update.unbind(0));
 }
 
 void MuonAdamW::save(torch::serialize::OutputArchive& archive) const {

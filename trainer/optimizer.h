@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "sweeps/job_config.h"
+#include "trainer/fused_ops.h"
 
 namespace parcae::trainer {
 
@@ -71,6 +72,18 @@ torch::Tensor polar_express(const torch::Tensor& g,
 // GPU; a non-finite norm leaves the gradients untouched, and the caller skips the step.
 torch::Tensor clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm);
 
+// Muon's last stage for a group of same-shape weights: with u = factor * x[k] (x stacked
+// (weights, rows, cols), factor (weights, rows, 1) or (weights, 1, cols)),
+//   w_k <- w_k - (eta * u + eta_decay * w_k * [u * w_k >= 0]),
+// the update and the cautious weight decay, in place. The fused path is one CUDA kernel on the
+// GPU; elsewhere, and on the ATen path, the same formula in ATen.
+void apply_muon_update(const std::vector<torch::Tensor>& weights,
+                       const torch::Tensor& x,
+                       const torch::Tensor& factor,
+                       double eta,
+                       double eta_decay,
+                       KernelPath path);
+
 // The learning rates and Muon settings in force at one step.
 struct StepHyperparameters {
   double lr_adamw = 0.0;
@@ -82,11 +95,13 @@ struct StepHyperparameters {
 class MuonAdamW {
  public:
   // `parameters` in model order; the Muon group is those for which is_muon_parameter() holds.
-  // `orthogonalization_dtype` is kBFloat16 on the GPU and kFloat on the CPU.
+  // `orthogonalization_dtype` is kBFloat16 on the GPU and kFloat on the CPU; `kernels` picks
+  // the fused weight update (a CUDA kernel on the GPU) or its ATen composition.
   MuonAdamW(const std::vector<NamedParameter>& parameters,
             const sweeps::TrainingConfig& config,
             int64_t max_steps,
-            torch::Dtype orthogonalization_dtype);
+            torch::Dtype orthogonalization_dtype,
+            KernelPath kernels = KernelPath::kFused);
 
   StepHyperparameters hyperparameters(int64_t step) const;
   // Applies one update from the current gradients at 0-based `step`. Parameters without a
@@ -123,6 +138,7 @@ class MuonAdamW {
   sweeps::TrainingConfig config_;
   Schedule schedule_;
   torch::Dtype orthogonalization_dtype_;
+  KernelPath kernels_;
   std::vector<NamedParameter> adamw_;
   std::vector<NamedParameter> muon_;
   std::vector<AdamState> adam_state_;

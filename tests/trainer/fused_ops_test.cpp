@@ -6,6 +6,7 @@
 #include "trainer/fused_ops.h"
 
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -13,6 +14,7 @@
 
 #include "sweeps/flop_model.h"
 #include "trainer/model.h"
+#include "trainer/optimizer.h"
 #include "trainer/torch_compat.h"
 
 namespace parcae::trainer {
@@ -443,6 +445,37 @@ TEST(FusedKernels, AParcaeStepOnTheGpuAgreesWithTheComposition) {
         << "parameter " << i;
   }
 }
+TEST(FusedKernels, MuonUpdateMatchesTheCompositionOnTheGpu) {
+  ASSERT_TRUE(torch::cuda::is_available()) << "a CUDA build's tests need a visible GPU";
+  torch::manual_seed(21);
+  const auto options = torch::TensorOptions().device(gpu());
+  // Wide and tall matrices (factor per row and per column), bf16 and fp32 updates, and weights
+  // that are separate allocations, as a model's are.
+  for (const auto& [rows, cols, per_row] : std::vector<std::tuple<int64_t, int64_t, bool>>{
+           {768, 3072, false}, {3072, 768, true}, {37, 53, true}}) {
+    for (const torch::Dtype x_dtype : {torch::kBFloat16, torch::kFloat}) {
+      std::vector<torch::Tensor> start, fused, aten;
+      for (int k = 0; k < 3; ++k) {
+        start.push_back(torch::randn({rows, cols}, options));
+        fused.push_back(start.back().clone());
+        aten.push_back(start.back().clone());
+      }
+      const torch::Tensor x = torch::randn({3, rows, cols}, options).to(x_dtype);
+      const torch::Tensor factor =
+          torch::rand(per_row ? std::vector<int64_t>{3, rows, 1} : std::vector<int64_t>{3, 1, cols},
+                      options) +
+          0.5;
+      apply_muon_update(fused, x, factor, 0.02, 0.002, KernelPath::kFused);
+      apply_muon_update(aten, x, factor, 0.02, 0.002, KernelPath::kAten);
+      // The same fp32 operations in the same order: equal, and moved from the start.
+      for (size_t k = 0; k < fused.size(); ++k) {
+        EXPECT_TRUE(torch::equal(fused[k], aten[k])) << rows << "x" << cols << " matrix " << k;
+        EXPECT_GT(relative_error(start[k], fused[k]), 1e-4);
+      }
+    }
+  }
+}
+
 #endif
 
 }  // namespace

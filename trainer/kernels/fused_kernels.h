@@ -1,8 +1,8 @@
 // Launchers of the trainer's fused CUDA kernels: RMSNorm, the attention inputs (RoPE and QK-norm
-// of q and k, the gated value embedding added to v), ReLU^2 and softmax cross-entropy with its
-// gradient written over the logits. Each replaces a chain of ATen element-wise kernels of
-// trainer/fused_ops.cpp's reference path by one pass over memory, with the same arithmetic in
-// fp32 and the same roundings to bf16.
+// of q and k, the gated value embedding added to v), ReLU^2, softmax cross-entropy with its
+// gradient written over the logits, and Muon's weight update. Each replaces a chain of ATen
+// element-wise kernels of trainer/fused_ops.cpp's reference path by one pass over memory, with the
+// same arithmetic in fp32 and the same roundings to bf16.
 //
 // Plain pointers and sizes only, so that the .cu files build with nvcc alone and the LibTorch
 // glue (fused_ops_cuda.cpp) owns allocation, shapes and checks. Tensors are row-major and
@@ -123,5 +123,22 @@ cudaError_t softmax_cross_entropy(uint16_t* logits,
                                   float grad_scale,
                                   bool write_gradient,
                                   cudaStream_t stream);
+
+// Muon's last stage for `matrices` fp32 weights of one shape (rows, cols), weights[k] each (a
+// device array of device pointers): with u = factor * x[k] (x stacked (matrices, rows, cols), bf16
+// or fp32; factor (matrices, rows) per row or (matrices, cols) per column),
+//   w <- w - (eta * u + (u * w >= 0 ? eta_decay * w : 0)).
+cudaError_t muon_update(float* const* weights,
+                        int64_t matrices,
+                        const void* x,
+                        Dtype x_dtype,
+                        const float* factor,
+                        bool factor_per_row,
+                        int64_t rows,
+                        int64_t cols,
+                        float eta,
+                        float eta_decay,
+                        int multiprocessors,
+                        cudaStream_t stream);
 
 }  // namespace parcae::trainer::kernels
