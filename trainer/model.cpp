@@ -167,7 +167,8 @@ LoopInjectionImpl::Constants LoopInjectionImpl::constants(const torch::Tensor& e
 torch::Tensor LoopInjectionImpl::apply(const torch::Tensor& h, const Constants& constants) {
   switch (kind) {
     case Injection::kDiagonal:
-      return constants.decay * h + constants.input;
+      // One pass over the state (input + decay * h), not a product and then a sum.
+      return torch::addcmul(constants.input, constants.decay, h);
     case Injection::kLinear:
       return adapter(torch::cat({h, constants.input.to(h.scalar_type())}, -1));
     case Injection::kAdd:
