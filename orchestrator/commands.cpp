@@ -66,6 +66,21 @@ std::string default_jobs_root(const std::string& db_path) {
   return (fs::absolute(db_path).parent_path() / "runs").lexically_normal().string();
 }
 
+void check_folder_path(const std::string& path, const std::string& flag) {
+  std::error_code ec;
+  fs::path existing = fs::absolute(path, ec).lexically_normal();
+  while (!existing.empty() && !fs::exists(existing, ec) && existing != existing.parent_path())
+    existing = existing.parent_path();
+  if (!existing.empty() && fs::exists(existing, ec) && !fs::is_directory(existing, ec)) {
+    throw InputError("",
+                     flag,
+                     path,
+                     existing.string() == fs::absolute(path, ec).lexically_normal().string()
+                         ? "is a file, expected a folder"
+                         : "cannot be made: " + existing.string() + " is a file, not a folder");
+  }
+}
+
 PlanOutcome plan_sweep_file(const PlanOptions& options) {
   sweeps::SweepReadOptions read_options;
   read_options.data_dir = options.data_dir;
@@ -108,6 +123,7 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
   const std::string root = options.jobs_root.empty() ? default_jobs_root(options.db_path)
                                                      : absolute_normal(options.jobs_root);
   outcome.jobs_dir = (fs::path(root) / outcome.spec.name).string();
+  check_folder_path(outcome.jobs_dir, options.jobs_root.empty() ? "runs folder" : "--jobs-dir");
   if (options.dry_run) {
     // A dry run compares with what the database holds, read only, so that it refuses what the
     // real plan would refuse.
@@ -148,13 +164,13 @@ SyncResult sync(const std::string& db_path, const std::string& sweep) {
   SyncResult result;
   for (const auto& job : store.jobs(
            sweep, {JobState::kPlanned, JobState::kPreempted}, Store::JobFields::kWithoutConfig)) {
-    const results::IngestReport report =
-        store.ingest_events(job.id, (fs::path(job.out_dir) / sweeps::kEventsFileName).string());
+    const std::string events = (fs::path(job.out_dir) / sweeps::kEventsFileName).string();
+    const results::IngestReport report = store.ingest_events(job.id, events);
     if (report.lines > 0)
       result.ingested.push_back(job.id);
     for (const auto& bad : report.bad_lines) {
       result.bad_lines.push_back(
-          fmt::format("{} ({}): line {}: {}", job.cell, job.id, bad.line, bad.message));
+          fmt::format("{}: line {} ({}): {}", events, bad.line, job.cell, bad.message));
     }
     const auto fresh = store.find_job(job.id);
     if (!fresh->final_status)

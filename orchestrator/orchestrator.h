@@ -37,6 +37,11 @@ namespace parcae::orchestrator {
 // <folder of db_path>/runs: the default root of run folders.
 std::string default_jobs_root(const std::string& db_path);
 
+// Throws InputError naming `flag` and `path` when `path` cannot become a folder: it, or the
+// nearest part of it that exists, is not a folder. Checked before anything is written, so that a
+// mistyped flag leaves the database as it was.
+void check_folder_path(const std::string& path, const std::string& flag);
+
 // ---------------------------------------------------------------------------------------------
 // plan
 

@@ -9,9 +9,12 @@
 #include "orchestrator/detail/scheduler.h"
 
 #include <signal.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <thread>
@@ -163,6 +166,30 @@ struct RunningJob {
   std::optional<std::string> error_message;  // the last error event ingested so far
 };
 
+// True when `error` comes from a full disk or an exhausted quota: a launch that fails for it is
+// tried again once space is freed, not counted against the job.
+bool is_out_of_space(const std::exception& error) {
+  if (const auto* fs_error = dynamic_cast<const fs::filesystem_error*>(&error)) {
+    const int code = fs_error->code().value();
+    return code == ENOSPC || code == EDQUOT;
+  }
+  const std::string message = error.what();
+  return message.find(std::strerror(ENOSPC)) != std::string::npos ||
+         message.find(std::strerror(EDQUOT)) != std::string::npos;
+}
+
+// Bytes free to us on the file system that holds `path` (or its nearest existing parent).
+uint64_t free_bytes(const std::string& path) {
+  std::error_code ec;
+  fs::path existing = fs::absolute(path, ec);
+  while (!existing.empty() && !fs::exists(existing, ec) && existing != existing.parent_path())
+    existing = existing.parent_path();
+  struct statvfs info {};
+  if (::statvfs(existing.c_str(), &info) != 0)
+    return 0;
+  return static_cast<uint64_t>(info.f_bavail) * info.f_frsize;
+}
+
 std::string devices_text(const std::vector<int>& gpus) {
   std::string out;
   for (int g : gpus)
@@ -185,6 +212,19 @@ class Scheduler {
   RunSummary run() {
     setup_slots();
     reconcile();
+    try {
+      return supervise();
+    } catch (...) {
+      // The database or the disk failed under us: the trainers are stopped as on a signal, so
+      // that none is left running without a supervisor. The next `sweep run` resumes them from
+      // their checkpoints.
+      stop_trainers();
+      throw;
+    }
+  }
+
+ private:
+  RunSummary supervise() {
     bool stopping = false;
     auto deadline = std::chrono::steady_clock::now();
     bool killed = false;
@@ -203,7 +243,8 @@ class Scheduler {
       }
       if (!stopping)
         dispatch();
-      if (running_.empty())
+      // With no space to launch in, the sweep waits for space (or a signal) instead of ending.
+      if (running_.empty() && (stopping || !waiting_for_space_))
         break;
       double wait_s = options_.poll_interval_s;
       if (stopping) {
@@ -229,7 +270,35 @@ class Scheduler {
     return summary_;
   }
 
- private:
+  // Sends SIGTERM to every trainer, SIGKILL to those still there after the stop grace, and waits
+  // for them to end. Their attempts stay recorded as running; the next run resumes them.
+  void stop_trainers() noexcept {
+    try {
+      for (const auto& [id, job] : running_)
+        launcher_->signal(id, SIGTERM);
+      const auto deadline =
+          std::chrono::steady_clock::now() +
+          std::chrono::milliseconds(static_cast<int64_t>(options_.stop_grace_s * 1000));
+      bool killed = false;
+      // Bounded: after SIGKILL a process ends at once, and one the launcher cannot see end is
+      // given up on after a few seconds rather than holding the error back.
+      for (int rounds_after_kill = 0; !launcher_->active().empty() && rounds_after_kill < 50;) {
+        const double left =
+            std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+        if (left <= 0 && !killed) {
+          killed = true;
+          for (const auto& id : launcher_->active())
+            launcher_->signal(id, SIGKILL);
+        }
+        if (killed)
+          ++rounds_after_kill;
+        launcher_->wait(killed ? 0.1 : std::max(0.01, std::min(left, 0.1)));
+      }
+    } catch (...) {
+      // Stopping is best effort here; the error that brought us here is the one to report.
+    }
+  }
+
   void setup_slots() {
     const detail::SlotPlan slots = detail::slot_plan_for(options_, store_.find_sweep(sweep_));
     for (const auto& gpu : slots.gpus)
@@ -363,6 +432,12 @@ class Scheduler {
   }
 
   void dispatch() {
+    if (waiting_for_space_) {
+      // Each try records an attempt, so launches wait until space has been freed since the last.
+      if (free_bytes(space_path_) <= space_at_failure_)
+        return;
+      waiting_for_space_ = false;
+    }
     if (pool_.running() >= pool_.capacity())
       return;
     for (const JobRecord& job : store_.jobs(sweep_,
@@ -389,6 +464,8 @@ class Scheduler {
         continue;
       }
       launch(job, *attempt, *gpus);
+      if (waiting_for_space_)
+        return;
     }
   }
 
@@ -430,8 +507,28 @@ class Scheduler {
                               launched.pid,
                               gpus.empty() ? std::string("cpu") : "GPU " + devices_text(gpus));
       emit(e);
+      space_note_given_ = false;
     } catch (const std::exception& error) {
       pool_.release(gpus);
+      if (is_out_of_space(error)) {
+        // Not the job's fault: it goes back to wait, uncounted, and launches are tried again
+        // once space has been freed where it failed (dispatch()).
+        waiting_for_space_ = true;
+        space_path_ = job.out_dir;
+        space_at_failure_ = free_bytes(space_path_);
+        results::AttemptEnd end;
+        end.outcome = results::Outcome::kCancelled;
+        end.reason = std::string("could not launch, waiting for disk space: ") + error.what();
+        end.next_state = job.state;
+        store_.finish_attempt(job.id, attempt, end);
+        if (!space_note_given_) {
+          space_note_given_ = true;
+          note(fmt::format("{}: {}; launches wait until space is freed there (or a signal)",
+                           job.cell,
+                           error.what()));
+        }
+        return;
+      }
       results::AttemptEnd end;
       end.outcome = results::Outcome::kFailed;
       end.reason = std::string("could not launch: ") + error.what();
@@ -501,6 +598,10 @@ class Scheduler {
   int threads_per_job_ = 1;
   std::map<std::string, RunningJob> running_;
   RunSummary summary_;
+  bool waiting_for_space_ = false;  // the last launch failed for want of disk space
+  bool space_note_given_ = false;   // ... and the user was told
+  std::string space_path_;          // the run folder that could not be written
+  uint64_t space_at_failure_ = 0;   // bytes free there just after the failure
 };
 
 // The sweep a run is about: a file (planned first), a name, or the database's only sweep.
@@ -601,6 +702,8 @@ RunSummary run_sweep(const RunOptions& options) {
     return summary;
   }
 
+  if (!options.jobs_root.empty())
+    check_folder_path(options.jobs_root, "--jobs-dir");
   std::string sweep;
   if (is_file) {
     PlanOptions plan_options;

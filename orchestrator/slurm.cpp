@@ -361,6 +361,8 @@ SlurmReconcileResult reconcile_with(Store& store,
 
 // The sweep a run is about: a sweep file (planned first), a name, or the database's only sweep.
 std::string resolve_sweep(const RunOptions& options) {
+  if (!options.jobs_root.empty())
+    check_folder_path(options.jobs_root, "--jobs-dir");
   const bool is_file = !options.sweep.empty() && fs::is_regular_file(options.sweep);
   if (is_file) {
     PlanOptions plan_options;

@@ -7,6 +7,7 @@
 // depth) and written with upserts, so the steps a resumed trainer replays after its checkpoint
 // replace the earlier ones, and reading a line twice changes nothing.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <future>
@@ -40,34 +41,56 @@ const nlohmann::json* member(const nlohmann::json& event, const char* key) {
   return it == event.end() || it->is_null() ? nullptr : &*it;
 }
 
+// "\"key\" is missing" or "\"key\" = VALUE", for messages.
+std::string found(const nlohmann::json* v, const char* key) {
+  return std::string("\"") + key + "\"" + (v == nullptr ? " is missing" : " = " + v->dump());
+}
+
 double required_number(const nlohmann::json& event, const char* key) {
   const nlohmann::json* v = member(event, key);
   if (v == nullptr || !v->is_number())
-    throw BadEvent{std::string("\"") + key + "\" is missing or not a number"};
+    throw BadEvent{found(v, key) + ": expected a number"};
   return v->get<double>();
 }
 
 int64_t required_integer(const nlohmann::json& event, const char* key) {
   const nlohmann::json* v = member(event, key);
   if (v == nullptr || !v->is_number())
-    throw BadEvent{std::string("\"") + key + "\" is missing or not an integer"};
+    throw BadEvent{found(v, key) + ": expected an integer"};
   if (v->is_number_integer())
     return v->get<int64_t>();
   const double d = v->get<double>();
   if (std::floor(d) != d || std::fabs(d) > 9e18)
-    throw BadEvent{std::string("\"") + key + "\" is not an integer"};
+    throw BadEvent{found(v, key) + ": expected an integer"};
   return static_cast<int64_t>(d);
 }
 
-// A number, or nullopt for a missing key, null or a non-finite spelling ("nan", "inf").
+// True for the spellings other writers use for a value that is not finite: "nan", "inf",
+// "-Infinity" and the like, in any case.
+bool is_non_finite_spelling(const std::string& text) {
+  std::string lower;
+  for (char c : text)
+    lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!lower.empty() && (lower[0] == '-' || lower[0] == '+'))
+    lower.erase(0, 1);
+  return lower == "nan" || lower == "inf" || lower == "infinity";
+}
+
+// A number, or nullopt for a missing key, null or a non-finite spelling ("nan", "inf"). Any
+// other text is a bad event: stored as NULL it would overwrite a good row of a replay.
 std::optional<double> optional_number(const nlohmann::json& event, const char* key) {
   const nlohmann::json* v = member(event, key);
-  if (v == nullptr || v->is_string())
+  if (v == nullptr)
     return std::nullopt;
+  if (v->is_string()) {
+    if (is_non_finite_spelling(v->get<std::string>()))
+      return std::nullopt;
+    throw BadEvent{std::string("\"") + key + "\" = " + v->dump() + ": expected a number"};
+  }
   if (v->is_boolean())
     return v->get<bool>() ? 1.0 : 0.0;
   if (!v->is_number())
-    throw BadEvent{std::string("\"") + key + "\" is not a number"};
+    throw BadEvent{found(v, key) + ": expected a number"};
   return v->get<double>();
 }
 
@@ -85,7 +108,7 @@ std::optional<std::string> optional_text(const nlohmann::json& event, const char
   if (v == nullptr)
     return std::nullopt;
   if (!v->is_string())
-    throw BadEvent{std::string("\"") + key + "\" is not a string"};
+    throw BadEvent{found(v, key) + ": expected a string"};
   return v->get<std::string>();
 }
 
@@ -182,7 +205,7 @@ void apply(const std::string& job,
   } else if (*type == sweeps::kEventEval) {
     const int64_t depth = required_integer(event, "depth");
     if (depth < 1)
-      throw BadEvent{"\"depth\" must be >= 1"};
+      throw BadEvent{"\"depth\" = " + std::to_string(depth) + ": expected >= 1"};
     s.evaluation.reset();
     s.evaluation.bind(1, job)
         .bind(2, step)
@@ -245,7 +268,8 @@ void apply(const std::string& job,
   } else if (*type == sweeps::kEventDone) {
     const auto status = optional_text(event, "status");
     if (!status || (*status != sweeps::kStatusDone && *status != sweeps::kStatusDiverged)) {
-      throw BadEvent{"\"status\" must be \"done\" or \"diverged\""};
+      throw BadEvent{found(member(event, "status"), "status") +
+                     ": expected \"done\" or \"diverged\""};
     }
     s.done.reset();
     s.done.bind(1, job)

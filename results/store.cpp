@@ -181,6 +181,8 @@ void check_identity(const Connection& db, const std::string& path, int& version,
       version = static_cast<int>(s.get_int(1));
       objects = s.get_int(2);
     }
+  } catch (const InputError&) {
+    throw;  // a damaged file, or one that cannot be read: its own message says which
   } catch (const Error& e) {
     throw InputError(path, "--db", path, "is not a parcae-scale database", e.what());
   }
@@ -191,6 +193,14 @@ void check_identity(const Connection& db, const std::string& path, int& version,
                      "expected " + std::to_string(kApplicationId) +
                          ": this SQLite file was not made by parcae-scale",
                      "choose another --db path; nothing was written to this one");
+  }
+  if (objects > 0 && version < 1) {
+    // Our application id with tables but no schema version: not a file this program wrote.
+    throw InputError(path,
+                     "PRAGMA user_version",
+                     std::to_string(version),
+                     "expected a schema version from 1 to " + std::to_string(kSchemaVersion),
+                     "the file was changed by another program; nothing was written to it");
   }
   if (version > kSchemaVersion) {
     throw InputError(path,

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "sweeps/error.h"
@@ -31,10 +32,21 @@ bool write_all(int fd, const char* bytes, size_t size) {
 
 }  // namespace
 
+void remove_temporaries(const std::string& folder) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (!fs::is_directory(folder, error))
+    return;
+  for (const auto& entry : fs::directory_iterator(folder, error)) {
+    if (entry.path().filename().string().find(kTemporaryMarker) != std::string::npos)
+      fs::remove(entry.path(), error);
+  }
+}
+
 void write_file_atomically(const std::string& path,
                            std::initializer_list<std::string_view> pieces,
                            Durability durability) {
-  std::string pattern = path + ".tmp.XXXXXX";
+  std::string pattern = path + kTemporaryMarker + "XXXXXX";
   std::vector<char> name(pattern.begin(), pattern.end());
   name.push_back('\0');
   const int fd = ::mkstemp(name.data());

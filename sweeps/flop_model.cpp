@@ -6,6 +6,8 @@
 #include <limits>
 #include <map>
 
+#include <fmt/format.h>
+
 #include "sweeps/error.h"
 #include "sweeps/suggest.h"
 
@@ -141,8 +143,13 @@ int int_from_json(const nlohmann::json& value, const std::string& file, const st
     throw InputError(file, field, value.dump(), "expected an integer");
   }
   const double v = value.get<double>();
-  if (v < 0 || v > std::numeric_limits<int>::max()) {
+  if (v < 0)
     throw InputError(file, field, value.dump(), "expected a non-negative integer");
+  if (v > std::numeric_limits<int>::max()) {
+    throw InputError(file,
+                     field,
+                     value.dump(),
+                     "expected at most " + std::to_string(std::numeric_limits<int>::max()));
   }
   return static_cast<int>(v);
 }
@@ -344,8 +351,16 @@ int64_t tokens_for_budget(const ModelConfig& c, double budget_flops) {
     throw InputError(
         "", "budget_flops", std::to_string(budget_flops), "expected a positive number");
   }
-  return static_cast<int64_t>(
-      std::floor(budget_flops / static_cast<double>(train_flops_per_token(c))));
+  const double tokens = std::floor(budget_flops / static_cast<double>(train_flops_per_token(c)));
+  if (!(tokens <= static_cast<double>(kMaxTrainTokens))) {
+    throw InputError("",
+                     "budget_flops",
+                     fmt::format("{:g}", budget_flops),
+                     fmt::format("expected at most {} = 2^53 training tokens, got D = C / F = {:g}",
+                                 kMaxTrainTokens,
+                                 tokens));
+  }
+  return static_cast<int64_t>(tokens);
 }
 
 std::vector<std::string> preset_names() {
@@ -389,8 +404,17 @@ ModelConfig preset(const std::string& name) {
 ModelConfig model_config_from_json(const nlohmann::json& value,
                                    const std::string& file,
                                    const std::string& field) {
-  if (value.is_string())
-    return preset(value.get<std::string>());
+  if (value.is_string()) {
+    try {
+      return preset(value.get<std::string>());
+    } catch (const InputError&) {
+      throw InputError(file,
+                       field,
+                       value.dump(),
+                       "unknown preset",
+                       suggestion_hint(value.get<std::string>(), preset_names()));
+    }
+  }
   if (!value.is_object()) {
     throw InputError(file, field, value.dump(), "expected a preset name or an object");
   }

@@ -130,7 +130,12 @@ double model_flops_per_token_at(const ModelConfig& config,
 // Effective parameters of the training law, N(mu) = N_noncore + mu * N_core (parcae.md §13 #11).
 double effective_parameters(const ModelConfig& config, double mean_recurrence);
 
-// D = floor(C / F). Throws InputError when C <= 0 or not finite.
+// The most training tokens one job may have, 2^53 (about 9.0e15): token counts are 64-bit
+// integers that are also multiplied into FLOPs as doubles, which hold integers exactly only up
+// to 2^53. It is about a thousand times the largest published training run.
+constexpr int64_t kMaxTrainTokens = int64_t{1} << 53;
+
+// D = floor(C / F). Throws InputError when C <= 0 or not finite, or when D > kMaxTrainTokens.
 int64_t tokens_for_budget(const ModelConfig& config, double budget_flops);
 
 // Preset names, `<variant>-<size>`: variants parcae, transformer, rdm, parcae-constrained-only,

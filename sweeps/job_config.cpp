@@ -59,11 +59,14 @@ int64_t JobConfig::max_steps() const {
 }
 
 std::vector<std::string> JobConfig::validate() const {
+  static const std::string kValidationLimitText =
+      "expected at most " + std::to_string(kMaxValidationTokens) +
+      " validation tokens (val_sequences * (context_length + 1))";
   std::vector<std::string> problems;
   for (const auto& p : model.validate())
     problems.push_back("model." + p);
   // Values are turned into text only for a failed check: the planner validates every cell.
-  auto need = [&](bool ok, const char* field, const auto& value, const char* what) {
+  auto need = [&](bool ok, const char* field, const auto& value, const auto& what) {
     if (!ok)
       problems.push_back(std::string(field) + " = " + as_text(value) + ": " + what);
   };
@@ -77,7 +80,9 @@ std::vector<std::string> JobConfig::validate() const {
        "training.batch_tokens",
        t.batch_tokens,
        "expected a multiple of model.context_length");
-  need(rows_per_step % (static_cast<int64_t>(t.micro_batch_size) * std::max(gpus, 1)) == 0,
+  // A micro-batch size below 1 is reported above; the remainder would divide by it.
+  need(t.micro_batch_size < 1 ||
+           rows_per_step % (static_cast<int64_t>(t.micro_batch_size) * std::max(gpus, 1)) == 0,
        "training.batch_tokens",
        t.batch_tokens,
        "expected sequences per step to be a multiple of micro_batch_size * gpus");
@@ -98,6 +103,11 @@ std::vector<std::string> JobConfig::validate() const {
     need(depth >= 1, "eval.depths", depth, "expected >= 1");
   need(eval.interval_steps >= 0, "eval.interval_steps", eval.interval_steps, "expected >= 0");
   need(eval.val_sequences > 0, "eval.val_sequences", eval.val_sequences, "expected > 0");
+  need(static_cast<int64_t>(eval.val_sequences) * (std::max(model.context_length, 0) + 1) <=
+           kMaxValidationTokens,
+       "eval.val_sequences",
+       eval.val_sequences,
+       kValidationLimitText);
   need(!data.train_shards.empty(), "data.train_shards", "[]", "expected at least one shard");
   need(!data.val_shards.empty(), "data.val_shards", "[]", "expected at least one shard");
   need(device == "auto" || device == "cpu" || device == "cuda",
@@ -302,15 +312,7 @@ JobConfig job_config_from_json(const nlohmann::json& value, const std::string& f
 }
 
 JobConfig read_job_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    throw InputError(path, "", "(file)", "cannot be opened for reading");
-  nlohmann::json value;
-  try {
-    value = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(path, "", "(file)", std::string("is not valid JSON: ") + e.what());
-  }
+  const nlohmann::json value = detail::read_json_file(path, /*allow_comments=*/false);
   JobConfig job = job_config_from_json(value, path);
   const auto base = std::filesystem::path(path).parent_path();
   for (auto& shard : job.data.train_shards)

@@ -35,6 +35,10 @@ struct TrainingConfig {
   bool unconstrained_decay = false;  // ablation: A free (a = exp(-dt*A_raw)), rho may exceed 1
 };
 
+// The most validation tokens (eval.val_sequences * (context_length + 1)) a job may ask for: the
+// trainer holds them in memory as 64-bit ids, so this caps that at 512 MiB.
+constexpr int64_t kMaxValidationTokens = int64_t{1} << 26;
+
 // Validation during and after training (parcae.md §10).
 struct EvalConfig {
   std::vector<int> depths = {1, 2, 4, 6, 8, 10, 12, 16, 20, 24};  // test-time T grid

@@ -11,6 +11,23 @@
 
 namespace parcae::sweeps::detail {
 
+// The deepest nesting of objects and arrays a document of ours may have. Our files need 5;
+// the limit keeps a hostile file from exhausting the stack of code that walks the tree.
+constexpr int kMaxJsonDepth = 64;
+
+// Parses one JSON document (a sweep, job or model file) and refuses, with InputError naming
+// `file`, the field path and the value: text that is not JSON, nesting deeper than
+// kMaxJsonDepth, a key given twice in one object (JSON leaves its meaning open; a hand-edited
+// file that says it twice is a mistake), and a number beyond double's range such as 1e400.
+// `allow_comments` accepts // and /* */ comments, as JSONC does.
+nlohmann::json parse_json_document(const std::string& text,
+                                   const std::string& file,
+                                   bool allow_comments);
+
+// Reads and parses the file at `path` as above; a missing, unreadable or non-regular file is an
+// InputError naming it.
+nlohmann::json read_json_file(const std::string& path, bool allow_comments);
+
 // Where a value sits: the file and the dotted path of its parent object.
 struct JsonAt {
   std::string file;

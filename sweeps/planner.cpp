@@ -137,7 +137,14 @@ PlannedCell plan_cell(const SweepSpec& spec,
   if (pick.budget != nullptr) {
     cell.budget_id = pick.budget->id;
     cell.budget_flops = pick.budget->flops;
-    cell.train_tokens = cell.flops_per_token > 0 ? tokens_for_budget(model, cell.budget_flops) : 0;
+    try {
+      cell.train_tokens =
+          cell.flops_per_token > 0 ? tokens_for_budget(model, cell.budget_flops) : 0;
+    } catch (const InputError& e) {
+      problems.push_back(spec.file + ": cell " + cell.name + ": budget \"" + cell.budget_id +
+                         "\": " + e.what());
+      return cell;
+    }
   } else {
     cell.train_tokens = *pick.train_tokens;
   }

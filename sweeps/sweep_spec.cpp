@@ -13,6 +13,8 @@
 #include <set>
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "sweeps/json_fields.h"
 #include "sweeps/suggest.h"
 
@@ -111,8 +113,12 @@ bool is_generator(const nlohmann::json& value) {
 std::vector<nlohmann::json> axis_values(const nlohmann::json& value,
                                         const std::string& file,
                                         const std::string& field) {
-  if (value.is_array())
+  if (value.is_array()) {
+    // An empty list would silently fall back to the default the axis replaces.
+    if (value.empty())
+      throw InputError(file, field, "[]", "expected at least one value");
     return {value.begin(), value.end()};
+  }
   if (value.is_object()) {
     std::vector<nlohmann::json> out;
     for (double v : expand_generator(value, file, field))
@@ -794,6 +800,25 @@ void validate_axes(const SweepAxes& axes,
       out);
 }
 
+// Cells the planner would expand the spec into, as a double: a product of axis sizes can
+// overflow any integer.
+double cell_count(const SweepSpec& spec) {
+  auto size = [](const auto& axis) {
+    return static_cast<double>(std::max<size_t>(axis.size(), 1));
+  };
+  auto model_picks = [&](const SweepAxes& axes) {
+    return size(axes.models) * size(axes.d_model) * size(axes.n_layers) * size(axes.n_recurrent) *
+           size(axes.mean_recurrence);
+  };
+  const double seeds = size(spec.axes.seeds);
+  if (spec.budgets.empty())
+    return size(spec.axes.train_tokens) * model_picks(spec.axes) * seeds;
+  double cells = 0;
+  for (const Budget& b : spec.budgets)
+    cells += model_picks(b.has_axes ? b.axes : spec.axes) * seeds;
+  return cells;
+}
+
 // The checks of SweepSpec::validate(), with the field each problem is about.
 std::vector<Problem> validate_spec(const SweepSpec& spec) {
   const std::string& file = spec.file;
@@ -844,11 +869,36 @@ std::vector<Problem> validate_spec(const SweepSpec& spec) {
           std::to_string(spec.axes.train_tokens[i]),
           "expected >= 1");
   }
+  for (size_t i = 0; i < spec.axes.train_tokens.size(); ++i) {
+    if (spec.axes.train_tokens[i] > kMaxTrainTokens)
+      add(indexed("axes.train_tokens", i),
+          std::to_string(spec.axes.train_tokens[i]),
+          "expected at most " + std::to_string(kMaxTrainTokens) + " = 2^53 tokens");
+  }
   auto int_label = [](auto v) { return std::to_string(v); };
   check_unique(spec.axes.train_tokens, "axes.train_tokens", int_label, file, out);
   check_unique(spec.axes.seeds, "axes.seed", int_label, file, out);
   if (spec.axes.seeds.empty())
     add("axes.seed", "[]", "expected at least one seed");
+  // Checked here as well as for each job: with no valid batch the planner would find no cell
+  // worth keeping and record nothing, without a word.
+  if (spec.training.batch_tokens < 1) {
+    add("training.batch_tokens",
+        std::to_string(spec.training.batch_tokens),
+        "expected a positive number of tokens per optimizer step");
+  }
+  if (spec.training.micro_batch_size < 1) {
+    add("training.micro_batch_size",
+        std::to_string(spec.training.micro_batch_size),
+        "expected a positive number of sequences per forward pass");
+  }
+  const double cells = cell_count(spec);
+  if (cells > static_cast<double>(kMaxCellsPerSweep)) {
+    add(spec.budgets.empty() ? "axes" : "budgets",
+        fmt::format("({:.0f} cells)", cells),
+        "expected at most " + std::to_string(kMaxCellsPerSweep) + " cells in one sweep",
+        "split the study into several sweeps");
+  }
   if (spec.resources.gpus_per_job < 1)
     add("resources.gpus_per_job", std::to_string(spec.resources.gpus_per_job), "expected >= 1");
   if (spec.resources.jobs_per_gpu < 1)
@@ -1011,19 +1061,8 @@ SweepSpec sweep_spec_from_json(const nlohmann::json& document,
 }
 
 SweepSpec read_sweep_file(const std::string& path, const SweepReadOptions& options) {
-  std::ifstream in(path);
-  if (!in)
-    throw InputError(path, "", "(file)", "cannot be opened for reading");
-  nlohmann::json document;
-  try {
-    // Sweep files are written by hand, so comments are allowed, as in JSONC.
-    document = nlohmann::json::parse(in,
-                                     nullptr,
-                                     /*allow_exceptions=*/true,
-                                     /*ignore_comments=*/true);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(path, "", "(file)", std::string("is not valid JSON: ") + e.what());
-  }
+  // Sweep files are written by hand, so comments are allowed, as in JSONC.
+  nlohmann::json document = detail::read_json_file(path, /*allow_comments=*/true);
   apply_overrides(document, options.overrides, path);
   return sweep_spec_from_json(document, path, options);
 }

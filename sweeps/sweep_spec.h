@@ -123,6 +123,10 @@ struct RefineSettings {
   double step = 2.0;                     // geometric step along the axis beyond an edge, > 1
 };
 
+// The most cells one sweep may expand into (budgets or token counts x model picks x seeds). Each
+// cell is a database row, a run folder and a trainer; a grid past this is a slip of a generator.
+constexpr int64_t kMaxCellsPerSweep = 100000;
+
 struct SweepSpec {
   std::string file;  // the file it was read from, as given
   std::string name;  // [A-Za-z0-9._-]+: it names folders and database rows

@@ -81,6 +81,10 @@ TokenShard::TokenShard(const std::string& path, int vocab_size) : path_(path) {
     ::close(fd);
     throw InputError(path, "", "(file)", "cannot be read: " + system_message());
   }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    throw InputError(path, "", "(file)", "is not a regular file: expected an llm.c token shard");
+  }
   const int64_t file_bytes = info.st_size;
   if (file_bytes < kShardHeaderBytes) {
     ::close(fd);
@@ -225,6 +229,8 @@ PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
   if (error)
     throw Error("cannot create " + out_dir + ": " + error.message());
   const std::filesystem::path out = std::filesystem::absolute(out_dir);
+  // Shards a killed run of this left half written.
+  remove_temporaries(out.string());
 
   PreparedShards prepared;
   const auto split = static_cast<size_t>(total - val_tokens);

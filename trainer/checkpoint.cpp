@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "sweeps/atomic_file.h"
 #include "sweeps/error.h"
 #include "sweeps/run_contract.h"
 
@@ -60,7 +61,48 @@ void fsync_path(const fs::path& path, int flags) {
     throw Error("cannot fsync " + path.string() + ": " + std::strerror(errno));
 }
 
+// Writes `archive` to `path` and flushes it to the disk. LibTorch's own file writer aborts the
+// process when a write falls short (a full disk), so the bytes go through this function, which
+// keeps the first error, lets LibTorch finish, then removes the partial file and throws
+// parcae::Error naming the path and the system's reason.
+void write_archive(torch::serialize::OutputArchive& archive, const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw Error("cannot write checkpoint " + path.string() + ": " + std::strerror(errno));
+  int first_error = 0;
+  archive.save_to([&](const void* data, size_t size) -> size_t {
+    const char* bytes = static_cast<const char*>(data);
+    size_t left = size;
+    while (first_error == 0 && left > 0) {
+      const ssize_t written = ::write(fd, bytes, left);
+      if (written < 0 && errno == EINTR)
+        continue;
+      if (written < 0) {
+        first_error = errno;
+        break;
+      }
+      bytes += written;
+      left -= static_cast<size_t>(written);
+    }
+    return size;  // always all of it: the error is reported below, not by LibTorch
+  });
+  if (first_error == 0 && ::fsync(fd) != 0)
+    first_error = errno;
+  if (::close(fd) != 0 && first_error == 0)
+    first_error = errno;
+  if (first_error != 0) {
+    std::error_code ignored;
+    fs::remove(path, ignored);
+    throw Error("cannot write checkpoint " + path.string() + ": " + std::strerror(first_error));
+  }
+}
+
 }  // namespace
+
+void remove_temporaries(const std::string& dir) {
+  sweeps::remove_temporaries(dir);
+  sweeps::remove_temporaries((fs::path(dir) / sweeps::kCheckpointDirName).string());
+}
 
 nlohmann::json to_json(const CheckpointMeta& meta) {
   return {{"format", meta.format},
@@ -111,7 +153,9 @@ std::string save_checkpoint(const std::string& dir,
   if (error)
     throw Error("cannot create " + folder.string() + ": " + error.message());
   const fs::path final_path = folder / file_name(meta.step);
-  const fs::path temporary = folder / (file_name(meta.step) + ".tmp");
+  // The pid keeps two writers apart; remove_temporaries() deletes what a killed one left.
+  const fs::path temporary =
+      folder / (file_name(meta.step) + sweeps::kTemporaryMarker + std::to_string(::getpid()));
 
   torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
   model.save(model_archive);
@@ -119,11 +163,12 @@ std::string save_checkpoint(const std::string& dir,
   archive.write("model", model_archive);
   archive.write("optimizer", optimizer_archive);
   archive.write("meta", c10::IValue(to_json(meta).dump()));
-  archive.save_to(temporary.string());
-  fsync_path(temporary, O_RDONLY);
+  write_archive(archive, temporary);
   fs::rename(temporary, final_path, error);
-  if (error)
+  if (error) {
+    fs::remove(temporary, error);
     throw Error("cannot rename " + temporary.string() + ": " + error.message());
+  }
   fsync_path(folder, O_RDONLY | O_DIRECTORY);
 
   const auto found = list_checkpoints(folder);

@@ -41,6 +41,11 @@ struct CheckpointMeta {
 nlohmann::json to_json(const CheckpointMeta& meta);
 CheckpointMeta checkpoint_meta_from_json(const nlohmann::json& value);
 
+// Removes what an interrupted write left in run folder `dir` and in its checkpoint folder: files
+// with ".tmp." in their names, which are never read (a write is renamed into place only when
+// whole). Called when a trainer starts, as the only writer of its run folder.
+void remove_temporaries(const std::string& dir);
+
 // The newest `step_*.pt` in dir/checkpoint, or nullopt when there is none.
 std::optional<std::string> latest_checkpoint(const std::string& dir);
 

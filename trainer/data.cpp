@@ -65,6 +65,19 @@ torch::Tensor validation_rows(const std::vector<std::string>& shard_paths,
                               int64_t seq,
                               int rows,
                               const std::string& job_file) {
+  // Counted before the tensor is allocated: a request the shards cannot meet is refused without
+  // asking for its memory first.
+  int64_t available = 0;
+  for (const auto& path : shard_paths)
+    available += sweeps::TokenShard(path, vocab_size).size() / (seq + 1);
+  if (available < rows) {
+    throw InputError(job_file,
+                     "eval.val_sequences",
+                     std::to_string(rows),
+                     "the validation shards hold only " + std::to_string(available) +
+                         " windows of context_length + 1 = " + std::to_string(seq + 1) + " tokens",
+                     "lower eval.val_sequences or add validation text");
+  }
   torch::Tensor out = torch::empty({rows, seq + 1}, torch::kLong);
   auto data = out.accessor<int64_t, 2>();
   int64_t filled = 0;

@@ -34,13 +34,18 @@ void EventLog::write(const std::string& type, int64_t step, const nlohmann::json
     event[key] = value;
   // nlohmann writes NaN and infinities as null already; the line ends the event.
   const std::string line = event.dump() + "\n";
+  const off_t size_before = ::lseek(fd_, 0, SEEK_END);
   size_t done = 0;
   while (done < line.size()) {
     const ssize_t written = ::write(fd_, line.data() + done, line.size() - done);
     if (written < 0) {
       if (errno == EINTR)
         continue;
-      throw Error("cannot append to " + path_ + ": " + std::strerror(errno));
+      const int reason = errno;
+      // A part of a line (a full disk takes what fits) is cut off, so the file stays whole lines.
+      if (done > 0 && size_before >= 0)
+        (void)::ftruncate(fd_, size_before);
+      throw Error("cannot append to " + path_ + ": " + std::strerror(reason));
     }
     done += static_cast<size_t>(written);
   }

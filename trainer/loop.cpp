@@ -658,8 +658,10 @@ TrainResult train(const TrainOptions& options) {
     throw InputError("", "--out", options.out_dir, "cannot be created: " + error.message());
   }
   std::optional<EventLog> events;
-  if (!options.ranks || options.ranks->rank == 0)
+  if (!options.ranks || options.ranks->rank == 0) {
+    remove_temporaries(options.out_dir);
     events.emplace((std::filesystem::path(options.out_dir) / sweeps::kEventsFileName).string());
+  }
   int64_t current_step = 0;
   try {
     Trainer trainer(options, events ? &*events : nullptr, current_step);

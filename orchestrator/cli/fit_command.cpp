@@ -108,7 +108,8 @@ void add_fit_commands(CLI::App& app, CliContext& context) {
                   "isoflop: one fit per value of these columns (e.g. model, mu_rec, d_model)");
   cmd->add_option("--bootstrap",
                   r.bootstrap,
-                  "bootstrap resamples (isoflop default 2000 within budgets; others 0: none)");
+                  "bootstrap resamples (isoflop default 2000 within budgets; others 0: none)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--ci", r.ci, "confidence level of the percentile intervals")
       ->capture_default_str();
   cmd->add_option("--seed", r.seed, "seed of the bootstrap and random starts")

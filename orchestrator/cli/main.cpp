@@ -34,6 +34,14 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    // CLI11 checks for the missing subcommand before it looks at the words it did not know, so
+    // `parcae-scale --bogus` would be told only that a subcommand is required.
+    if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && app.get_subcommands().empty() &&
+        !app.remaining().empty()) {
+      std::cerr << "parcae-scale: " << app.remaining().front()
+                << ": unknown option or command; see parcae-scale --help\n";
+      return 2;
+    }
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {

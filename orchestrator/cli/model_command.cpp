@@ -1,5 +1,5 @@
 // `parcae-scale model describe|list`: a model's parameter counts and FLOPs per token.
-#include <fstream>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -9,6 +9,7 @@
 #include "orchestrator/cli/cli_context.h"
 #include "sweeps/error.h"
 #include "sweeps/flop_model.h"
+#include "sweeps/json_fields.h"
 
 namespace parcae::cli {
 namespace {
@@ -18,16 +19,14 @@ using sweeps::ModelConfig;
 // A preset name, a JSON file, or inline JSON.
 ModelConfig load_model(const std::string& spec) {
   if (!spec.empty() && spec.front() == '{') {
-    return sweeps::model_config_from_json(nlohmann::json::parse(spec), "(inline)", "model");
+    return sweeps::model_config_from_json(
+        sweeps::detail::parse_json_document(spec, "(inline)", /*allow_comments=*/false),
+        "(inline)",
+        "model");
   }
-  std::ifstream in(spec);
-  if (in) {
-    nlohmann::json value;
-    try {
-      value = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw InputError(spec, "", "(file)", std::string("is not valid JSON: ") + e.what());
-    }
+  std::error_code ec;
+  if (std::filesystem::exists(spec, ec)) {
+    const nlohmann::json value = sweeps::detail::read_json_file(spec, /*allow_comments=*/true);
     return sweeps::model_config_from_json(
         value.contains("model") ? value.at("model") : value, spec, "model");
   }

@@ -18,6 +18,7 @@
 
 #include "analysis/analysis.h"
 #include "orchestrator/cli/cli_context.h"
+#include "orchestrator/orchestrator.h"
 #include "results/results.h"
 #include "sweeps/error.h"
 
@@ -75,6 +76,7 @@ int run_plot(PlotFlags& flags, const CliContext& context) {
   sweep = store.resolve_sweep(sweep);
   if (request.out_dir.empty())
     request.out_dir = default_output_dir(context.db_path, "figures", sweep);
+  orchestrator::check_folder_path(request.out_dir, "--out");
   const analysis::SweepRuns runs = analysis::collect_runs(store, sweep);
   const std::vector<std::string> files = analysis::draw_figures(store, runs, request);
   if (context.json) {
@@ -118,7 +120,8 @@ void add_plot_commands(CLI::App& app, CliContext& context) {
                   "dashed slopes on the frontier: X[,D] for x* and D*, or none (default: 0.40 "
                   "and 0.78, the paper's, for x = mu_rec only)");
   cmd->add_option("--bootstrap", r.bootstrap, "bootstrap resamples for the isoFLOP fit")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", r.seed, "bootstrap seed")->capture_default_str();
   cmd->callback(
       [flags, &context] { context.run = [flags, &context] { return run_plot(*flags, context); }; });

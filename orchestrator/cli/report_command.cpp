@@ -8,6 +8,7 @@
 
 #include "analysis/analysis.h"
 #include "orchestrator/cli/cli_context.h"
+#include "orchestrator/orchestrator.h"
 #include "results/results.h"
 
 namespace parcae::cli {
@@ -26,7 +27,8 @@ void add_report_commands(CLI::App& app, CliContext& context) {
                   "varies within a budget, else params)")
       ->capture_default_str();
   cmd->add_option("--bootstrap", request->bootstrap, "bootstrap resamples of the isoFLOP fit")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", request->seed, "bootstrap seed")->capture_default_str();
   cmd->callback([request, &context] {
     context.run = [request, &context] {
@@ -35,6 +37,7 @@ void add_report_commands(CLI::App& app, CliContext& context) {
       request->sweep = store.resolve_sweep(request->sweep);
       if (request->out_dir.empty())
         request->out_dir = default_output_dir(context.db_path, "reports", request->sweep);
+      orchestrator::check_folder_path(request->out_dir, "--out");
       request->generator = std::string("parcae-scale ") + PARCAE_VERSION;
       const analysis::ReportOutput output = analysis::write_report(store, *request);
       for (const auto& note : output.notes)

@@ -8,12 +8,53 @@
 
 namespace parcae::results::detail {
 
+namespace {
+
+// The file of connection `db`, for messages; "" for none or an in-memory database.
+std::string file_of(sqlite3* db) {
+  const char* name = db != nullptr ? sqlite3_db_filename(db, "main") : nullptr;
+  return name != nullptr ? name : "";
+}
+
+// Throws the error for SQLite's `rc` on `db`. What the user can fix (a damaged or foreign file,
+// one they may not write, a full disk) names the database file and what to do.
+[[noreturn]] void fail(int rc, sqlite3* db, const std::string& call, const std::string& message) {
+  const std::string path = file_of(db);
+  const std::string detail = call + ": " + message + " (code " + std::to_string(rc) + ")";
+  switch (rc & 0xff) {
+    case SQLITE_NOTADB:
+      throw InputError(path, "--db", path, "is not a parcae-scale database", "SQLite: " + detail);
+    case SQLITE_CORRUPT:
+      throw InputError(path,
+                       "--db",
+                       path,
+                       "is damaged (SQLite: " + detail + ")",
+                       "restore it from a copy; sqlite3's .recover may save what is left");
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+      throw InputError(path,
+                       "--db",
+                       path,
+                       "cannot be written (SQLite: " + detail + ")",
+                       "SQLite writes the file and its -wal and -shm files beside it: check the "
+                       "permissions of the file and of its folder");
+    case SQLITE_FULL:
+      throw Error("sqlite: " + path + ": " + detail +
+                  "; the disk that holds the database is full: the change was rolled back, so "
+                  "free space and run the same command again");
+    default:
+      throw Error("sqlite: " + (path.empty() ? std::string() : path + ": ") + detail);
+  }
+}
+
+}  // namespace
+
 void check(int rc, sqlite3* db, const char* call) {
   if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE)
     return;
-  std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  throw Error(std::string("sqlite: ") + call + ": " + message + " (code " + std::to_string(rc) +
-              ")");
+  fail(rc, db, call, db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 }
 
 Connection::Connection(const std::string& path, int flags) {
@@ -22,6 +63,13 @@ Connection::Connection(const std::string& path, int flags) {
     const std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close_v2(db_);
     db_ = nullptr;
+    if (rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY || rc == SQLITE_PERM) {
+      throw InputError(path,
+                       "--db",
+                       path,
+                       "cannot be opened (SQLite: " + message + ")",
+                       "check that its folder exists and that you may read and write both");
+    }
     throw Error("sqlite: open " + path + ": " + message + " (code " + std::to_string(rc) + ")");
   }
   sqlite3_extended_result_codes(db_, 0);
@@ -53,8 +101,7 @@ void Connection::exec(const std::string& sql) const {
     std::string statement = sql.substr(0, sql.find('\n'));
     if (statement.size() > 60)
       statement = statement.substr(0, 60) + "...";
-    throw Error("sqlite: exec '" + statement + "': " + message + " (code " + std::to_string(rc) +
-                ")");
+    fail(rc, db_, "exec '" + statement + "'", message);
   }
 }
 

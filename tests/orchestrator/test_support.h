@@ -179,8 +179,9 @@ inline std::vector<std::string> environment_with(const std::map<std::string, std
 class CliProcess {
  public:
   CliProcess(const std::vector<std::string>& args,
-             const std::map<std::string, std::string>& env = {}) {
-    std::vector<std::string> argv_text = {cli_path()};
+             const std::map<std::string, std::string>& env = {},
+             const std::string& program = cli_path()) {
+    std::vector<std::string> argv_text = {program};
     argv_text.insert(argv_text.end(), args.begin(), args.end());
     std::vector<std::string> env_text = environment_with(env);
     std::vector<char*> argv, envp;
@@ -291,6 +292,14 @@ class CliProcess {
 inline CliResult run_cli(const std::vector<std::string>& args,
                          const std::map<std::string, std::string>& env = {}) {
   CliProcess process(args, env);
+  return process.wait();
+}
+
+// Another program than parcae-scale (the trainer), run the same way.
+inline CliResult run_program(const std::string& program,
+                             const std::vector<std::string>& args,
+                             const std::map<std::string, std::string>& env = {}) {
+  CliProcess process(args, env, program);
   return process.wait();
 }
 

@@ -102,5 +102,21 @@ TEST(AtomicFile, ATargetThatIsAFolderIsAnErrorAndLeavesNoTemporary) {
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"taken"});
 }
 
+// What a writer killed between its write and its rename left is removed, and nothing else: not
+// the finished files, not what is in subfolders.
+TEST(AtomicFile, RemoveTemporariesTakesOnlyTheLeftoversOfInterruptedWrites) {
+  const ScratchDir dir;
+  write_file_atomically(dir.file("job.json"), {"{}"}, Durability::kOnRename);
+  for (const char* name : {"job.json.tmp.Xa81Qz", "train_000000.bin.tmp.QQ12ab"}) {
+    std::ofstream(dir.file(name)) << "half written";
+  }
+  std::filesystem::create_directories(dir.file("checkpoint"));
+  std::ofstream(dir.file("checkpoint/step_00000003.pt.tmp.4242")) << "half a checkpoint";
+  remove_temporaries(dir.path());
+  EXPECT_THAT(names_in(dir.path()), ::testing::UnorderedElementsAre("job.json", "checkpoint"));
+  EXPECT_TRUE(std::filesystem::exists(dir.file("checkpoint/step_00000003.pt.tmp.4242")));
+  remove_temporaries(dir.file("no-such-folder"));
+}
+
 }  // namespace
 }  // namespace parcae::sweeps

@@ -195,5 +195,15 @@ TEST(PrepareTextShards, RejectsAMissingFileAndABadFraction) {
   EXPECT_THROW(prepare_text_shards({dir.file("t.txt")}, dir.file("out"), 0.01, 1000), InputError);
 }
 
+TEST(PrepareTextShards, RemovesShardsAKilledEarlierRunLeftHalfWritten) {
+  const ScratchDir dir;
+  std::ofstream(dir.file("one.txt")) << std::string(3000, 'a');
+  std::filesystem::create_directories(dir.file("shards"));
+  std::ofstream(dir.file("shards/train_000000.bin.tmp.Zz9yX1")) << "half a shard";
+  prepare_text_shards({dir.file("one.txt")}, dir.file("shards"), 0.1, 1000);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("shards/train_000000.bin.tmp.Zz9yX1")));
+  EXPECT_TRUE(std::filesystem::exists(dir.file("shards/train_000000.bin")));
+}
+
 }  // namespace
 }  // namespace parcae::sweeps
