@@ -10,6 +10,24 @@ function(parcae_target_defaults target)
       target_compile_options(${target} PRIVATE -Werror)
     endif()
   endif()
+  parcae_target_sanitizers(${target})
+endfunction()
+
+# PARCAE_SANITIZE (a -fsanitize= list such as "address,undefined" or "thread") instruments every
+# target of ours; the link option is PUBLIC so that each program linking one is linked with the
+# sanitizer's runtime. A report aborts the program (-fno-sanitize-recover), so a test that
+# triggers one fails. Third-party libraries (LibTorch, SQLite, Ceres) stay as Debian built them.
+function(parcae_target_sanitizers target)
+  if(NOT PARCAE_SANITIZE)
+    return()
+  endif()
+  target_compile_options(${target} PRIVATE
+    -fsanitize=${PARCAE_SANITIZE} -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(${target} PUBLIC -fsanitize=${PARCAE_SANITIZE})
+  # libFuzzer's coverage feedback for the code the fuzz targets reach (tests/fuzz).
+  if(PARCAE_BUILD_FUZZERS)
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
+  endif()
 endfunction()
 
 # parcae_add_test(NAME SOURCES ... LIBRARIES ... [LABELS ...])

@@ -140,6 +140,9 @@ struct RunOptions {
   std::string trainer;
   double poll_interval_s = 0.5;  // ingest cadence while trainers run, s
   double stop_grace_s = 600.0;   // time trainers get to save after SIGTERM before SIGKILL, s
+  // A local trainer that writes no event for this long is taken for hung: it is killed with
+  // SIGKILL and its attempt fails (retried within --retries). 0 = never. Local backend only.
+  double silence_limit_s = 1800.0;
   // Set (by a signal handler) to the number of a signal to stop; checked between waits.
   const std::atomic<int>* stop_signal = nullptr;
   std::function<void(const ProgressEvent&)> on_progress;

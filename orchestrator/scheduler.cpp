@@ -94,6 +94,11 @@ results::AttemptEnd decide_attempt_end(const ExitFacts& facts, const RetryBudget
   };
 
   end.exit_code = facts.exit_code;
+  if (facts.silent_s && !facts.final_status && !facts.stopping) {
+    return fail(fmt::format("no event for {:.0f} s (--silence-limit): taken for hung and killed",
+                            *facts.silent_s),
+                false);
+  }
   if (!facts.exit_code) {
     if (facts.final_status)
       return finished("trainer finished (" + *facts.final_status + ")");
@@ -157,6 +162,8 @@ using results::JobRecord;
 using results::JobState;
 using results::Store;
 
+using Clock = std::chrono::steady_clock;
+
 struct RunningJob {
   std::string cell;
   int attempt = 0;
@@ -164,6 +171,8 @@ struct RunningJob {
   std::string out_dir;
   std::optional<int64_t> steps_seen;
   std::optional<std::string> error_message;  // the last error event ingested so far
+  Clock::time_point last_event;              // when an event of it was last ingested (or launch)
+  std::optional<double> killed_silent_s;     // set once it was killed for silence
 };
 
 // True when `error` comes from a full disk or an exhausted quota: a launch that fails for it is
@@ -260,6 +269,8 @@ class Scheduler {
       }
       const auto exited = launcher_->wait(wait_s);
       ingest_running();
+      if (!stopping)
+        kill_silent_trainers();
       for (const auto& e : exited)
         finish(e, stopping);
     }
@@ -367,7 +378,8 @@ class Scheduler {
                   int attempt,
                   std::optional<int> exit_code,
                   bool stopping,
-                  std::optional<std::string> error_message = std::nullopt) {
+                  std::optional<std::string> error_message = std::nullopt,
+                  std::optional<double> silent_s = std::nullopt) {
     const auto job = store_.find_job(id);
     if (!job)
       return;
@@ -381,6 +393,7 @@ class Scheduler {
     facts.failures = fresh->failures;
     facts.preemptions = fresh->preemptions;
     facts.stopping = stopping;
+    facts.silent_s = silent_s;
     const results::AttemptEnd end =
         detail::decide_attempt_end(facts, {options_.retries, options_.preemption_retries});
     const auto state = store_.finish_attempt(id, attempt, end);
@@ -414,8 +427,14 @@ class Scheduler {
           launcher_->adopt(job.id, attempt->attempt, *attempt->backend_id)) {
         const std::vector<int> gpus = detail::parse_device_list(attempt->devices.value_or(""));
         pool_.occupy(gpus);
-        running_[job.id] = {
-            job.cell, attempt->attempt, gpus, job.out_dir, job.steps_done, std::nullopt};
+        running_[job.id] = {job.cell,
+                            attempt->attempt,
+                            gpus,
+                            job.out_dir,
+                            job.steps_done,
+                            std::nullopt,
+                            Clock::now(),
+                            std::nullopt};
         ++summary_.adopted;
         ProgressEvent e;
         e.kind = ProgressEvent::Kind::kAdopted;
@@ -494,7 +513,14 @@ class Scheduler {
       const detail::Launched launched = launcher_->launch(request);
       store_.set_attempt_process(job.id, attempt, launched.pid, launched.backend_id);
       launcher_->release(job.id);
-      running_[job.id] = {job.cell, attempt, gpus, job.out_dir, job.steps_done, std::nullopt};
+      running_[job.id] = {job.cell,
+                          attempt,
+                          gpus,
+                          job.out_dir,
+                          job.steps_done,
+                          std::nullopt,
+                          Clock::now(),
+                          std::nullopt};
       ++summary_.launched;
       ProgressEvent e;
       e.kind = ProgressEvent::Kind::kStarted;
@@ -554,6 +580,7 @@ class Scheduler {
         job.error_message = report.error_message;
       if (report.events == 0)
         continue;
+      job.last_event = Clock::now();
       const auto fresh = store_.find_job(id);
       if (!fresh || fresh->steps_done == job.steps_seen)
         continue;
@@ -576,6 +603,27 @@ class Scheduler {
     }
   }
 
+  // A trainer that has written no event for --silence-limit seconds is stuck (a deadlock, a dead
+  // file system, a collective waiting for a lost rank) and would hold its slot for ever. SIGKILL
+  // rather than SIGTERM: a hung process may not answer a request to save.
+  void kill_silent_trainers() {
+    if (options_.silence_limit_s <= 0)
+      return;
+    const auto now = Clock::now();
+    for (auto& [id, job] : running_) {
+      const double silent_s = std::chrono::duration<double>(now - job.last_event).count();
+      if (job.killed_silent_s || silent_s < options_.silence_limit_s)
+        continue;
+      job.killed_silent_s = silent_s;
+      note(fmt::format("{} ({}): no event for {:.0f} s (--silence-limit {}): killing its trainer",
+                       job.cell,
+                       id,
+                       silent_s,
+                       options_.silence_limit_s));
+      launcher_->signal(id, SIGKILL);
+    }
+  }
+
   void finish(const detail::Exited& exited, bool stopping) {
     const auto it = running_.find(exited.job_id);
     if (it == running_.end())
@@ -583,7 +631,12 @@ class Scheduler {
     const RunningJob job = it->second;
     running_.erase(it);
     pool_.release(job.gpus);
-    record_end(exited.job_id, exited.attempt, exited.exit_code, stopping, job.error_message);
+    record_end(exited.job_id,
+               exited.attempt,
+               exited.exit_code,
+               stopping,
+               job.error_message,
+               job.killed_silent_s);
   }
 
   const RunOptions& options_;
@@ -618,6 +671,10 @@ void check_options(const RunOptions& o) {
   detail::check_shared_run_options(o);
   if (!(o.stop_grace_s >= 0))
     throw InputError("", "--stop-grace", std::to_string(o.stop_grace_s), "expected >= 0");
+  if (!(o.silence_limit_s >= 0)) {
+    throw InputError(
+        "", "--silence-limit", std::to_string(o.silence_limit_s), "expected >= 0 (0 = never)");
+  }
   if (o.gpus != "auto" && o.gpus != "all" && o.gpus != "none")
     parse_gpu_list(o.gpus);
 }

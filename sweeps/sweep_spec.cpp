@@ -627,7 +627,10 @@ std::vector<double> expand_generator(const nlohmann::json& generator,
                      "one of {\"logspace\": [lo, hi, n]}, {\"linspace\": [lo, hi, n]}, "
                      "{\"range\": [start, stop, step]}");
   }
-  const auto& [kind, args] = *generator.items().begin();
+  // Not a structured binding of *items().begin(): that proxy dies at the end of the statement,
+  // and the key it names with it (AddressSanitizer: stack-use-after-scope).
+  const std::string kind = generator.begin().key();
+  const nlohmann::json& args = generator.begin().value();
   const std::string at = field + "." + kind;
   if (!args.is_array() || args.size() != 3) {
     throw InputError(file, at, args.dump(), "expected three numbers");

@@ -47,8 +47,10 @@ void install_stop_handlers() {
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = 0;  // no SA_RESTART: a signal must cut the scheduler's wait short
-  ::sigaction(SIGINT, &action, nullptr);
-  ::sigaction(SIGTERM, &action, nullptr);
+  // SIGHUP too: a closed terminal or ssh session must save and stop like SIGTERM, not kill the
+  // orchestrator and leave its trainers unwatched.
+  for (const int signal_number : {SIGINT, SIGTERM, SIGHUP})
+    ::sigaction(signal_number, &action, nullptr);
 }
 
 std::string optional_number(const std::optional<double>& value, const char* format = "{:.4f}") {
@@ -474,6 +476,10 @@ void add_run(CLI::App& sweep, CliContext& context) {
       ->capture_default_str();
   cmd->add_option(
          "--stop-grace", o->stop_grace_s, "seconds trainers get to save on stop before SIGKILL")
+      ->capture_default_str();
+  cmd->add_option("--silence-limit",
+                  o->silence_limit_s,
+                  "seconds without an event after which a trainer is killed as hung (0 = never)")
       ->capture_default_str();
   cmd->add_flag("--dry-run", o->dry_run, "show what would be launched or resumed, change nothing");
   auto& slurm = o->slurm;

@@ -7,6 +7,7 @@
 //   exit 143 (SIGTERM, saved)    -> preempted: requeued on the preemption budget; while the
 //                                   orchestrator itself is stopping, requeued without counting
 //   exit 2 (bad input), 125-127  -> failed at once: a deterministic error is not retried
+//   killed for silence (no event for --silence-limit s) -> failed attempt, retried
 //   any other exit or signal     -> failed attempt, retried while failures <= retries
 //   unknown exit (adopted, or the process vanished) -> done/diverged when a done event is in,
 //                                   else lost: requeued from its checkpoint on the preemption
@@ -29,6 +30,8 @@ struct ExitFacts {
   int failures = 0;                          // failed attempts so far (before this one)
   int preemptions = 0;                       // preempted or lost attempts so far
   bool stopping = false;                     // the orchestrator is stopping on a signal
+  // Set when the orchestrator killed the trainer for writing no event for this many seconds.
+  std::optional<double> silent_s;
 };
 
 struct RetryBudgets {

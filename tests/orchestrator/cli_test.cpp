@@ -220,7 +220,12 @@ TEST_F(Cli, ForeignOrMissingDatabasesAndUnknownSweepsExitTwo) {
               HasSubstr("--trainer = " + dir_.file("nope") + ": is not an executable file"));
 }
 
-TEST_F(Cli, SigtermStopsTheRunAfterTrainersSaveAndTheSameCommandFinishes) {
+// SIGTERM, SIGINT (Ctrl-C) and SIGHUP (the terminal or ssh session closed) all stop a run the
+// same way: trainers save, the run exits 128 + n, and the same command finishes the sweep.
+class StopSignal : public Cli, public ::testing::WithParamInterface<int> {};
+
+TEST_P(StopSignal, StopsTheRunAfterTrainersSaveAndTheSameCommandFinishes) {
+  const int signal_number = GetParam();
   const std::string file = test_support::write_sweep(dir_.path(), "tiny", {2, 4, 6});
   test_support::plan_actions(plans_, "C2e11-mu2-seed0", {"block", "ok"});
   test_support::plan_actions(plans_, "C2e11-mu4-seed0", {"block", "ok"});
@@ -236,10 +241,10 @@ TEST_F(Cli, SigtermStopsTheRunAfterTrainersSaveAndTheSameCommandFinishes) {
                                                    db_);
   CliProcess run(command, env_);
   fifo_.wait_for(2);
-  run.kill(SIGTERM);
+  run.kill(signal_number);
   const auto stopped = run.wait();
-  EXPECT_EQ(stopped.exit_code, 128 + SIGTERM) << stopped.err;
-  EXPECT_THAT(stopped.err, HasSubstr("stopping on signal 15"));
+  EXPECT_EQ(stopped.exit_code, 128 + signal_number) << stopped.err;
+  EXPECT_THAT(stopped.err, HasSubstr("stopping on signal " + std::to_string(signal_number)));
   EXPECT_THAT(stopped.err, HasSubstr("run the same command to resume"));
   {
     const Store store = Store::open(db_);
@@ -253,6 +258,14 @@ TEST_F(Cli, SigtermStopsTheRunAfterTrainersSaveAndTheSameCommandFinishes) {
   const Store store = Store::open(db_);
   EXPECT_EQ(store.counts("tiny").by_state.at(JobState::kDone), 3);
 }
+INSTANTIATE_TEST_SUITE_P(Signals,
+                         StopSignal,
+                         ::testing::Values(SIGTERM, SIGINT, SIGHUP),
+                         [](const ::testing::TestParamInfo<int>& param_info) {
+                           return std::string(param_info.param == SIGTERM  ? "SIGTERM"
+                                              : param_info.param == SIGINT ? "SIGINT"
+                                                                           : "SIGHUP");
+                         });
 
 // Rows that must be the same however the sweep was interrupted: per cell its state, final
 // numbers, curve and evaluations (times excluded).

@@ -53,6 +53,21 @@ TEST(AttemptEnd, FailuresAreRetriedWithinTheBudgetThenFail) {
   EXPECT_THAT(end.reason, HasSubstr("attempt failed 3 times; --retries 2"));
 }
 
+TEST(AttemptEnd, ATrainerKilledForSilenceIsARetriedFailureThatSaysWhy) {
+  ExitFacts facts = exited(128 + 9);
+  facts.silent_s = 61.4;
+  auto end = decide_attempt_end(facts, {2, 100});
+  EXPECT_EQ(end.outcome, Outcome::kFailed);
+  EXPECT_EQ(end.next_state, JobState::kPlanned);
+  EXPECT_TRUE(end.count_failure);
+  EXPECT_THAT(end.reason, HasSubstr("no event for 61 s (--silence-limit)"));
+  // A done event that came in before the kill landed wins: the run finished.
+  facts.final_status = "done";
+  facts.exit_code = 0;
+  end = decide_attempt_end(facts, {2, 100});
+  EXPECT_EQ(end.outcome, Outcome::kDone);
+}
+
 TEST(AttemptEnd, DeathBySignalIsARetriedFailure) {
   const auto end = decide_attempt_end(exited(128 + 9), {2, 100});
   EXPECT_EQ(end.outcome, Outcome::kFailed);

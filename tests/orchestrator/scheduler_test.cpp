@@ -344,6 +344,31 @@ TEST_F(Scheduler, CancelStopsARunningTrainerAndKeepsItsRows) {
   EXPECT_EQ(Store::open(db_).find_job(ids[0])->state, JobState::kDone);
 }
 
+// The first attempt writes two steps and then nothing, for ever: after --silence-limit it is
+// killed, and the retry finishes. A slow machine can only make an attempt look silent late, never
+// early, so only the hung attempt's row is asserted, not how many attempts the retry took.
+TEST_F(Scheduler, ATrainerSilentPastTheLimitIsKilledAndRetried) {
+  const auto ids = plan({2});
+  plan_actions(plans_, "C2e11-mu2-seed0", {"hang", "ok"});
+  RunOptions options = run_options();
+  // Far above the quiet stretches of the scripted trainer that follows, even on a busy machine;
+  // a healthy attempt killed all the same would only cost a retry.
+  options.silence_limit_s = 5;
+  options.retries = 10;
+  const RunSummary summary = run_sweep(options);
+  EXPECT_EQ(summary.exit_code(), 0);
+  const Store store = Store::open(db_);
+  EXPECT_EQ(store.find_job(ids[0])->state, JobState::kDone);
+  const auto attempts = store.attempts(ids[0]);
+  ASSERT_GE(attempts.size(), 2u);
+  EXPECT_EQ(attempts[0].outcome, Outcome::kFailed);
+  EXPECT_EQ(attempts[0].exit_code, 128 + SIGKILL);
+  EXPECT_THAT(attempts[0].reason.value_or(""), HasSubstr("(--silence-limit): taken for hung"));
+  EXPECT_EQ(attempts.back().outcome, Outcome::kDone);
+  EXPECT_THAT(curve_steps(store, ids[0]), ElementsAre(1, 2, 3, 4, 5, 6));
+  EXPECT_EQ(store.integrity_check(), "ok");
+}
+
 TEST_F(Scheduler, AStopSignalLetsTrainersSaveAndTheNextRunFinishes) {
   const auto ids = plan({2, 4, 6});
   plan_actions(plans_, "C2e11-mu2-seed0", {"block", "ok"});

@@ -14,6 +14,8 @@
 //   preempt   steps up to 4 (checkpoint at 3), a preempted event; exit 143
 //   block     steps up to 2 with a checkpoint at 2, then tells $FAKE_FIFO and waits for SIGTERM,
 //             on which it reports preemption and exits 143
+//   hang      steps up to 2, then writes nothing more and never exits (SIGKILL ends it)
+//   unstoppable  like ok, but ignores SIGTERM: it finishes whatever it is told
 // It resumes from its checkpoint like the real trainer (replaying the steps after it), and it
 // records in <out>/overlaps any start while another attempt of the same job still runs.
 #pragma once
@@ -105,6 +107,8 @@ case "$action" in
     checkpoint 2
     [ -n "${FAKE_FIFO:-}" ] && echo "$cell" > "$FAKE_FIFO"
     while true; do sleep 0.02; done ;;
+  hang) run_steps $((start + 1)) $((start + 2)); while true; do sleep 1; done ;;
+  unstoppable) trap '' TERM; run_steps $((start + 1)) $steps; finish done; exit 0 ;;
   *) echo "fake-train: unknown action '$action'" >&2; exit 2 ;;
 esac
 )FAKE";

@@ -332,8 +332,11 @@ TEST_F(SlurmCluster, AJobWarnedOfItsTimeLimitSavesAndIsSubmittedAgainToFinish) {
   const ScratchDir dir;
   const std::string trainer = test_support::write_fake_trainer(dir.path());
   const std::string file = test_support::write_sweep(dir.path(), "timed", {1});
-  // The first run blocks after a checkpoint until told to stop; the second finishes.
-  test_support::plan_actions(dir.file("plans"), "C2e11-mu1-seed0", {"block", "ok"});
+  // The first run blocks after a checkpoint until told to stop; the second finishes. The second
+  // is a new Slurm job with the same limit, so it is warned too when it runs past 10 s, which a
+  // loaded machine can make it do: it ignores the warning, so that exactly one attempt is
+  // preempted however fast the machine is.
+  test_support::plan_actions(dir.file("plans"), "C2e11-mu1-seed0", {"block", "unstoppable"});
   const std::string db = dir.file("timed.sqlite");
   // A one-minute limit with the warning 50 s before it: USR2 comes 10-40 s in (slurmctld checks
   // time limits every 30 s).
