@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -213,6 +214,14 @@ struct IsoflopAnalysis {
 // in another design column (model, mu_rec, d_model, ...): those are different series, and the
 // message names the column to --group-by or --where on.
 IsoflopAnalysis analyse_isoflop(const Source& source, const IsoflopRequest& request);
+
+// The isoFLOP fit of a sweep's runs over x, as `fit isoflop --sweep NAME --x X` makes it, with
+// `bootstrap` resamples drawn from `seed`; nullopt while no finished run has a budget. Throws as
+// analyse_isoflop does.
+std::optional<IsoflopAnalysis> analyse_sweep_isoflop(const SweepRuns& runs,
+                                                     const std::string& x,
+                                                     int bootstrap,
+                                                     std::uint64_t seed);
 
 // The swept variable of a sweep's isoFLOP fit: "mu_rec" when the mean recurrence varies within a
 // budget (among the runs that are not fixed-depth controls), else "params".
