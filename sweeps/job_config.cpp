@@ -100,6 +100,10 @@ std::vector<std::string> JobConfig::validate() const {
   need(eval.val_sequences > 0, "eval.val_sequences", eval.val_sequences, "expected > 0");
   need(!data.train_shards.empty(), "data.train_shards", "[]", "expected at least one shard");
   need(!data.val_shards.empty(), "data.val_shards", "[]", "expected at least one shard");
+  need(!data.documents() || (data.bos_token >= 0 && data.bos_token < model.vocab_size),
+       "data.bos_token",
+       data.bos_token,
+       "expected a token id in [0, model.vocab_size)");
   need(device == "auto" || device == "cpu" || device == "cuda",
        "device",
        device,
@@ -177,7 +181,11 @@ nlohmann::json to_json(const EvalConfig& e) {
 }
 
 nlohmann::json to_json(const DataConfig& d) {
-  return {{"train_shards", d.train_shards}, {"val_shards", d.val_shards}};
+  nlohmann::json j = {{"train_shards", d.train_shards}, {"val_shards", d.val_shards}};
+  // Absent for windows, so that jobs planned before documents existed keep their ids.
+  if (d.documents())
+    j["bos_token"] = d.bos_token;
+  return j;
 }
 
 nlohmann::json to_json(const JobConfig& job) {
@@ -284,9 +292,11 @@ JobConfig job_config_from_json(const nlohmann::json& value, const std::string& f
     job.eval = eval_config_from_json(value.at("eval"), file, "eval");
   if (value.contains("data")) {
     const JsonAt data_at{file, "data"};
-    detail::require_object_with_keys(value.at("data"), {"train_shards", "val_shards"}, data_at);
+    detail::require_object_with_keys(
+        value.at("data"), {"train_shards", "val_shards", "bos_token"}, data_at);
     read_field(value.at("data"), "train_shards", data_at, job.data.train_shards);
     read_field(value.at("data"), "val_shards", data_at, job.data.val_shards);
+    read_field(value.at("data"), "bos_token", data_at, job.data.bos_token);
   }
   read_field(value, "checkpoint_interval_steps", at, job.checkpoint_interval_steps);
   read_field(value, "device", at, job.device);

@@ -45,9 +45,19 @@ struct EvalConfig {
 
 // Token shards in llm.c's format (sweeps/token_shards.h). Paths are absolute or relative to the
 // folder of the job file.
+//
+// With a bos_token, the shards are documents, each starting at that id (BOS, or the end-of-text
+// id that llm.c's and nanochat's tools write before every document), and the trainer packs them
+// as parcae.md §9 does: every row starts at a document's first token, BestFit-Crop over a buffer,
+// a seeded permutation of the documents per epoch (trainer/data.h, docs/trainer.md "Data"). Without
+// one (kNoBosToken), rows are windows at random offsets: the form of job and sweep files written
+// before documents were read, kept so that they plan and resume as they did.
+inline constexpr int kNoBosToken = -1;
 struct DataConfig {
   std::vector<std::string> train_shards;
   std::vector<std::string> val_shards;
+  int bos_token = kNoBosToken;  // id that starts every document; kNoBosToken: random windows
+  bool documents() const { return bos_token != kNoBosToken; }
 };
 
 struct JobIdentityParts;

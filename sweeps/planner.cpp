@@ -114,6 +114,7 @@ ModelFacts model_facts(const SweepSpec& spec, const AxisPick& pick) {
   shared.eval = spec.eval;
   shared.data.train_shards = spec.data.train_shards;
   shared.data.val_shards = spec.data.val_shards;
+  shared.data.bos_token = spec.data.bos_token;
   facts.identity = JobIdentityParts::of(shared);
   return facts;
 }
@@ -181,6 +182,7 @@ PlannedCell plan_cell(const SweepSpec& spec,
   job.eval = spec.eval;
   job.data.train_shards = spec.data.train_shards;
   job.data.val_shards = spec.data.val_shards;
+  job.data.bos_token = spec.data.bos_token;
   job.checkpoint_interval_steps = spec.checkpoint_interval_steps;
   job.device = spec.device;
   job.gpus = spec.resources.gpus_per_job;

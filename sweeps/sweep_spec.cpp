@@ -192,13 +192,40 @@ std::vector<std::string> glob_files(const std::string& pattern, const fs::path& 
 }
 
 void read_preparation(const nlohmann::json& value, Problems& problems, DataPreparation& prepare) {
-  if (!check_keys(value, {"text", "command", "out", "val_fraction"}, "data.prepare", problems))
+  if (!check_keys(value,
+                  {"text",
+                   "command",
+                   "out",
+                   "val_fraction",
+                   "documents",
+                   "tokenizer",
+                   "vocab_size",
+                   "tokenizer_model"},
+                  "data.prepare",
+                  problems)) {
     return;
+  }
   const detail::JsonAt at{problems.file(), "data.prepare"};
   problems.guard([&] { detail::read_field(value, "text", at, prepare.text_files); });
   problems.guard([&] { detail::read_field(value, "command", at, prepare.command); });
   problems.guard([&] { detail::read_field(value, "out", at, prepare.out); });
   problems.guard([&] { detail::read_field(value, "val_fraction", at, prepare.val_fraction); });
+  problems.guard([&] {
+    std::string documents = to_string(prepare.documents);
+    detail::read_field(value, "documents", at, documents);
+    prepare.documents = document_split_from_string(documents, at.file, at.field("documents"));
+  });
+  problems.guard([&] { detail::read_field(value, "tokenizer", at, prepare.tokenizer.kind); });
+  problems.guard(
+      [&] { detail::read_field(value, "vocab_size", at, prepare.tokenizer.vocab_size); });
+  problems.guard(
+      [&] { detail::read_field(value, "tokenizer_model", at, prepare.tokenizer.model); });
+  if (prepare.tokenizer.kind != "bytes" && prepare.tokenizer.kind != "sentencepiece" &&
+      !problems.reported("data.prepare.tokenizer")) {
+    problems.add("data.prepare.tokenizer",
+                 "\"" + prepare.tokenizer.kind + "\"",
+                 "expected \"bytes\" or \"sentencepiece\"");
+  }
   if (prepare.text_files.empty() == prepare.command.empty()) {
     problems.add("data.prepare",
                  value.dump(),
@@ -218,9 +245,17 @@ void read_data(const nlohmann::json& value,
                const SweepReadOptions& options,
                Problems& problems,
                DataSpec& data) {
-  if (!check_keys(value, {"train", "val", "prepare"}, "data", problems))
+  if (!check_keys(value, {"train", "val", "prepare", "bos_token"}, "data", problems))
     return;
   const std::string& file = problems.file();
+  problems.guard([&] {
+    detail::read_field(value, "bos_token", detail::JsonAt{file, "data"}, data.bos_token);
+  });
+  if (value.contains("bos_token") && data.bos_token < 0 && !problems.reported("data.bos_token")) {
+    problems.add("data.bos_token",
+                 value.at("bos_token").dump(),
+                 "expected a token id >= 0 (the id that starts every document)");
+  }
   if (value.contains("prepare"))
     read_preparation(value.at("prepare"), problems, data.prepare);
   for (const char* key : {"train", "val"}) {

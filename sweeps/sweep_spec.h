@@ -31,6 +31,7 @@
 #include "sweeps/error.h"
 #include "sweeps/flop_model.h"
 #include "sweeps/job_config.h"
+#include "sweeps/token_shards.h"
 
 namespace parcae::sweeps {
 
@@ -76,14 +77,18 @@ struct Budget {
   SweepAxes axes;  // when has_axes: the sweep's axes with this budget's replacements
 };
 
-// How to make a sweep's shards when they are not there yet: byte-tokenize some text (files, or
-// the standard output of a command run without a shell) into `out` (token_shards.h). The
-// orchestrator runs it once, on first use, and the shards are reused from then on.
+// How to make a sweep's shards when they are not there yet: tokenize some text (files, or the
+// standard output of a command run without a shell), cut into documents, each after a BOS, into
+// `out` (token_shards.h), with tokenizer.json beside the shards. The orchestrator runs it once,
+// on first use, and the shards are reused from then on.
 struct DataPreparation {
   std::vector<std::string> text_files;  // as written; relative to the data folder
   std::vector<std::string> command;     // argv, e.g. ["bible", "-f", "Gen1:1-Rev22:21"]
   std::string out;                      // folder of the shards, relative to the data folder
-  double val_fraction = 0.1;            // held-out tail
+  double val_fraction = 0.1;            // held-out tail, whole documents
+  DocumentSplit documents = DocumentSplit::kFile;  // "file", "line" or "paragraph"
+  // "tokenizer", "vocab_size", "tokenizer_model" (relative to the data folder) in the file.
+  TokenizerOptions tokenizer;
   bool empty() const { return text_files.empty() && command.empty(); }
 };
 
@@ -95,6 +100,9 @@ struct DataSpec {
   std::vector<std::string> val_shards;
   DataPreparation prepare;  // empty when the shards must already exist
   std::string folder;       // absolute folder relative paths are resolved against
+  // The id that starts every document, copied into every job (DataConfig::bos_token): packed
+  // documents (parcae.md §9). Omitted: random windows, as sweep files written before had.
+  int bos_token = kNoBosToken;
 };
 
 struct Resources {

@@ -61,6 +61,27 @@ TEST(JobConfig, IdIsTheHashOfTheCanonicalJsonOfWhatIsTrained) {
   EXPECT_EQ(content_hash("a"), "af63dc4c8601ec8c");
 }
 
+TEST(JobConfig, ABosTokenMeansPackedDocumentsAndIsPartOfTheId) {
+  const JobConfig windows = tiny_job();
+  EXPECT_FALSE(windows.data.documents());
+  // Without a bos_token the data JSON is what it was before documents, so ids stay as planned.
+  EXPECT_EQ(to_json(windows.data),
+            nlohmann::json({{"train_shards", {"train_000.bin"}}, {"val_shards", {"val_000.bin"}}}));
+  JobConfig documents = windows;
+  documents.data.bos_token = 2;
+  EXPECT_TRUE(documents.data.documents());
+  EXPECT_NE(documents.id(), windows.id());
+  const JobConfig back = job_config_from_json(to_json(documents), "job.json");
+  EXPECT_EQ(back.data.bos_token, 2);
+  EXPECT_EQ(back.id(), documents.id());
+
+  JobConfig outside = windows;
+  outside.data.bos_token = 50256;  // beyond parcae-tiny's vocabulary
+  const auto problems = outside.validate();
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("data.bos_token = 50256"), std::string::npos) << problems[0];
+}
+
 TEST(JobConfig, MaxStepsIsTokensOverBatchRoundedDown) {
   JobConfig job = tiny_job();
   job.train_tokens = 4096 * 10 + 4095;
