@@ -70,6 +70,13 @@ std::string text_of(const Json& value) {
 }
 
 // One table row of cells already in HTML.
+// The mu_rec column of a job: the two mu_rec = 1 controls by name, since both run (1, 1).
+std::string recurrence_text(const results::JobRecord& job) {
+  if (job.mean_recurrence == 1 && job.mean_backward == 1)
+    return job.fixed_depth ? "1 fixed" : "1 poisson";
+  return fmt::format("{}/{}", job.mean_recurrence, job.mean_backward);
+}
+
 std::string row(const std::vector<std::string>& cells, const char* tag = "td") {
   std::string out = "<tr>";
   for (const auto& c : cells)
@@ -321,9 +328,7 @@ ReportOutput write_report(const results::Store& store, const ReportRequest& requ
                  escape(job.model),
                  escape(job.budget_id.value_or("")),
                  optional_number(job.budget_flops),
-                 job.fixed_depth && job.mean_recurrence == 1
-                     ? std::string("1 fixed")
-                     : fmt::format("{}/{}", job.mean_recurrence, job.mean_backward),
+                 recurrence_text(job),
                  number(static_cast<double>(job.parameters_total)),
                  number(static_cast<double>(job.parameters_core)),
                  number(static_cast<double>(job.flops_per_token)),

@@ -147,7 +147,8 @@ SelectedRows select_rows(const RunTable& table,
                        "expected a number after " + c.op,
                        "text compares with = or != only");
     }
-    names_fixed_depth = names_fixed_depth || c.column == "fixed_depth" || c.column == "control";
+    names_fixed_depth = names_fixed_depth || c.column == "fixed_depth" || c.column == "control" ||
+                        c.column == "recurrence";
     condition_columns.push_back(table.column(c.column));
     conditions.push_back(c);
   }
@@ -158,15 +159,19 @@ SelectedRows select_rows(const RunTable& table,
     group_columns.push_back(table.column(column));
     group_names.push_back(name);
   }
-  // The default of §2 step 1: the fixed-depth controls are their own series. A sweep's table
+  // The default of §2 step 1: the mu_rec = 1 controls are their own series. A sweep's table
   // says exactly which rows are controls; a CSV only says fixed_depth, which a transformer also
-  // has, so there the default applies when x is the mean recurrence (a transformer has none).
-  long control_column = -1;
+  // has, so there the default applies when x is the mean recurrence (a transformer has none),
+  // and a row at mu_rec = 1 without fixed depth is the Poisson control.
+  long control_column = -1, mu_one_column = -1;
   if (!names_fixed_depth) {
-    if (table.has_column("control"))
+    if (table.has_column("control")) {
       control_column = static_cast<long>(table.column("control"));
-    else if (is_mean_recurrence(x_column) && table.has_column("fixed_depth"))
+    } else if (is_mean_recurrence(x_column) && table.has_column("fixed_depth")) {
       control_column = static_cast<long>(table.column("fixed_depth"));
+      if (table.has_column(x_column))
+        mu_one_column = static_cast<long>(table.column(x_column));
+    }
   }
 
   SelectedRows out;
@@ -179,9 +184,11 @@ SelectedRows select_rows(const RunTable& table,
       keep = holds(conditions[k], row[condition_columns[k]]);
     if (!keep)
       continue;
-    double flag = 0.0;
-    if (control_column >= 0 && as_number(row[static_cast<size_t>(control_column)], &flag) &&
-        flag != 0.0) {
+    double flag = 0.0, mu = 0.0;
+    if ((control_column >= 0 && as_number(row[static_cast<size_t>(control_column)], &flag) &&
+         flag != 0.0) ||
+        (mu_one_column >= 0 && as_number(row[static_cast<size_t>(mu_one_column)], &mu) &&
+         mu == 1.0)) {
       ++controls;
       continue;
     }
@@ -198,10 +205,10 @@ SelectedRows select_rows(const RunTable& table,
     out.groups[it->second].rows.push_back(r);
   }
   if (controls > 0) {
-    out.notes.push_back("left out " + std::to_string(controls) + " fixed-depth control" +
+    out.notes.push_back("left out " + std::to_string(controls) + " mu_rec = 1 control" +
                         (controls == 1 ? "" : "s") +
-                        " (their own series, scaling-laws.md §2 step 1); --where fixed_depth=1 "
-                        "selects them instead");
+                        " (their own series, scaling-laws.md §2 step 1); --where control=1 or "
+                        "--where fixed_depth=1 selects them instead");
   }
   if (out.groups.empty()) {
     std::string written;

@@ -92,6 +92,11 @@ void run_to_file(const std::vector<std::string>& argv,
 
 }  // namespace
 
+bool sweep_data_prepared(const sweeps::SweepSpec& spec) {
+  return !spec.data.prepare.empty() &&
+         has_shards((fs::path(spec.data.folder) / spec.data.prepare.out).lexically_normal());
+}
+
 bool prepare_sweep_data(const sweeps::SweepSpec& spec, const PreparationNotice& notice) {
   const sweeps::DataPreparation& prepare = spec.data.prepare;
   if (prepare.empty())

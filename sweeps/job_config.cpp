@@ -141,6 +141,10 @@ std::string JobConfig::id(const JobIdentityParts& parts) const {
   hash.add(parts.data);
   hash.add(",\"eval\":");
   hash.add(parts.eval);
+  if (flop_convention != FlopConvention::kReference) {
+    hash.add(",\"flop_convention\":");
+    hash.add(nlohmann::json(to_string(flop_convention)).dump());
+  }
   hash.add(",\"model\":");
   hash.add(parts.model);
   hash.add(",\"seed\":");
@@ -194,6 +198,7 @@ nlohmann::json to_json(const JobConfig& job) {
           {"budget_id", job.budget_id},
           {"budget_flops", job.budget_flops},
           {"train_tokens", job.train_tokens},
+          {"flop_convention", to_string(job.flop_convention)},
           {"seed", job.seed},
           {"model", to_json(job.model)},
           {"training", to_json(job.training)},
@@ -267,6 +272,7 @@ JobConfig job_config_from_json(const nlohmann::json& value, const std::string& f
                                     "budget_id",
                                     "budget_flops",
                                     "train_tokens",
+                                    "flop_convention",
                                     "seed",
                                     "model",
                                     "training",
@@ -282,6 +288,9 @@ JobConfig job_config_from_json(const nlohmann::json& value, const std::string& f
   read_field(value, "budget_id", at, job.budget_id);
   read_field(value, "budget_flops", at, job.budget_flops);
   read_field(value, "train_tokens", at, job.train_tokens);
+  if (value.contains("flop_convention"))
+    job.flop_convention =
+        flop_convention_from_json(value.at("flop_convention"), file, "flop_convention");
   read_field(value, "seed", at, job.seed);
   if (!value.contains("model"))
     throw InputError(file, "model", "(missing)", "expected a preset name or an object");

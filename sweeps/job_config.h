@@ -68,6 +68,8 @@ struct JobConfig {
   std::string budget_id;      // explicit isoFLOP group label, e.g. "1e18"; empty when not isoFLOP
   double budget_flops = 0.0;  // nominal C; 0 when the job is defined by tokens alone
   int64_t train_tokens = 0;   // D: the trainer runs floor(D / batch_tokens) optimizer steps
+  // How C was turned into D, and how the trainer counts the FLOPs it spends (flop_model.h).
+  FlopConvention flop_convention = FlopConvention::kReference;
   uint64_t seed = 0;
   ModelConfig model;
   TrainingConfig training;
@@ -83,7 +85,8 @@ struct JobConfig {
   std::vector<std::string> validate() const;
   // Stable 16-hex-digit content hash of the fields that define the training run (everything but
   // device, gpus and checkpoint_interval_steps, which change how, not what, is trained): FNV-1a
-  // of their canonical JSON.
+  // of their canonical JSON. flop_convention enters only when it is not the reference, so jobs
+  // planned before the field existed keep their ids.
   std::string id() const;
   // The same from the canonical JSON of model, training, eval and data given ready-made, for
   // callers that hash many jobs sharing them (the planner). `parts` must be those of this job.

@@ -22,6 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 
 const char kFixedLabel[] = "1-fixed";
+const char kPoissonLabel[] = "1-poisson";
 
 // A problem's field path and its full message.
 struct Problem {
@@ -310,6 +311,42 @@ nlohmann::json as_model_object(const nlohmann::json& model) {
   return model;
 }
 
+// One model: its "training" object set aside (checked here, so that its errors name it; merged
+// with the sweep's by resolve_training once that is read), the rest read as a ModelConfig.
+ModelChoice read_model(const nlohmann::json& value,
+                       const std::string& file,
+                       const std::string& field) {
+  nlohmann::json shape = value;
+  ModelChoice choice;
+  if (value.is_object() && value.contains("training")) {
+    choice.own_training = value.at("training");
+    training_config_from_json(choice.own_training, file, field + ".training");
+    shape.erase("training");
+  }
+  if (shape.is_string())
+    choice.preset = shape.get<std::string>();
+  else if (shape.is_object() && shape.contains("preset") && shape.at("preset").is_string())
+    choice.preset = shape.at("preset").get<std::string>();
+  choice.config = model_config_from_json(shape, file, field);
+  choice.label = choice.config.name;
+  return choice;
+}
+
+// Each model's training settings: its preset's, the sweep's "training", then its own.
+void resolve_training(const nlohmann::json* sweep_training, SweepAxes& axes, Problems& problems) {
+  for (ModelChoice& m : axes.models) {
+    problems.guard([&] {
+      nlohmann::json merged = preset_training(m.preset);
+      if (sweep_training != nullptr && sweep_training->is_object())
+        merged.merge_patch(*sweep_training);
+      if (m.own_training.is_object())
+        merged.merge_patch(m.own_training);
+      m.training = training_config_from_json(
+          merged, problems.file(), "training (of model \"" + m.label + "\")");
+    });
+  }
+}
+
 void read_models(const nlohmann::json* base,
                  const nlohmann::json* axis,
                  Problems& problems,
@@ -322,10 +359,7 @@ void read_models(const nlohmann::json* base,
           "model", "(missing)", "expected a preset name or an object", "or give axes.model");
       return;
     }
-    problems.guard([&] {
-      ModelConfig config = model_config_from_json(*base, file, "model");
-      axes.models.push_back({config.name, config});
-    });
+    problems.guard([&] { axes.models.push_back(read_model(*base, file, "model")); });
     return;
   }
   if (!axis->is_array() || axis->empty()) {
@@ -345,8 +379,7 @@ void read_models(const nlohmann::json* base,
           throw InputError(file, "model", base->dump(), "expected a preset name or an object");
         merged.merge_patch(entry);
       }
-      ModelConfig config = model_config_from_json(merged, file, indexed(prefix + ".model", i));
-      axes.models.push_back({config.name, config});
+      axes.models.push_back(read_model(merged, file, indexed(prefix + ".model", i)));
     });
   }
 }
@@ -362,14 +395,15 @@ void read_mean_recurrence(const nlohmann::json& value,
   for (size_t i = 0; i < values.size(); ++i) {
     problems.guard([&] {
       if (values[i].is_string()) {
-        if (values[i].get<std::string>() != kFixedLabel) {
+        const std::string text = values[i].get<std::string>();
+        if (text != kFixedLabel && text != kPoissonLabel) {
           throw InputError(file,
                            indexed(field, i),
                            values[i].dump(),
-                           "expected an integer >= 1 or \"1-fixed\"",
-                           suggestion_hint(values[i].get<std::string>(), {kFixedLabel}));
+                           "expected an integer >= 1, \"1-fixed\" or \"1-poisson\"",
+                           suggestion_hint(text, {kFixedLabel, kPoissonLabel}));
         }
-        axes.mean_recurrence.push_back({1, true});
+        axes.mean_recurrence.push_back({1, text == kFixedLabel});
         return;
       }
       const int64_t mu = axis_integer(values[i], generated, file, indexed(field, i));
@@ -633,7 +667,9 @@ void check_unique(const std::vector<T>& values,
 }  // namespace
 
 std::string RecurrenceChoice::label() const {
-  return fixed ? std::string(kFixedLabel) : std::to_string(mean_recurrence);
+  if (fixed)
+    return kFixedLabel;
+  return mean_recurrence == 1 ? kPoissonLabel : std::to_string(mean_recurrence);
 }
 
 SweepFileError::SweepFileError(const std::string& file, std::vector<std::string> problems)
@@ -800,7 +836,7 @@ void validate_axes(const SweepAxes& axes,
     if (axes.mean_recurrence[i].mean_recurrence < 1) {
       add(indexed(prefix + ".mean_recurrence", i),
           std::to_string(axes.mean_recurrence[i].mean_recurrence),
-          "expected an integer >= 1 or \"1-fixed\"");
+          "expected an integer >= 1, \"1-fixed\" or \"1-poisson\"");
     }
   }
   for (size_t i = 0; i < axes.d_model.size(); ++i) {
@@ -973,6 +1009,7 @@ SweepSpec sweep_spec_from_json(const nlohmann::json& document,
                    "resources",
                    "device",
                    "checkpoint_interval_steps",
+                   "flop_convention",
                    "plan",
                    "refine"},
                   "",
@@ -1010,9 +1047,23 @@ SweepSpec sweep_spec_from_json(const nlohmann::json& document,
     if (document.contains("budgets"))
       read_budgets(document.at("budgets"), spec.axes, base, problems, spec.budgets);
   });
+  const nlohmann::json* training =
+      document.contains("training") ? &document.at("training") : nullptr;
+  bool training_read = false;  // a bad "training" is reported once, not again for every model
   problems.guard([&] {
-    if (document.contains("training"))
-      spec.training = training_config_from_json(document.at("training"), file, "training");
+    if (training != nullptr)
+      spec.training = training_config_from_json(*training, file, "training");
+    training_read = true;
+  });
+  if (training_read) {
+    resolve_training(training, spec.axes, problems);
+    for (Budget& budget : spec.budgets)
+      resolve_training(training, budget.axes, problems);
+  }
+  problems.guard([&] {
+    if (document.contains("flop_convention"))
+      spec.flop_convention =
+          flop_convention_from_json(document.at("flop_convention"), file, "flop_convention");
   });
   problems.guard([&] {
     if (document.contains("eval"))

@@ -11,13 +11,14 @@
 //     "data": {"train": ["../../demo/data/train_*.bin"], "val": ["../../demo/data/val_*.bin"],
 //              "prepare": {"command": ["bible", "-f", "Gen1:1-Rev22:21"], "out":
 //              "../../demo/data"}},
-//     "model": {"preset": "parcae-tiny", "context_length": 64},
+//     "model": {"preset": "parcae-tiny", "context_length": 64, "training": {"adamw_lr": 4e-3}},
 //     "budgets": [{"id": "2e12", "flops": 2e12}, {"id": "4e12", "flops": 4e12}],
 //     "axes": {"mean_recurrence": ["1-fixed", 2, 4, 6], "seed": [0]},
 //     "training": {"batch_tokens": 4096, "micro_batch_size": 16},
 //     "eval": {"depths": [1, 2, 4, 8]},
 //     "resources": {"gpus_per_job": 1, "jobs_per_gpu": 1},
 //     "device": "cpu",
+//     "flop_convention": "reference",
 //     "plan": {"min_steps": 50}
 //   }
 #pragma once
@@ -35,12 +36,16 @@
 
 namespace parcae::sweeps {
 
-// A value of the mean_recurrence axis: mu_rec with mu_bwd = ceil(mu_rec / 2), or the fixed-depth
-// control "1-fixed" that runs exactly T = 1 (parcae.md §6, decision 7).
+// A value of the mean_recurrence axis: mu_rec with mu_bwd = ceil(mu_rec / 2) and Poisson depths,
+// or one of the two mu_rec = 1 controls (parcae.md §6):
+//   "1-fixed"    exactly T = 1 (decision 7), the project's fixed-depth control;
+//   "1-poisson"  T = max(Poisson(1), 1), mean depth 1 + 1/e = 1.37, charged as T = 1: the control
+//                [R]'s code trains as "mu_rec = 1". A bare 1 in a file is the same choice.
+// Both cost F(1, 1) (flop_model.h), so they compare the same budget like for like.
 struct RecurrenceChoice {
   int mean_recurrence = 1;
   bool fixed = false;
-  // "4" or "1-fixed": the spelling used in files and cell names.
+  // "4", "1-fixed" or "1-poisson": the spelling used in files and plan tables.
   std::string label() const;
 };
 
@@ -48,6 +53,12 @@ struct RecurrenceChoice {
 struct ModelChoice {
   std::string label;  // the config's name; unique within a sweep
   ModelConfig config;
+  // The preset's training settings (flop_model.h preset_training), then the sweep's "training",
+  // then the model's own "training" object, each key of a later one replacing the earlier:
+  // every cell of this model trains with these.
+  TrainingConfig training;
+  std::string preset;           // the preset the model starts from; empty for a full object
+  nlohmann::json own_training;  // the model's "training" object as written; null when absent
 };
 
 // The axes; the planner takes their Cartesian product (budgets or train_tokens first, seeds last).
@@ -138,10 +149,14 @@ struct SweepSpec {
   DataSpec data;
   std::vector<Budget> budgets;  // empty when the cells are defined by axes.train_tokens
   SweepAxes axes;
-  TrainingConfig training;
+  TrainingConfig
+      training;  // the file's "training" alone; each model's own is ModelChoice::training
   EvalConfig eval;
   Resources resources;
   std::string device = "auto";  // "auto", "cpu" or "cuda", copied into every job
+  // How budgets become tokens ("reference", the default, or "paper"; flop_model.h), copied into
+  // every job, which counts the FLOPs it spends the same way.
+  FlopConvention flop_convention = FlopConvention::kReference;
   int64_t checkpoint_interval_steps = 0;
   PlanSettings plan;
   bool has_refine = false;  // the file has a "refine" block

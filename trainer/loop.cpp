@@ -246,7 +246,7 @@ class Trainer {
     global_micro_ = rows_per_step_ / micro_rows_;
     local_micro_ = global_micro_ / ranks_.world_size;
     max_steps_ = job_.max_steps();
-    flops_per_token_ = sweeps::train_flops_per_token(config);
+    flops_per_token_ = sweeps::train_flops_per_token(config, job_.flop_convention);
     autocast_ = device_.is_cuda() && job_.training.precision == "bf16";
 
     // Data first: a bad shard is bad input and must be reported before any compute.

@@ -16,4 +16,7 @@ using PreparationNotice = std::function<void(const std::string&)>;
 // read.
 bool prepare_sweep_data(const sweeps::SweepSpec& spec, const PreparationNotice& notice);
 
+// True when spec.data.prepare's folder already holds its shards (a dry run can then count them).
+bool sweep_data_prepared(const sweeps::SweepSpec& spec);
+
 }  // namespace parcae::orchestrator::detail

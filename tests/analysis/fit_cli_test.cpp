@@ -268,6 +268,72 @@ TEST_F(FitCli, IsoflopFromASweepGivesTheExponentOfItsExactParabolas) {
   EXPECT_LT(fit.at("residual_std").get<double>(), 1e-9);
 }
 
+TEST_F(FitCli, IsoflopUnderThePaperConventionRecostsEachBudgetAtItsOptimum) {
+  const auto planned = fit_json({"fit", "isoflop", "--sweep", "iso", "--bootstrap", "0", "--json"});
+  EXPECT_EQ(planned.at("flop_convention"), "reference");
+  EXPECT_EQ(planned.at("recosted"), false);
+  const auto paper = fit_json({"fit",
+                               "isoflop",
+                               "--sweep",
+                               "iso",
+                               "--bootstrap",
+                               "0",
+                               "--flop-convention",
+                               "paper",
+                               "--json"});
+  EXPECT_EQ(paper.at("flop_convention"), "paper");
+  EXPECT_EQ(paper.at("recosted"), true);
+  sweeps::ModelConfig model = sweeps::preset("parcae-micro");
+  model.context_length = 64;
+  auto flops = [&](double mu, sweeps::FlopConvention convention) {
+    return sweeps::train_flops_per_token_at(model, mu, mu / 2.0, convention);
+  };
+  ASSERT_EQ(paper.at("minima").size(), 4u);
+  // The budgets' C, re-costed at their optima; ln mu* against ln C' by least squares.
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& before = planned.at("minima")[i];
+    const auto& after = paper.at("minima")[i];
+    const double c = before.at("budget").get<double>();
+    const double mu_star = before.at("x_star").get<double>();
+    const double recosted = c * flops(mu_star, sweeps::FlopConvention::kPaper) /
+                            flops(mu_star, sweeps::FlopConvention::kReference);
+    EXPECT_EQ(after.at("budget_id"), before.at("budget_id"));
+    EXPECT_NEAR(after.at("x_star").get<double>(), mu_star, 1e-9 * mu_star);
+    EXPECT_NEAR(after.at("budget").get<double>(), recosted, 1e-9 * recosted);
+    // The optimal run's tokens are a fact of the grid and do not move with the accounting.
+    EXPECT_NEAR(after.at("tokens_star").get<double>(),
+                before.at("tokens_star").get<double>(),
+                1e-9 * before.at("tokens_star").get<double>());
+    const double x = std::log(recosted), y = std::log(mu_star);
+    sx += x, sy += y, sxx += x * x, sxy += x * y;
+  }
+  const double expected_a = (4 * sxy - sx * sy) / (4 * sxx - sx * sx);
+  EXPECT_NEAR(coefficient(paper, "a"), expected_a, 1e-9);
+  // parcae-micro's VE tables (2 of 256 x 32) outweigh its W_E, so the paper's convention charges
+  // less per token, and relatively less at small mu*: the exponent against C' moves.
+  EXPECT_GT(std::abs(expected_a - 0.40), 1e-3);
+}
+
+TEST_F(FitCli, RecostingNeedsASweepsModelsNotACsv) {
+  const auto result = run_cli(with_db({"fit",
+                                       "isoflop",
+                                       "--csv",
+                                       std::string(PARCAE_SOURCE_DIR) + "/docs/study/jobs.csv",
+                                       "--x",
+                                       "mu_rec",
+                                       "--loss-col",
+                                       "loss_val",
+                                       "--bootstrap",
+                                       "0",
+                                       "--flop-convention",
+                                       "paper"},
+                                      db_));
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.err, HasSubstr("--flop-convention"));
+  EXPECT_THAT(result.err, HasSubstr("needs a sweep"));
+}
+
 TEST_F(FitCli, SatexpFromASweepRecoversEachRunsRate) {
   const auto fits = fit_json({"fit", "satexp", "--sweep", "iso", "--json"});
   ASSERT_EQ(fits.at("fits").size(), 24u);

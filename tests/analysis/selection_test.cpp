@@ -67,7 +67,7 @@ TEST(Selection, TheControlsAreLeftOutOfAFitOverMuRecUnlessAConditionNamesThem) {
   const SelectedRows by_default = select_rows(t, {}, "mean_recurrence");
   EXPECT_EQ(by_default.groups[0].rows, (std::vector<size_t>{1, 2}));
   ASSERT_EQ(by_default.notes.size(), 1u);
-  EXPECT_THAT(by_default.notes[0], HasSubstr("left out 1 fixed-depth control"));
+  EXPECT_THAT(by_default.notes[0], HasSubstr("left out 1 mu_rec = 1 control"));
   // A fit over another x keeps fixed-depth rows: in a CSV they may be transformers.
   EXPECT_EQ(select_rows(t, {}, "params").groups[0].rows.size(), 3u);
   EXPECT_EQ(select_rows(t, {{"fixed_depth=1"}, {}}, "mean_recurrence").groups[0].rows,
@@ -193,7 +193,7 @@ TEST(IsoflopAnalysis, TheStudysExportGivesTheStudysOwnMinima) {
   const IsoflopAnalysis analysis = analyse_isoflop(source, request);
   ASSERT_EQ(analysis.groups.size(), 1u);
   ASSERT_EQ(analysis.notes.size(), 1u);
-  EXPECT_THAT(analysis.notes[0], HasSubstr("left out 4 fixed-depth controls"));
+  EXPECT_THAT(analysis.notes[0], HasSubstr("left out 4 mu_rec = 1 controls"));
   std::ifstream in(dir + "fit-isoflop.json");
   const nlohmann::json study = nlohmann::json::parse(in);
   const auto& minima = analysis.groups[0].fit.budgets;

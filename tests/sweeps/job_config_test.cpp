@@ -32,6 +32,28 @@ TEST(JobConfig, JsonRoundTripKeepsEveryFieldAndTheId) {
   EXPECT_EQ(job.id().size(), 16u);
 }
 
+TEST(JobConfig, RecordsItsFlopConventionAndReadsTheReferenceWhenAbsent) {
+  JobConfig job = tiny_job();
+  EXPECT_EQ(to_json(job).at("flop_convention"), "reference");
+  job.flop_convention = FlopConvention::kPaper;
+  const nlohmann::json written = to_json(job);
+  EXPECT_EQ(written.at("flop_convention"), "paper");
+  EXPECT_EQ(job_config_from_json(written, "job.json").flop_convention, FlopConvention::kPaper);
+  nlohmann::json older = written;
+  older.erase("flop_convention");
+  EXPECT_EQ(job_config_from_json(older, "job.json").flop_convention, FlopConvention::kReference);
+  EXPECT_NE(job_config_from_json(older, "job.json").id(), job.id());
+  nlohmann::json bad = written;
+  bad["flop_convention"] = "nanochat";
+  try {
+    job_config_from_json(bad, "job.json");
+    FAIL() << "an unknown convention was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.field(), "flop_convention");
+    EXPECT_NE(std::string(e.what()).find("job.json"), std::string::npos);
+  }
+}
+
 TEST(JobConfig, IdChangesWithWhatIsTrainedButNotWithWhereItRuns) {
   const JobConfig job = tiny_job();
   JobConfig other_seed = job;
@@ -53,8 +75,13 @@ TEST(JobConfig, IdIsTheHashOfTheCanonicalJsonOfWhatIsTrained) {
   job.budget_flops = 1.2345678901234e18;
   job.seed = 18446744073709551615ULL;
   nlohmann::json identity = to_json(job);
-  for (const char* how : {"device", "gpus", "checkpoint_interval_steps"})
+  // The reference convention is left out of the hash, so ids planned before it existed hold.
+  for (const char* how : {"device", "gpus", "checkpoint_interval_steps", "flop_convention"})
     identity.erase(how);
+  EXPECT_EQ(job.id(), content_hash(identity.dump()));
+  EXPECT_EQ(job.id(JobIdentityParts::of(job)), job.id());
+  job.flop_convention = FlopConvention::kPaper;
+  identity["flop_convention"] = "paper";
   EXPECT_EQ(job.id(), content_hash(identity.dump()));
   EXPECT_EQ(job.id(JobIdentityParts::of(job)), job.id());
   // FNV-1a's published check value: "a" -> af63dc4c8601ec8c.

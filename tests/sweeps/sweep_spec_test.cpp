@@ -104,7 +104,8 @@ TEST(SweepSpec, EveryProblemIsReportedInOnePass) {
     EXPECT_THAT(
         all,
         HasSubstr(
-            "sweep.json: axes.mean_recurrence[0] = 0: expected an integer >= 1 or \"1-fixed\""));
+            "sweep.json: axes.mean_recurrence[0] = 0: expected an integer >= 1, \"1-fixed\" or "
+            "\"1-poisson\""));
     EXPECT_THAT(all,
                 HasSubstr("sweep.json: device = \"gpu\": expected \"auto\", \"cpu\" or \"cuda\""));
     EXPECT_THAT(all, HasSubstr("sweep.json: resources.gpus_per_job = 0: expected >= 1"));
