@@ -231,6 +231,14 @@ struct IsoflopAnalysis {
 // message names the column to --group-by or --where on.
 IsoflopAnalysis analyse_isoflop(const Source& source, const IsoflopRequest& request);
 
+// The isoFLOP fit of a sweep's runs over x, as `fit isoflop --sweep NAME --x X` makes it, with
+// `bootstrap` resamples drawn from `seed`; nullopt while no finished run has a budget. Throws as
+// analyse_isoflop does.
+std::optional<IsoflopAnalysis> analyse_sweep_isoflop(const SweepRuns& runs,
+                                                     const std::string& x,
+                                                     int bootstrap,
+                                                     std::uint64_t seed);
+
 // The swept variable of a sweep's isoFLOP fit: "mu_rec" when the mean recurrence varies within a
 // budget (among the runs that are not fixed-depth controls), else "params".
 std::string swept_variable(const SweepRuns& runs);

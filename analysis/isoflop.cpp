@@ -331,4 +331,23 @@ IsoflopAnalysis analyse_isoflop(const Source& source, const IsoflopRequest& requ
   return out;
 }
 
+std::optional<IsoflopAnalysis> analyse_sweep_isoflop(const SweepRuns& runs,
+                                                     const std::string& x,
+                                                     int bootstrap,
+                                                     std::uint64_t seed) {
+  const bool has_budget = std::any_of(runs.runs.begin(), runs.runs.end(), [](const auto& run) {
+    return !run.budget_id.empty() && !run.control;
+  });
+  if (!has_budget)
+    return std::nullopt;
+  Source source;
+  source.runs = &runs;
+  source.table = runs_table(runs);
+  IsoflopRequest request;
+  request.x = x;
+  request.options.bootstrap_resamples = bootstrap;
+  request.options.seed = seed;
+  return analyse_isoflop(source, request);
+}
+
 }  // namespace parcae::analysis

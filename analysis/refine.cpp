@@ -27,29 +27,20 @@ struct SweepFit {
 
 SweepFit fit_sweep(const SweepRuns& runs, const std::string& x, int bootstrap) {
   SweepFit out;
-  bool has_budget = false;
-  for (const auto& run : runs.runs)
-    has_budget = has_budget || (!run.budget_id.empty() && !run.control);
-  if (!has_budget) {
-    out.message = "no finished run with a budget yet";
-    return out;
-  }
   try {
-    Source source;
-    source.runs = &runs;
-    source.table = runs_table(runs);
-    IsoflopRequest request;
-    request.x = x;
-    request.options.bootstrap_resamples = bootstrap;
-    request.options.seed = 42;
-    const IsoflopAnalysis analysis = analyse_isoflop(source, request);
-    if (analysis.groups.size() != 1) {
-      out.message = fmt::format("{} series in one sweep; fit each with `fit isoflop --group-by`",
-                                analysis.groups.size());
+    const std::optional<IsoflopAnalysis> analysis =
+        analyse_sweep_isoflop(runs, x, bootstrap, /*seed=*/42);
+    if (!analysis) {
+      out.message = "no finished run with a budget yet";
       return out;
     }
-    out.fit = analysis.groups.front().fit;
-    out.job_ids = analysis.groups.front().job_ids;
+    if (analysis->groups.size() != 1) {
+      out.message = fmt::format("{} series in one sweep; fit each with `fit isoflop --group-by`",
+                                analysis->groups.size());
+      return out;
+    }
+    out.fit = analysis->groups.front().fit;
+    out.job_ids = analysis->groups.front().job_ids;
   } catch (const InputError& e) {
     out.message = e.what();
   }

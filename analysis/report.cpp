@@ -258,26 +258,15 @@ ReportOutput write_report(const results::Store& store, const ReportRequest& requ
     std::error_code ec;
     fs::remove_all(scratch, ec);
     // The isoFLOP fit the figures show, as `fit isoflop --x X` reports it.
-    bool has_budget = false;
-    for (const auto& run : runs.runs)
-      has_budget = has_budget || (!run.budget_id.empty() && !run.control);
-    if (has_budget) {
-      try {
-        Source source;
-        source.runs = &runs;
-        source.table = runs_table(runs);
-        IsoflopRequest iso;
-        iso.x = x;
-        iso.options.bootstrap_resamples = request.bootstrap;
-        iso.options.seed = request.seed;
-        const IsoflopAnalysis analysis = analyse_isoflop(source, iso);
-        if (!analysis.groups.empty())
-          isoflop_json = isoflop_to_json(analysis.groups.front().fit);
-        for (const auto& note : analysis.notes)
-          output.notes.push_back(note);
-      } catch (const InputError& e) {
-        output.notes.push_back(std::string("isoFLOP fit not made: ") + e.what());
-      }
+    try {
+      const std::optional<IsoflopAnalysis> analysis =
+          analyse_sweep_isoflop(runs, x, request.bootstrap, request.seed);
+      if (analysis && !analysis->groups.empty())
+        isoflop_json = isoflop_to_json(analysis->groups.front().fit);
+      if (analysis)
+        output.notes.insert(output.notes.end(), analysis->notes.begin(), analysis->notes.end());
+    } catch (const InputError& e) {
+      output.notes.push_back(std::string("isoFLOP fit not made: ") + e.what());
     }
   }
   output.figures = static_cast<int>(figures.size());

@@ -3,7 +3,8 @@
 // /tmp/parcae-slurm/slurm.conf). A tiny sweep with the real parcae-train is requeued in the middle
 // of a job and must end as the local backend ends it; with the fake trainer of the orchestrator
 // tests, a sweep is split into arrays by the cluster's MaxArraySize (4), a sweep is cancelled, and
-// hostile names and paths go through sbatch without reaching a shell. Every test fails, saying how
+// hostile names and paths go through sbatch without reaching a shell; with the simulated trainer,
+// refinement rounds run through Slurm as they run locally. Every test fails, saying how
 // to start the cluster, when no cluster answers.
 #include <stdlib.h>
 #include <unistd.h>
@@ -11,8 +12,10 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -496,6 +499,87 @@ TEST_F(SlurmCluster, QuotesAndCommandSubstitutionsInNamesNeverReachAShell) {
     EXPECT_NE(entry.path().filename(), "PWNED") << entry.path();
   }
   EXPECT_FALSE(fs::exists(jobs_root + "/quoted/PWNED"));
+}
+
+// Refinement rounds through Slurm: each round's cells go out as arrays like the grid's, and the
+// sweep ends with the cells, job ids, rounds and decisions of the same sweep run by the local
+// backend. parcae-sim-train writes losses from a known isoFLOP law
+// (tests/orchestrator/sim_train.cpp), the same for a cell whichever backend ran it; the grid starts
+// below the optimum at the larger budgets, so at least one round is needed.
+TEST_F(SlurmCluster, RefinementRoundsEndAsTheLocalBackendEndsThem) {
+  const ScratchDir dir;
+  test_support::write_text(dir.file("data/train_000.bin"), "sim shard");
+  test_support::write_text(dir.file("data/val_000.bin"), "sim shard");
+  const nlohmann::json sweep = {
+      {"name", "slurm-refine"},
+      {"data", {{"train", "data/train_*.bin"}, {"val", "data/val_*.bin"}}},
+      {"model", {{"preset", "parcae-micro"}, {"context_length", 64}}},
+      {"budgets", {1e12, 4e12, 1.6e13}},
+      {"axes", {{"mean_recurrence", {1, 2}}}},
+      {"training", {{"batch_tokens", 4096}, {"micro_batch_size", 32}}},
+      {"device", "cpu"},
+      {"plan", {{"min_steps", 10}}},
+      {"refine",
+       {{"axis", "mean_recurrence"}, {"until", {{"exponent_ci_width", 0.05}}}, {"max_rounds", 6}}}};
+  const std::string file = dir.file("slurm-refine.json");
+  test_support::write_text(file, sweep.dump(2));
+  const std::map<std::string, std::string> law = {
+      {"PARCAE_SIM_LAW",
+       R"({"a": 0.5, "mu_ref": 2, "c_ref": 1e12, "curvature": 0.05, "noise": 0.003})"}};
+  auto run = [&](const std::string& db, const std::vector<std::string>& backend) {
+    std::vector<std::string> args = {"--db",
+                                     db,
+                                     "sweep",
+                                     "run",
+                                     file,
+                                     "--trainer",
+                                     PARCAE_SIM_TRAINER_PATH,
+                                     "--poll-interval",
+                                     "0.3"};
+    args.insert(args.end(), backend.begin(), backend.end());
+    return run_cli(args, law);
+  };
+  const auto slurm =
+      run(dir.file("slurm.sqlite"), {"--backend", "slurm", "--jobs-dir", dir.file("slurm-runs")});
+  ASSERT_EQ(slurm.exit_code, 0) << slurm.err;
+  EXPECT_THAT(slurm.err, testing::HasSubstr("round 1: "));
+  const auto local = run(dir.file("local.sqlite"), {"--jobs-dir", dir.file("local-runs")});
+  ASSERT_EQ(local.exit_code, 0) << local.err;
+
+  auto status_of = [&](const std::string& db) {
+    const auto result = run_cli({"--db", db, "sweep", "status", "slurm-refine", "--json"});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return nlohmann::json::parse(result.out);
+  };
+  const nlohmann::json slurm_status = status_of(dir.file("slurm.sqlite"));
+  const nlohmann::json local_status = status_of(dir.file("local.sqlite"));
+  auto cells_of = [](const nlohmann::json& status) {
+    std::map<std::string, std::tuple<std::string, int, std::string, double>> out;
+    for (const auto& job : status["jobs"])
+      out[job["cell"]] = {job["job_id"], job["round"], job["state"], job["loss_val"]};
+    return out;
+  };
+  const auto slurm_cells = cells_of(slurm_status);
+  EXPECT_EQ(slurm_cells, cells_of(local_status));
+  int refined = 0;
+  for (const auto& [cell, row] : slurm_cells) {
+    EXPECT_EQ(std::get<2>(row), "done") << cell;
+    refined += std::get<1>(row) > 0 ? 1 : 0;
+  }
+  EXPECT_GT(refined, 0);
+  // The same decisions; the GPU-hour estimates follow each backend's measured wall times.
+  auto decisions_of = [](nlohmann::json rounds) {
+    for (auto& round : rounds)
+      round.erase("gpu_hours");
+    return rounds;
+  };
+  ASSERT_FALSE(slurm_status["rounds"].empty());
+  EXPECT_EQ(decisions_of(slurm_status["rounds"]), decisions_of(local_status["rounds"]));
+  EXPECT_EQ(slurm_status["rounds"].back()["action"], "stop");
+  // Every round's cells ran as Slurm jobs: each has Slurm's log.
+  const Store store = Store::open(dir.file("slurm.sqlite"), Store::Mode::kExisting);
+  for (const auto& job : store.jobs("slurm-refine"))
+    EXPECT_TRUE(fs::exists(job.out_dir + "/slurm-runs.log")) << job.cell;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "sweeps/error.h"
+#include "tests/support/sweep_reading.h"
 
 namespace parcae::sweeps {
 namespace {
@@ -31,19 +32,11 @@ nlohmann::json refining_sweep() {
 }
 
 SweepSpec read(const nlohmann::json& document) {
-  SweepReadOptions options;
-  options.require_data = false;
-  return sweep_spec_from_json(document, "refined.json", options);
+  return test_support::read_sweep_document(document, "refined.json");
 }
 
 std::vector<std::string> problems_of(const nlohmann::json& document) {
-  try {
-    read(document);
-  } catch (const SweepFileError& e) {
-    return e.problems();
-  }
-  ADD_FAILURE() << "no problem found in " << document.dump();
-  return {};
+  return test_support::sweep_problems(document, "refined.json");
 }
 
 TEST(RefineBlock, IsReadWithTheStepDefaultingToTwo) {

@@ -14,6 +14,7 @@
 #include "sweeps/error.h"
 #include "sweeps/planner.h"
 #include "tests/support/scratch_dir.h"
+#include "tests/support/sweep_reading.h"
 
 namespace parcae::sweeps {
 namespace {
@@ -32,20 +33,11 @@ nlohmann::json valid_sweep() {
 }
 
 SweepSpec read(const nlohmann::json& document) {
-  SweepReadOptions options;
-  options.require_data = false;
-  return sweep_spec_from_json(document, "sweep.json", options);
+  return test_support::read_sweep_document(document, "sweep.json");
 }
 
-// The problems of reading `document`, or a failure when it reads cleanly.
 std::vector<std::string> problems_of(const nlohmann::json& document) {
-  try {
-    read(document);
-  } catch (const SweepFileError& e) {
-    return e.problems();
-  }
-  ADD_FAILURE() << "no problem found in " << document.dump();
-  return {};
+  return test_support::sweep_problems(document, "sweep.json");
 }
 
 // A scratch folder with shorthands for the files a sweep file points at.

@@ -3,6 +3,8 @@
 // 0 done or diverged, 143 preempted after a checkpoint, 1 error, 2 bad input (docs/trainer.md).
 // With rank variables in the environment it trains that rank; a job of gpus > 1 without them
 // is launched here as that many ranks (trainer/launcher.h).
+#include <stdlib.h>
+
 #include <csignal>
 #include <iostream>
 #include <optional>
@@ -41,6 +43,11 @@ void install_signal_handlers() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Intel MKL (the CPU BLAS of PyTorch's x86 builds) may pick code paths by the alignment of its
+  // operands, and a resumed process lays out memory unlike an uninterrupted one; its conditional
+  // reproducibility mode gives the same results for any alignment, so that a CPU run resumes
+  // bitwise. Set before the first product; a value from the environment wins.
+  setenv("MKL_CBWR", "AUTO", /*overwrite=*/0);
   CLI::App app{"parcae-train: train one cell of a Parcae scaling sweep"};
   parcae::trainer::TrainOptions options;
   app.add_option("--job", options.job_path, "Job file written by `parcae-scale sweep plan`")
