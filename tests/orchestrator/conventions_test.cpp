@@ -371,23 +371,14 @@ TEST_F(Conventions, EveryJsonDocumentIsVersionedAndNamesAJobTheSameWay) {
 std::string run_on_terminal(const std::vector<std::string>& args,
                             const std::map<std::string, std::string>& env,
                             const std::string& until) {
-  std::vector<std::string> argv_text = {test_support::cli_path()};
-  argv_text.insert(argv_text.end(), args.begin(), args.end());
-  std::vector<std::string> env_text = test_support::environment_with(env);
-  std::vector<char*> argv, envp;
-  for (auto& a : argv_text)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env_text)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
+  test_support::ExecArguments exec(test_support::cli_path(), args, env);
   winsize size{};
   size.ws_row = 24;
   size.ws_col = 80;
   int master = -1;
   const pid_t pid = ::forkpty(&master, nullptr, nullptr, &size);
   if (pid == 0) {
-    ::execve(argv[0], argv.data(), envp.data());
+    ::execve(exec.argv[0], exec.argv.data(), exec.envp.data());
     ::_exit(127);
   }
   std::string out;

@@ -53,22 +53,13 @@ using test_support::ScratchDir;
 class Orchestrator {
  public:
   Orchestrator(const std::vector<std::string>& args, const std::string& log) {
-    std::vector<std::string> argv_text = {test_support::cli_path()};
-    argv_text.insert(argv_text.end(), args.begin(), args.end());
-    std::vector<std::string> env_text = test_support::environment_with({{"OMP_NUM_THREADS", "1"}});
-    std::vector<char*> argv, envp;
-    for (auto& a : argv_text)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env_text)
-      envp.push_back(e.data());
-    envp.push_back(nullptr);
+    test_support::ExecArguments exec(test_support::cli_path(), args, {{"OMP_NUM_THREADS", "1"}});
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(fd, 1);
       ::dup2(fd, 2);
-      ::execve(argv[0], argv.data(), envp.data());
+      ::execve(exec.argv[0], exec.argv.data(), exec.envp.data());
       ::_exit(127);
     }
     ::close(fd);

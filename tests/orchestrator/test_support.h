@@ -179,22 +179,35 @@ inline std::vector<std::string> environment_with(const std::map<std::string, std
   return out;
 }
 
-// parcae-scale running in the background with its stdout and stderr on pipes.
-class CliProcess {
- public:
-  CliProcess(const std::vector<std::string>& args,
-             const std::map<std::string, std::string>& env = {},
-             const std::string& program = cli_path()) {
-    std::vector<std::string> argv_text = {program};
+// The argv and envp of an exec of `program` with `args` and this environment plus `env`: they
+// point into argv_text and env_text, which must outlive them.
+struct ExecArguments {
+  std::vector<std::string> argv_text, env_text;
+  std::vector<char*> argv, envp;
+
+  ExecArguments(const std::string& program,
+                const std::vector<std::string>& args,
+                const std::map<std::string, std::string>& env)
+      : argv_text{program}, env_text(environment_with(env)) {
     argv_text.insert(argv_text.end(), args.begin(), args.end());
-    std::vector<std::string> env_text = environment_with(env);
-    std::vector<char*> argv, envp;
     for (auto& a : argv_text)
       argv.push_back(a.data());
     argv.push_back(nullptr);
     for (auto& e : env_text)
       envp.push_back(e.data());
     envp.push_back(nullptr);
+  }
+  ExecArguments(const ExecArguments&) = delete;
+  ExecArguments& operator=(const ExecArguments&) = delete;
+};
+
+// parcae-scale running in the background with its stdout and stderr on pipes.
+class CliProcess {
+ public:
+  CliProcess(const std::vector<std::string>& args,
+             const std::map<std::string, std::string>& env = {},
+             const std::string& program = cli_path()) {
+    ExecArguments exec(program, args, env);
     int out_pipe[2], err_pipe[2];
     if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0)
       throw std::runtime_error("pipe");
@@ -202,7 +215,7 @@ class CliProcess {
     if (pid_ == 0) {
       ::dup2(out_pipe[1], 1);
       ::dup2(err_pipe[1], 2);
-      ::execve(argv[0], argv.data(), envp.data());
+      ::execve(exec.argv[0], exec.argv.data(), exec.envp.data());
       ::_exit(127);
     }
     ::close(out_pipe[1]);
