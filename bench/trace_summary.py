@@ -11,6 +11,8 @@ import bisect
 import collections
 import json
 
+AUTOGRAD_PREFIX = "autograd::engine::evaluate_function:"
+
 
 def category(name):
     n = name.lower()
@@ -37,6 +39,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trace")
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps in the trace")
+    parser.add_argument("--top", type=int, default=40, help="rows of the per-node table")
     args = parser.parse_args()
     with open(args.trace) as f:
         events = json.load(f)["traceEvents"]
@@ -52,26 +55,45 @@ def main():
         by_thread[op["tid"]].append(op)
     starts = {tid: [op["ts"] for op in lst] for tid, lst in by_thread.items()}
 
-    def launcher(launch):
+    def enclosing(launch):
+        """The operators around a launch on its thread, innermost first."""
         lst, ts = by_thread.get(launch["tid"], []), starts.get(launch["tid"], [])
-        best = None
-        for i in range(bisect.bisect_right(ts, launch["ts"]) - 1, max(-1, bisect.bisect_right(
-                ts, launch["ts"]) - 200), -1):
+        around = []
+        last = bisect.bisect_right(ts, launch["ts"]) - 1
+        for i in range(last, max(-1, last - 400), -1):
             op = lst[i]
             if op["ts"] <= launch["ts"] <= op["ts"] + op["dur"]:
-                if best is None or op["dur"] < best["dur"]:
-                    best = op
-        return best["name"] if best else "(no operator)"
+                around.append(op)
+        return sorted(around, key=lambda op: op["dur"])
+
+    def node(around):
+        """The autograd node that ran the launch, or "forward"."""
+        for op in around:
+            if op["name"].startswith(AUTOGRAD_PREFIX):
+                return op["name"][len(AUTOGRAD_PREFIX):].strip()
+        return "forward"
+
+    def shapes(op):
+        dims = op.get("args", {}).get("Input Dims")
+        return str([d for d in dims if d]) if dims else ""
 
     by_category = collections.Counter()
     by_operator = collections.Counter()
     launches_by_operator = collections.Counter()
+    by_node_operator = collections.Counter()
+    launches_by_node_operator = collections.Counter()
     for k in kernels:
-        by_category[category(k["name"])] += k["dur"]
+        cat = category(k["name"])
+        by_category[cat] += k["dur"]
         launch = runtime.get(k.get("args", {}).get("correlation"))
-        op = launcher(launch) if launch else "(unknown)"
+        around = enclosing(launch) if launch else []
+        op = around[0]["name"] if around else "(no operator)" if launch else "(unknown)"
         by_operator[op] += k["dur"]
         launches_by_operator[op] += 1
+        if cat not in ("matrix multiplies", "attention"):
+            where = (node(around), op, shapes(around[0]) if around else "")
+            by_node_operator[where] += k["dur"]
+            launches_by_node_operator[where] += 1
 
     begin = min(k["ts"] for k in kernels)
     end = max(k["ts"] + k["dur"] for k in kernels)
@@ -91,6 +113,11 @@ def main():
     print("by launching operator (top 20):")
     for name, us in by_operator.most_common(20):
         print(f"  {name:40s} {us / 1e3 / steps:8.2f} ms  {launches_by_operator[name] / steps:6.0f} launches")
+    print(f"outside matrix multiplies and attention, by autograd node, operator and input shapes "
+          f"(top {args.top}):")
+    for (where, name, dims), us in by_node_operator.most_common(args.top):
+        launches = launches_by_node_operator[(where, name, dims)] / steps
+        print(f"  {us / 1e3 / steps:7.2f} ms {launches:5.0f}x  {where} / {name} {dims}")
 
 
 if __name__ == "__main__":

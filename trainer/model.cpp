@@ -418,6 +418,9 @@ ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
               torch::tensor(std::vector<int64_t>(counts.begin(), counts.end())).view({b, 1, 1}),
               ids.device());
         }
+        // Whether `state` is a tensor of this phase's own making, so that the no-grad phase may
+        // write into it; the phase's input may be the caller's initial state.
+        bool owned = false;
         for (int s = 0; s < steps; ++s) {
           const auto active = static_cast<int64_t>(
               std::count_if(counts.begin(), counts.end(), [s](int count) { return count > s; }));
@@ -427,12 +430,20 @@ ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
             loop_work_.graded_iterations += computed;
           if (active == b) {
             state = recur(state, b);
+            owned = true;
+          } else if (prefix && !graded_phase && owned) {
+            // No graph to keep: only the looping rows are written, where a concatenation would
+            // copy the finished ones on every iteration as well.
+            state.narrow(0, 0, active).copy_(recur(state.narrow(0, 0, active), active));
           } else if (prefix) {
-            state = torch::cat(
-                {recur(state.narrow(0, 0, active), active), state.narrow(0, active, b - active)},
-                0);
+            // One split, whose backward is one concatenation of the two gradients; two narrows
+            // would each fill a zero tensor of the whole state and then add them.
+            const std::vector<torch::Tensor> rows = state.split_with_sizes({active, b - active});
+            state = torch::cat({recur(rows[0], active), rows[1]}, 0);
+            owned = true;
           } else {
             state = torch::where(count_rows > s, recur(state, b), state);
+            owned = true;
           }
         }
         return state;

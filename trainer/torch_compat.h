@@ -409,7 +409,8 @@ inline bool fused_adamw(const std::vector<torch::Tensor>& params,
 inline bool start_profiler() {
 #if PARCAE_HAS_KINETO_PROFILER
   namespace impl = torch::profiler::impl;
-  const impl::ProfilerConfig config(impl::ProfilerState::KINETO);
+  // Input shapes let a trace tell apart, say, a residual-stream add from a weight's.
+  const impl::ProfilerConfig config(impl::ProfilerState::KINETO, /*report_input_shapes=*/true);
   const std::set<impl::ActivityType> activities{impl::ActivityType::CPU, impl::ActivityType::CUDA};
   torch::autograd::profiler::prepareProfiler(config, activities);
   torch::autograd::profiler::enableProfiler(config, activities);

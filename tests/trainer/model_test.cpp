@@ -320,6 +320,8 @@ void expect_batched_rows_equal_rows_alone(const DepthPlan& plan) {
   const torch::Tensor h0 = fixed_initial_state(*model, 4, 8);
 
   const ModelOutput batched = model->forward(ids, plan, h0);
+  EXPECT_TRUE(torch::equal(h0, fixed_initial_state(*model, 4, 8)))
+      << "the forward wrote into its initial state";
   // Sum of per-row mean losses, so that its gradient is the sum of the rows' gradients.
   torch::nn::functional::cross_entropy(batched.logits.reshape({-1, config.vocab_size}),
                                        targets.reshape({-1}))
@@ -356,6 +358,11 @@ TEST(ModelLoop, BatchedExecutionEqualsRunningEachRowAlone) {
   sampled.no_grad = {0, 4, 1, 0};
   sampled.graded = {2, 3, 3, 3};
   expect_batched_rows_equal_rows_alone(sampled);
+  // Already in the loop's order, so the frozen iterations start from the caller's own tensor.
+  DepthPlan ordered;
+  ordered.no_grad = {4, 1, 0, 0};
+  ordered.graded = {3, 3, 3, 2};
+  expect_batched_rows_equal_rows_alone(ordered);
   DepthPlan arbitrary;
   arbitrary.no_grad = {0, 2, 1, 3};
   arbitrary.graded = {1, 2, 2, 1};
