@@ -282,10 +282,17 @@ TEST(PrepareTextShards, RejectsAMissingFileABadFractionAndTextHoldingTheBos) {
 
 TEST(PrepareTextShards, RemovesShardsAKilledEarlierRunLeftHalfWritten) {
   const ScratchDir dir;
-  std::ofstream(dir.file("one.txt")) << std::string(3000, 'a');
+  std::ofstream lines(dir.file("one.txt"));
+  for (int i = 0; i < 30; ++i)
+    lines << std::string(100, 'a') << "\n";
+  lines.close();
   std::filesystem::create_directories(dir.file("shards"));
   std::ofstream(dir.file("shards/train_000000.bin.tmp.Zz9yX1")) << "half a shard";
-  prepare_text_shards({dir.file("one.txt")}, dir.file("shards"), 0.1, 1000);
+  TextPreparation options;
+  options.documents = DocumentSplit::kLine;
+  options.val_fraction = 0.1;
+  options.shard_tokens = 1000;
+  prepare_text_shards({dir.file("one.txt")}, dir.file("shards"), options, ByteTokenizer());
   EXPECT_FALSE(std::filesystem::exists(dir.file("shards/train_000000.bin.tmp.Zz9yX1")));
   EXPECT_TRUE(std::filesystem::exists(dir.file("shards/train_000000.bin")));
 }
