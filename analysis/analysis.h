@@ -75,7 +75,8 @@ SweepRuns collect_runs(const results::Store& store, const std::string& sweep);
 // A sweep's done runs as a table, one row per run in plan order, so that every column flag of a
 // CSV works on a sweep too. Columns: job_id, cell, model, budget_id, budget_flops,
 // mean_recurrence, mean_backward, fixed_depth (0/1), control (0/1: either mu_rec = 1 control of
-// a looped model), recurrence ("1-fixed", "1-poisson", "1", "4", "-"), looped (0/1), flop_convention
+// a looped model), recurrence ("1-fixed", "1-poisson", "1", "4", "-"), looped (0/1),
+// flop_convention
 // ("reference" or "paper"), seed, d_model, n_heads, head_dim, d_ff, n_layers (layers with
 // distinct weights), n_prelude, n_recurrent, n_coda, context_length, flops_per_token, tokens
 // (realised D), params (total N), params_noncore, params_core, params_effective

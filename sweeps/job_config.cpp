@@ -211,19 +211,19 @@ nlohmann::json to_json(const DataConfig& d) {
 
 nlohmann::json to_json(const JobConfig& job) {
   nlohmann::json j = {{"sweep", job.sweep},
-          {"cell", job.cell},
-          {"budget_id", job.budget_id},
-          {"budget_flops", job.budget_flops},
-          {"train_tokens", job.train_tokens},
-          {"flop_convention", to_string(job.flop_convention)},
-          {"seed", job.seed},
-          {"model", to_json(job.model)},
-          {"training", to_json(job.training)},
-          {"eval", to_json(job.eval)},
-          {"data", to_json(job.data)},
-          {"checkpoint_interval_steps", job.checkpoint_interval_steps},
-          {"device", job.device},
-          {"gpus", job.gpus}};
+                      {"cell", job.cell},
+                      {"budget_id", job.budget_id},
+                      {"budget_flops", job.budget_flops},
+                      {"train_tokens", job.train_tokens},
+                      {"flop_convention", to_string(job.flop_convention)},
+                      {"seed", job.seed},
+                      {"model", to_json(job.model)},
+                      {"training", to_json(job.training)},
+                      {"eval", to_json(job.eval)},
+                      {"data", to_json(job.data)},
+                      {"checkpoint_interval_steps", job.checkpoint_interval_steps},
+                      {"device", job.device},
+                      {"gpus", job.gpus}};
   if (job.poisson_control)
     j["poisson_control"] = true;
   return j;

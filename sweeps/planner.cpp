@@ -47,10 +47,10 @@ std::string cell_name(const SweepAxes& axes, const AxisPick& pick, const ModelCo
   if (pick.n_recurrent != nullptr)
     parts.push_back("R" + std::to_string(*pick.n_recurrent));
   if (pick.recurrence != nullptr) {
-    parts.push_back(pick.recurrence->fixed             ? "mu1fixed"
-                    : pick.recurrence->poisson_control ? "mu1poisson"
-                                                       : "mu" + std::to_string(
-                                                                    pick.recurrence->mean_recurrence));
+    parts.push_back(pick.recurrence->fixed ? "mu1fixed"
+                    : pick.recurrence->poisson_control
+                        ? "mu1poisson"
+                        : "mu" + std::to_string(pick.recurrence->mean_recurrence));
   } else if (model.is_looped()) {
     parts.push_back("mu" + std::to_string(model.mean_recurrence));
   }
@@ -138,12 +138,12 @@ PlannedCell plan_cell(const SweepSpec& spec,
   cell.mean_backward = model.is_looped() ? model.mean_backward : 1;
   cell.fixed_depth = !model.is_looped() || model.depth_sampler == DepthSampler::kFixed;
   const bool poisson_control = pick.recurrence != nullptr && pick.recurrence->poisson_control;
-  cell.recurrence_label = !model.is_looped() ? "-"
-                                             : RecurrenceChoice{model.mean_recurrence,
-                                                                model.depth_sampler ==
-                                                                    DepthSampler::kFixed,
-                                                                poisson_control}
-                                                   .label();
+  cell.recurrence_label = !model.is_looped()
+                              ? "-"
+                              : RecurrenceChoice{model.mean_recurrence,
+                                                 model.depth_sampler == DepthSampler::kFixed,
+                                                 poisson_control}
+                                    .label();
   if (pick.budget != nullptr) {
     cell.budget_id = pick.budget->id;
     cell.budget_flops = pick.budget->flops;
@@ -415,34 +415,34 @@ std::string to_csv(const Plan& plan) {
       "flops_per_token,train_tokens,steps,trained_tokens,achieved_flops,flop_gap,gpu_hours,"
       "epochs,seed,kept,round,flags,warnings\n";
   for (const auto& c : plan.cells) {
-    out +=
-        fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                    csv_field(c.name),
-                    c.job_id,
-                    csv_field(c.model_label),
-                    csv_field(c.budget_id),
-                    exact(c.budget_flops),
-                    c.mean_recurrence,
-                    c.mean_backward,
-                    c.fixed_depth ? 1 : 0,
-                    c.recurrence_label,
-                    c.parameters.total,
-                    c.parameters.noncore,
-                    c.parameters.core,
-                    c.parameters.embedding,
-                    c.flops_per_token,
-                    c.train_tokens,
-                    c.steps,
-                    c.trained_tokens,
-                    exact(c.achieved_flops),
-                    exact(c.flop_gap),
-                    exact(c.gpu_hours),
-                    c.epochs > 0 ? exact(c.epochs) : std::string(),
-                    c.job.seed,
-                    c.kept ? 1 : 0,
-                    c.round,
-                    csv_field(joined(c.flags)),
-                    csv_field(joined(c.warnings)));
+    out += fmt::format(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        csv_field(c.name),
+        c.job_id,
+        csv_field(c.model_label),
+        csv_field(c.budget_id),
+        exact(c.budget_flops),
+        c.mean_recurrence,
+        c.mean_backward,
+        c.fixed_depth ? 1 : 0,
+        c.recurrence_label,
+        c.parameters.total,
+        c.parameters.noncore,
+        c.parameters.core,
+        c.parameters.embedding,
+        c.flops_per_token,
+        c.train_tokens,
+        c.steps,
+        c.trained_tokens,
+        exact(c.achieved_flops),
+        exact(c.flop_gap),
+        exact(c.gpu_hours),
+        c.epochs > 0 ? exact(c.epochs) : std::string(),
+        c.job.seed,
+        c.kept ? 1 : 0,
+        c.round,
+        csv_field(joined(c.flags)),
+        csv_field(joined(c.warnings)));
   }
   return out;
 }
@@ -473,7 +473,8 @@ std::string to_table(const Plan& plan) {
                                ? "1 poisson"
                                : fmt::format("{}/{}", c.mean_recurrence, c.mean_backward);
     out += fmt::format(
-        "{:<{}}  {:>11} {:>11} {:>10} {:>9} {:>12} {:>7} {:>10} {:>10.4g} {:>8} {:>8} {:>9.3g}{}{}\n",
+        "{:<{}}  {:>11} {:>11} {:>10} {:>9} {:>12} {:>7} {:>10} {:>10.4g} {:>8} {:>8} "
+        "{:>9.3g}{}{}\n",
         c.name,
         width,
         c.parameters.total,

@@ -68,7 +68,7 @@ struct PlannedCell {
   std::vector<std::string> flags;  // why the cell is not sensible; empty when it is
   std::vector<std::string> warnings;  // worth knowing, not a reason to skip (more than one epoch)
   bool kept = true;                   // recorded as a job (false for flagged cells by default)
-  int round = 0;  // refinement round that added the cell; 0 = the grid
+  int round = 0;                      // refinement round that added the cell; 0 = the grid
 
   bool flagged() const { return !flags.empty(); }
 };

@@ -270,8 +270,8 @@ torch::Tensor validation_rows(const sweeps::DataConfig& data,
                      "eval.val_sequences",
                      std::to_string(rows),
                      "the validation shards hold only " + std::to_string(available) +
-                         (data.documents() ? " rows" : " windows") + " of context_length + 1 = " +
-                         std::to_string(seq + 1) + " tokens",
+                         (data.documents() ? " rows" : " windows") +
+                         " of context_length + 1 = " + std::to_string(seq + 1) + " tokens",
                      "lower eval.val_sequences or add validation text");
   }
   torch::Tensor out = torch::empty({rows, seq + 1}, torch::kLong);

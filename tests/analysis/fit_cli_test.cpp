@@ -313,8 +313,8 @@ TEST(IsoflopControls, TheDeclaredControlsAreLeftOutAndTheAxissOwnMuRecOneIsAPoin
   const auto sync = run_cli(with_db({"sweep", "sync", "controls"}, db));
   ASSERT_EQ(sync.exit_code, 0) << sync.err;
 
-  const auto result = run_cli(
-      with_db({"fit", "isoflop", "--sweep", "controls", "--bootstrap", "0", "--json"}, db));
+  const auto result =
+      run_cli(with_db({"fit", "isoflop", "--sweep", "controls", "--bootstrap", "0", "--json"}, db));
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_THAT(result.err, HasSubstr("left out 8 mu_rec = 1 controls"));
   const nlohmann::json fit = nlohmann::json::parse(result.out);
@@ -330,9 +330,12 @@ TEST(IsoflopControls, TheDeclaredControlsAreLeftOutAndTheAxissOwnMuRecOneIsAPoin
 
   // The runs table names the three kinds of mu_rec = 1 apart, and a condition selects each; a
   // condition on mean_recurrence alone still leaves the controls out.
-  for (const auto& [where, n] : std::vector<std::pair<std::string, int>>{
-           {"recurrence=1-poisson", 4}, {"recurrence=1-fixed", 4}, {"recurrence=1", 4},
-           {"control=1", 8}, {"mean_recurrence=1", 4}}) {
+  for (const auto& [where, n] :
+       std::vector<std::pair<std::string, int>>{{"recurrence=1-poisson", 4},
+                                                {"recurrence=1-fixed", 4},
+                                                {"recurrence=1", 4},
+                                                {"control=1", 8},
+                                                {"mean_recurrence=1", 4}}) {
     const auto selected = run_cli(with_db({"fit",
                                            "power",
                                            "--sweep",

@@ -90,17 +90,15 @@ TEST(Selection, OnlyTheDeclaredControlsAreLeftOutAndAPoissonMuRecOneOnTheAxisIsK
   EXPECT_EQ(select_rows(sweep, {{"recurrence=1-poisson"}, {}}, "mean_recurrence").groups[0].rows,
             (std::vector<size_t>{1}));
   // The jobs export says recurrence, not control.
-  const RunTable exported = table_of({"mean_recurrence", "fixed_depth", "recurrence"},
-                                     {{"1", "1", "1-fixed"},
-                                      {"1", "0", "1-poisson"},
-                                      {"1", "0", "1"},
-                                      {"4", "0", "4"}});
+  const RunTable exported =
+      table_of({"mean_recurrence", "fixed_depth", "recurrence"},
+               {{"1", "1", "1-fixed"}, {"1", "0", "1-poisson"}, {"1", "0", "1"}, {"4", "0", "4"}});
   EXPECT_EQ(select_rows(exported, {}, "mean_recurrence").groups[0].rows,
             (std::vector<size_t>{2, 3}));
   // A CSV that only says fixed_depth cannot tell a Poisson control from the axis's mu_rec = 1:
   // only the fixed-depth rows are controls.
-  const RunTable plain = table_of({"mean_recurrence", "fixed_depth"},
-                                  {{"1", "1"}, {"1", "0"}, {"2", "0"}});
+  const RunTable plain =
+      table_of({"mean_recurrence", "fixed_depth"}, {{"1", "1"}, {"1", "0"}, {"2", "0"}});
   const SelectedRows from_plain = select_rows(plain, {}, "mean_recurrence");
   EXPECT_EQ(from_plain.groups[0].rows, (std::vector<size_t>{1, 2}));
   EXPECT_THAT(from_plain.notes[0], HasSubstr("left out 1 mu_rec = 1 control "));

@@ -5,6 +5,8 @@
 // `sweep run` must extend it, bracket every minimum, recover the exponent 0.5 inside its interval
 // and stop, spending less than a dense grid over the same range. A SIGKILLed run resumes to the
 // same cells and decisions, and `sweep refine --dry-run` shows the next round without writing.
+#include "sweeps/refine.h"
+
 #include <signal.h>
 
 #include <filesystem>
@@ -18,7 +20,6 @@
 
 #include "orchestrator/orchestrator.h"
 #include "results/results.h"
-#include "sweeps/refine.h"
 #include "sweeps/token_shards.h"
 #include "tests/orchestrator/test_support.h"
 
