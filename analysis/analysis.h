@@ -3,7 +3,7 @@
 // Runs come from a sweep in the database (collect_runs) or from any CSV (read_csv); either way
 // they are a RunTable of named columns, so every choice below names a column and works the same
 // on both. This library decides, in one place, which runs enter a fit (select_rows: the --where
-// conditions, the default that leaves out the fixed-depth controls, the grouping of --group-by),
+// conditions, the default that leaves out the mu_rec = 1 controls, the grouping of --group-by),
 // turns them into the plain inputs of parcae::fitting, and turns the results into JSON, text,
 // the records that `fit --save` stores (with exactly the job ids that entered) and figures.
 // parcae-scale's `fit` and `plot` are flag parsing and printing over fit_law() and draw_figures().
@@ -43,11 +43,18 @@ struct RunResult {
   double budget_flops = 0.0;  // nominal C; 0 when none
   int mean_recurrence = 1;
   bool fixed_depth = false;  // every step runs exactly mu_rec loops: the control, or a transformer
-  bool control = false;      // the looped model's `1-fixed` control (fixed_depth and looped)
+  // A looped model's mu_rec = 1 control, as the sweep file named it: `1-fixed` (exactly T = 1)
+  // or `1-poisson` (T = max(Poisson(1), 1), charged as T = 1). Both are left out of mu_rec fits
+  // by default. A mu_rec = 1 written as a bare 1, or reached by a refinement round, samples as
+  // `1-poisson` does but is a point of the axis, not a control.
+  bool control = false;
+  // "1-fixed", "1-poisson", "1", "4" (sweep_spec.h RecurrenceChoice); "-" for a transformer
+  std::string recurrence;
+  sweeps::FlopConvention flop_convention = sweeps::FlopConvention::kReference;  // how C became D
   uint64_t seed = 0;
-  double realised_tokens = 0.0;         // steps * batch_tokens
-  double flops_per_token = 0.0;         // F of the run's model at its mu_rec, mu_bwd
-  double loss = 0.0;                    // final validation loss at T = mu_rec (nats)
+  double realised_tokens = 0.0;  // steps * batch_tokens
+  double flops_per_token = 0.0;  // F of the run's model at its mu_rec, mu_bwd, its convention
+  double loss = 0.0;             // final validation loss at T = mu_rec (nats)
   std::map<int, double> loss_at_depth;  // the last evaluation of each test-time depth T
   std::string model_label;              // the sweep's label of the model (preset or name)
   sweeps::ModelConfig model;
@@ -67,8 +74,10 @@ SweepRuns collect_runs(const results::Store& store, const std::string& sweep);
 
 // A sweep's done runs as a table, one row per run in plan order, so that every column flag of a
 // CSV works on a sweep too. Columns: job_id, cell, model, budget_id, budget_flops,
-// mean_recurrence, mean_backward, fixed_depth (0/1), control (0/1: the `1-fixed` control of a
-// looped model), looped (0/1), seed, d_model, n_heads, head_dim, d_ff, n_layers (layers with
+// mean_recurrence, mean_backward, fixed_depth (0/1), control (0/1: either mu_rec = 1 control of
+// a looped model), recurrence ("1-fixed", "1-poisson", "1", "4", "-"), looped (0/1),
+// flop_convention
+// ("reference" or "paper"), seed, d_model, n_heads, head_dim, d_ff, n_layers (layers with
 // distinct weights), n_prelude, n_recurrent, n_coda, context_length, flops_per_token, tokens
 // (realised D), params (total N), params_noncore, params_core, params_effective
 // (N(mu_rec) = N_noncore + mu_rec N_core) and loss (at T = mu_rec). file reads "sweep NAME".
@@ -113,10 +122,13 @@ struct SelectedRows {
   std::vector<std::string> notes;  // what the defaults left out, for stderr
 };
 
-// The rows where every condition holds, grouped. When x_column is the mean recurrence, or the
-// table has a `control` column, the fixed-depth controls are left out by default (scaling-laws.md
-// §2 step 1: they are their own series, never parabola points) and a note says how many; a
-// condition on fixed_depth or control replaces that default. Throws InputError for an unknown
+// The rows where every condition holds, grouped. The mu_rec = 1 controls are left out by default
+// (scaling-laws.md §2 step 1: they are their own series, never parabola points) and a note says
+// how many: the rows with control = 1 when the table has that column (a sweep's, or its export),
+// else, in a CSV that only says fixed_depth, which a transformer also has, the fixed-depth rows
+// when x_column is the mean recurrence. A Poisson-sampled mu_rec = 1 that is not a control (a
+// bare 1, a refinement round's) stays a point. A condition on fixed_depth, control or recurrence
+// replaces that default. Throws InputError for an unknown
 // column or a bad condition; no rows at all is an InputError too, naming the conditions.
 SelectedRows select_rows(const RunTable& table,
                          const Selection& selection,
@@ -149,6 +161,7 @@ struct FitRequest {
   bool x_is_tokens = false;
   double params_noncore = 0.0, params_core = 0.0;  // N(mu) for the Parcae laws from a CSV
   std::vector<double> predict_budgets;
+  std::string flop_convention;  // isoflop: "reference" or "paper"; "" = as the runs were planned
   int drop_top_losses = 0;
   std::string variant = "gamma-one";
   bool floor_fixed = false;
@@ -194,6 +207,12 @@ struct IsoflopRequest {
   Selection selection;
   bool skip_bad_rows = false;
   fitting::IsoflopOptions options;  // flops_per_token and x_is_tokens are set here
+  // Report C, and so the x* and D* laws, under this FLOP convention (docs/flops.md); nullopt:
+  // the one the runs were planned under. When it differs, each budget is re-costed at its
+  // optimum: the parabolas are fitted as planned, then C' = C * F'(x*) / F(x*) is the FLOPs
+  // the optimal run (D* = C / F(x*) tokens, unchanged) costs under the other convention, and
+  // the laws are fitted against C'. Needs a sweep (the runs' models); refused for a CSV.
+  std::optional<sweeps::FlopConvention> flop_convention;
 };
 
 struct IsoflopGroupFit {
@@ -202,6 +221,10 @@ struct IsoflopGroupFit {
   std::vector<std::string> job_ids;  // the runs that entered, sorted (empty for a CSV without ids)
   TokensRule tokens_rule = TokensRule::kNone;
   std::function<double(double x)> flops_per_token;  // F(x) of the rule; empty for none or D
+  // The convention of the fit's C: the runs' own, or the requested one when re-costed. A CSV
+  // says nothing of its convention: reported as the reference, recosted false.
+  sweeps::FlopConvention flop_convention = sweeps::FlopConvention::kReference;
+  bool recosted = false;
 };
 
 struct IsoflopAnalysis {

@@ -206,27 +206,39 @@ void plot_isoflop(Context& c, const IsoflopAnalysis& analysis, const IsoflopGrou
     isoflop.series.push_back(minima);
   if (!edges.x.empty())
     isoflop.series.push_back(edges);
-  // The fixed-depth controls at mu_rec = 1, as open squares in their budget's colour; one legend
-  // entry stands for all of them.
+  // The mu_rec = 1 controls in their budget's colour, open squares for the fixed-depth one and
+  // open circles for the Poisson one, so the two are never read as one point; one legend entry
+  // stands for each kind.
   if (mu_axis) {
-    bool titled = false;
-    for (size_t b = 0; b < fit.budgets.size(); ++b) {
-      Series fixed;
-      fixed.style = SeriesStyle::kOpenSquares;
-      fixed.color = static_cast<int>(b);
-      for (const auto& run : c.runs.runs) {
-        if (run.control && run.budget_id == fit.budgets[b].budget_id) {
-          fixed.x.push_back(1.0);
-          fixed.y.push_back(run.loss);
-          lo = std::min(lo, 1.0);
+    struct ControlKind {
+      const char* recurrence;
+      SeriesStyle style;
+      const char* title;
+    };
+    const ControlKind kinds[] = {
+        {"1-fixed", SeriesStyle::kOpenSquares, "mu_rec = 1, fixed depth"},
+        {"1-poisson", SeriesStyle::kOpenPoints, "mu_rec = 1, Poisson (charged as T = 1)"}};
+    for (const ControlKind& kind : kinds) {
+      bool titled = false;
+      for (size_t b = 0; b < fit.budgets.size(); ++b) {
+        Series control;
+        control.style = kind.style;
+        control.color = static_cast<int>(b);
+        for (const auto& run : c.runs.runs) {
+          if (run.control && run.recurrence == kind.recurrence &&
+              run.budget_id == fit.budgets[b].budget_id) {
+            control.x.push_back(1.0);
+            control.y.push_back(run.loss);
+            lo = std::min(lo, 1.0);
+          }
         }
+        if (control.x.empty())
+          continue;
+        if (!titled)
+          control.title = kind.title;
+        titled = true;
+        isoflop.series.push_back(control);
       }
-      if (fixed.x.empty())
-        continue;
-      if (!titled)
-        fixed.title = "mu_rec = 1, fixed depth";
-      titled = true;
-      isoflop.series.push_back(fixed);
     }
   }
   if (hi > 0)
@@ -388,8 +400,10 @@ std::string run_label(const SweepRuns& runs, const RunResult& run) {
       std::any_of(runs.runs.begin(), runs.runs.end(), [&](const RunResult& other) {
         return other.model_label != run.model_label;
       });
-  const std::string mu =
-      run.control ? "mu_rec = 1 fixed" : fmt::format("mu_rec = {}", run.mean_recurrence);
+  const std::string mu = run.recurrence == "1-fixed" ? std::string("mu_rec = 1 fixed")
+                         : run.recurrence == "1-poisson"
+                             ? std::string("mu_rec = 1 poisson")
+                             : fmt::format("mu_rec = {}", run.mean_recurrence);
   return several_models ? run.model_label + ", " + mu : mu;
 }
 

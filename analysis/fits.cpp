@@ -184,6 +184,10 @@ FitOutput fit_isoflop(const FitRequest& r, const Source& source) {
   request.options.seed = r.seed;
   request.options.ci_level = r.ci;
   request.options.prediction_budgets = r.predict_budgets;
+  if (!r.flop_convention.empty()) {
+    request.flop_convention =
+        sweeps::flop_convention_from_json(r.flop_convention, "", "--flop-convention");
+  }
   const IsoflopAnalysis analysis = analyse_isoflop(source, request);
   for (const auto& n : analysis.notes)
     note(r, n);
@@ -195,6 +199,8 @@ FitOutput fit_isoflop(const FitRequest& r, const Source& source) {
     Json j = isoflop_to_json(g.fit);
     j["x"] = analysis.x_column;
     j["tokens_rule"] = to_string(g.tokens_rule);
+    j["flop_convention"] = sweeps::to_string(g.flop_convention);
+    j["recosted"] = g.recosted;
     j["job_ids"] = g.job_ids;
     if (!g.group.key.empty()) {
       Json key = Json::object();
@@ -207,9 +213,12 @@ FitOutput fit_isoflop(const FitRequest& r, const Source& source) {
     details["selection"] = {{"where", r.selection.where}, {"group_by", r.selection.group_by}};
     out.records.push_back(fit_record(g.fit, r.sweep, g.job_ids, details));
     out.ok = out.ok && g.fit.status == fitting::FitStatus::kOk;
-    text << "x = " << analysis.x_column << "; " << to_string(g.tokens_rule) << "\n"
-         << isoflop_table(g.fit, r.x.empty() ? "mu_rec" : r.x) << "\n"
-         << fit_text(g.fit);
+    text << "x = " << analysis.x_column << "; " << to_string(g.tokens_rule) << "\n";
+    if (g.recosted) {
+      text << "C under the " << sweeps::to_string(g.flop_convention)
+           << " FLOP convention, re-costed at each budget's optimum: C' = C * F'(x*) / F(x*)\n";
+    }
+    text << isoflop_table(g.fit, r.x.empty() ? "mu_rec" : r.x) << "\n" << fit_text(g.fit);
     if (analysis.groups.size() > 1)
       text << "\n";
     groups.push_back(j);

@@ -113,6 +113,85 @@ void check_one_series(const RunTable& table,
   }
 }
 
+// The one convention the runs of a group were planned under; a mix is not one isoFLOP grid.
+sweeps::FlopConvention planned_convention(const SweepRuns& runs,
+                                          const std::vector<size_t>& rows,
+                                          const std::string& file) {
+  const sweeps::FlopConvention first = runs.runs[rows.front() - 1].flop_convention;
+  for (size_t row : rows) {
+    const RunResult& run = runs.runs[row - 1];
+    if (run.flop_convention != first) {
+      throw InputError(
+          file,
+          "flop_convention",
+          "'" + sweeps::to_string(first) + "' and '" + sweeps::to_string(run.flop_convention) + "'",
+          "the runs were planned under two FLOP conventions, so their budgets are "
+          "not comparable",
+          "choose one with --where flop_convention=...");
+    }
+  }
+  return first;
+}
+
+// Refits `result` with each budget's C re-costed under `convention` at the budget's optimum
+// (IsoflopRequest::flop_convention). F and F' come from the FLOP line when one looped shape is
+// swept in mu_rec, else from each run's model, interpolated in ln x.
+void recost(const SweepRuns& runs,
+            const std::vector<size_t>& rows,
+            sweeps::FlopConvention convention,
+            bool one_shape,
+            std::vector<fitting::IsoflopRun> points,
+            fitting::IsoflopOptions options,
+            IsoflopGroupFit& result) {
+  const RunResult& first = runs.runs[rows.front() - 1];
+  std::function<double(double)> planned, recosted;
+  if (one_shape) {
+    const sweeps::ModelConfig shape = first.model;
+    const sweeps::FlopConvention from = first.flop_convention;
+    planned = [shape, from](double mu) {
+      return sweeps::train_flops_per_token_at(shape, mu, mu / 2.0, from);
+    };
+    recosted = [shape, convention](double mu) {
+      return sweeps::train_flops_per_token_at(shape, mu, mu / 2.0, convention);
+    };
+  } else {
+    std::vector<double> x, f_planned, f_recosted;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const RunResult& run = runs.runs[rows[i] - 1];
+      x.push_back(points[i].x);
+      f_planned.push_back(run.flops_per_token);
+      f_recosted.push_back(
+          static_cast<double>(sweeps::train_flops_per_token(run.model, convention)));
+    }
+    planned = interpolated_flops(x, f_planned);
+    recosted = interpolated_flops(x, f_recosted);
+  }
+  // Each budget's optimum from the fit as planned; a budget without one (too few points, no
+  // curvature) is re-costed at its lowest loss, so that it keeps its place among the budgets.
+  std::map<std::string, double> x_star;
+  for (const auto& budget : result.fit.budgets) {
+    if (std::isfinite(budget.x_star) && budget.x_star > 0)
+      x_star[budget.budget_id] = budget.x_star;
+  }
+  std::map<std::string, std::pair<double, double>> lowest;  // id -> (loss, x)
+  for (const auto& p : points) {
+    auto [it, inserted] = lowest.emplace(p.budget_id, std::make_pair(p.loss, p.x));
+    if (!inserted && std::isfinite(p.loss) && !(it->second.first <= p.loss))
+      it->second = {p.loss, p.x};
+  }
+  for (auto& p : points) {
+    const auto found = x_star.find(p.budget_id);
+    const double at = found != x_star.end() ? found->second : lowest.at(p.budget_id).second;
+    p.budget_flops = p.budget_flops * recosted(at) / planned(at);
+  }
+  if (result.tokens_rule != TokensRule::kXIsTokens)
+    options.flops_per_token = recosted;
+  result.flops_per_token = options.flops_per_token;
+  result.fit = fitting::fit_isoflop(points, options);
+  result.flop_convention = convention;
+  result.recosted = true;
+}
+
 }  // namespace
 
 const char* to_string(TokensRule rule) {
@@ -188,7 +267,7 @@ IsoflopAnalysis analyse_isoflop(const Source& source, const IsoflopRequest& requ
 
     IsoflopGroupFit result;
     result.group = kept;
-    std::vector<fitting::IsoflopRun> points;
+    std::vector<fitting::IsoflopRun> points;  // one per entry of columns.rows, in order
     for (size_t i = 0; i < columns.rows.size(); ++i) {
       const size_t r = columns.rows[i] - 1;
       points.push_back({trim(table.rows[r][budget_id_column]),
@@ -228,6 +307,25 @@ IsoflopAnalysis analyse_isoflop(const Source& source, const IsoflopRequest& requ
     }
     result.flops_per_token = options.flops_per_token;
     result.fit = fitting::fit_isoflop(points, options);
+    if (source.runs != nullptr) {
+      result.flop_convention = planned_convention(*source.runs, columns.rows, table.file);
+    }
+    if (request.flop_convention && *request.flop_convention != result.flop_convention) {
+      if (source.runs == nullptr) {
+        throw InputError(table.file,
+                         "--flop-convention",
+                         sweeps::to_string(*request.flop_convention),
+                         "re-costing needs a sweep from the database, whose runs record their "
+                         "models and conventions; a CSV does not");
+      }
+      recost(*source.runs,
+             columns.rows,
+             *request.flop_convention,
+             result.tokens_rule == TokensRule::kFlopLine,
+             points,
+             options,
+             result);
+    }
     out.groups.push_back(std::move(result));
   }
   return out;

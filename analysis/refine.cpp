@@ -197,7 +197,7 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
   for (const sweeps::Budget& budget : spec.budgets) {
     std::map<int, std::pair<double, int>> sums;
     for (const auto& run : runs.runs) {
-      if (run.budget_id == budget.id && !run.fixed_depth)
+      if (run.budget_id == budget.id && !run.fixed_depth && !run.control)
         sums[run.mean_recurrence].first += run.loss, ++sums[run.mean_recurrence].second;
     }
     if (sums.empty())

@@ -70,6 +70,16 @@ std::string text_of(const Json& value) {
 }
 
 // One table row of cells already in HTML.
+// The mu_rec column of a job: the two mu_rec = 1 controls by name, since both run (1, 1) as the
+// axis's own mu_rec = 1 does.
+std::string recurrence_text(const results::JobRecord& job) {
+  if (job.fixed_depth && job.mean_recurrence == 1)
+    return "1 fixed";
+  if (job.config.value("poisson_control", false))
+    return "1 poisson";
+  return fmt::format("{}/{}", job.mean_recurrence, job.mean_backward);
+}
+
 std::string row(const std::vector<std::string>& cells, const char* tag = "td") {
   std::string out = "<tr>";
   for (const auto& c : cells)
@@ -310,9 +320,7 @@ ReportOutput write_report(const results::Store& store, const ReportRequest& requ
                  escape(job.model),
                  escape(job.budget_id.value_or("")),
                  optional_number(job.budget_flops),
-                 job.fixed_depth && job.mean_recurrence == 1
-                     ? std::string("1 fixed")
-                     : fmt::format("{}/{}", job.mean_recurrence, job.mean_backward),
+                 recurrence_text(job),
                  number(static_cast<double>(job.parameters_total)),
                  number(static_cast<double>(job.parameters_core)),
                  number(static_cast<double>(job.flops_per_token)),

@@ -147,7 +147,8 @@ SelectedRows select_rows(const RunTable& table,
                        "expected a number after " + c.op,
                        "text compares with = or != only");
     }
-    names_fixed_depth = names_fixed_depth || c.column == "fixed_depth" || c.column == "control";
+    names_fixed_depth = names_fixed_depth || c.column == "fixed_depth" || c.column == "control" ||
+                        c.column == "recurrence";
     condition_columns.push_back(table.column(c.column));
     conditions.push_back(c);
   }
@@ -158,16 +159,30 @@ SelectedRows select_rows(const RunTable& table,
     group_columns.push_back(table.column(column));
     group_names.push_back(name);
   }
-  // The default of §2 step 1: the fixed-depth controls are their own series. A sweep's table
-  // says exactly which rows are controls; a CSV only says fixed_depth, which a transformer also
-  // has, so there the default applies when x is the mean recurrence (a transformer has none).
-  long control_column = -1;
+  // The default of §2 step 1: the mu_rec = 1 controls are their own series. A sweep's table
+  // says exactly which rows are controls (control), and so does the jobs export (recurrence
+  // "1-fixed" or "1-poisson"). Another CSV only says fixed_depth, which a transformer also has,
+  // so there the default applies when x is the mean recurrence (a transformer has none); it
+  // cannot tell a Poisson control from the axis's own mu_rec = 1, which is kept.
+  long control_column = -1, recurrence_column = -1;
   if (!names_fixed_depth) {
     if (table.has_column("control"))
       control_column = static_cast<long>(table.column("control"));
+    else if (table.has_column("recurrence"))
+      recurrence_column = static_cast<long>(table.column("recurrence"));
     else if (is_mean_recurrence(x_column) && table.has_column("fixed_depth"))
       control_column = static_cast<long>(table.column("fixed_depth"));
   }
+  auto is_control = [&](const std::vector<std::string>& row) {
+    double flag = 0.0;
+    if (control_column >= 0)
+      return as_number(row[static_cast<size_t>(control_column)], &flag) && flag != 0.0;
+    if (recurrence_column >= 0) {
+      const std::string label = trim(row[static_cast<size_t>(recurrence_column)]);
+      return label == "1-fixed" || label == "1-poisson";
+    }
+    return false;
+  };
 
   SelectedRows out;
   std::map<std::vector<std::string>, size_t> group_of;
@@ -179,9 +194,7 @@ SelectedRows select_rows(const RunTable& table,
       keep = holds(conditions[k], row[condition_columns[k]]);
     if (!keep)
       continue;
-    double flag = 0.0;
-    if (control_column >= 0 && as_number(row[static_cast<size_t>(control_column)], &flag) &&
-        flag != 0.0) {
+    if (is_control(row)) {
       ++controls;
       continue;
     }
@@ -198,10 +211,11 @@ SelectedRows select_rows(const RunTable& table,
     out.groups[it->second].rows.push_back(r);
   }
   if (controls > 0) {
-    out.notes.push_back("left out " + std::to_string(controls) + " fixed-depth control" +
+    out.notes.push_back("left out " + std::to_string(controls) + " mu_rec = 1 control" +
                         (controls == 1 ? "" : "s") +
-                        " (their own series, scaling-laws.md §2 step 1); --where fixed_depth=1 "
-                        "selects them instead");
+                        " (their own series, scaling-laws.md §2 step 1); --where control=1, "
+                        "--where recurrence=1-poisson or --where fixed_depth=1 selects them "
+                        "instead");
   }
   if (out.groups.empty()) {
     std::string written;

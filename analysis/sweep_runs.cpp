@@ -24,7 +24,9 @@ const std::vector<std::string> kRunColumns = {"job_id",
                                               "mean_backward",
                                               "fixed_depth",
                                               "control",
+                                              "recurrence",
                                               "looped",
+                                              "flop_convention",
                                               "seed",
                                               "d_model",
                                               "n_heads",
@@ -55,7 +57,9 @@ std::vector<std::string> run_row(const RunResult& run) {
           integer(m.is_looped() ? m.mean_backward : 1),
           run.fixed_depth ? "1" : "0",
           run.control ? "1" : "0",
+          run.recurrence,
           m.is_looped() ? "1" : "0",
+          sweeps::to_string(run.flop_convention),
           std::to_string(run.seed),
           integer(m.d_model),
           integer(m.n_heads),
@@ -105,10 +109,16 @@ SweepRuns collect_runs(const results::Store& store, const std::string& sweep) {
     run.budget_flops = job.budget_flops.value_or(0.0);
     run.mean_recurrence = job.mean_recurrence;
     run.fixed_depth = job.fixed_depth;
-    run.control = job.fixed_depth && config.model.is_looped();
+    const sweeps::ModelConfig& m = config.model;
+    const sweeps::RecurrenceChoice recurrence{
+        m.mean_recurrence, m.depth_sampler == sweeps::DepthSampler::kFixed, config.poisson_control};
+    run.control = m.is_looped() && recurrence.control();
+    run.recurrence = m.is_looped() ? recurrence.label() : "-";
+    run.flop_convention = config.flop_convention;
     run.seed = job.seed;
     run.realised_tokens = static_cast<double>(config.max_steps() * config.training.batch_tokens);
-    run.flops_per_token = static_cast<double>(sweeps::train_flops_per_token(config.model));
+    run.flops_per_token =
+        static_cast<double>(sweeps::train_flops_per_token(config.model, config.flop_convention));
     run.loss = *job.loss_val;
     run.model_label = job.model;
     run.model = config.model;

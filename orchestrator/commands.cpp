@@ -91,9 +91,10 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
     sweeps::SweepReadOptions without_data = read_options;
     without_data.require_data = false;
     const sweeps::SweepSpec declared = sweeps::read_sweep_file(options.sweep_file, without_data);
-    // A dry run writes nothing, data included; it plans without the shards it would prepare.
+    // A dry run writes nothing, data included; it plans without the shards it would prepare,
+    // and reads those prepared before, so that it can count their tokens.
     if (options.dry_run && !declared.data.prepare.empty())
-      read_options.require_data = false;
+      read_options.require_data = detail::sweep_data_prepared(declared);
     else
       detail::prepare_sweep_data(declared, options.on_note);
   }
@@ -118,7 +119,7 @@ PlanOutcome plan_sweep_file(const PlanOptions& options) {
                                      refined_options);
     outcome.spec.source = document;
   }
-  outcome.plan = sweeps::plan_sweep(outcome.spec);
+  outcome.plan = sweeps::plan_sweep(outcome.spec, sweeps::measure_corpus(outcome.spec));
   sweeps::assign_rounds(outcome.plan, rounds);
   const std::string root = options.jobs_root.empty() ? default_jobs_root(options.db_path)
                                                      : absolute_normal(options.jobs_root);

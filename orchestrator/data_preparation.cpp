@@ -1,6 +1,8 @@
 // First-use preparation of a sweep's token shards (sweeps::DataPreparation): the text comes from
-// files or from a command's standard output (posix_spawnp, no shell), and is byte-tokenized into
-// a temporary folder beside the destination, which is then renamed into place. An exclusive lock
+// files or from a command's standard output (posix_spawnp, no shell), and is tokenized (bytes or
+// SentencePiece BPE, make_tokenizer) into
+// a temporary folder beside the destination, which is then renamed into place, tokenizer.json
+// last. An exclusive lock
 // beside the destination makes two orchestrators planning at once prepare it only once; the
 // second one finds the shards there when it gets the lock.
 #include "orchestrator/detail/data_preparation.h"
@@ -17,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "orchestrator/orchestrator.h"
 #include "sweeps/error.h"
 #include "sweeps/token_shards.h"
 
@@ -41,9 +44,12 @@ class FileLock {
   int fd_;
 };
 
+// tokenizer.json is written last, so a folder prepared before shards held documents, or one left
+// half-written, is prepared again.
 bool has_shards(const fs::path& folder) {
   std::error_code ec;
-  return fs::exists(folder / "train_000000.bin", ec) && fs::exists(folder / "val_000000.bin", ec);
+  return fs::exists(folder / "train_000000.bin", ec) && fs::exists(folder / "val_000000.bin", ec) &&
+         fs::exists(folder / sweeps::kTokenizerInfoFile, ec);
 }
 
 // Runs `argv` with its standard output into `path`; InputError naming the sweep field when the
@@ -86,6 +92,11 @@ void run_to_file(const std::vector<std::string>& argv,
 
 }  // namespace
 
+bool sweep_data_prepared(const sweeps::SweepSpec& spec) {
+  return !spec.data.prepare.empty() &&
+         has_shards((fs::path(spec.data.folder) / spec.data.prepare.out).lexically_normal());
+}
+
 bool prepare_sweep_data(const sweeps::SweepSpec& spec, const PreparationNotice& notice) {
   const sweeps::DataPreparation& prepare = spec.data.prepare;
   if (prepare.empty())
@@ -116,20 +127,37 @@ bool prepare_sweep_data(const sweeps::SweepSpec& spec, const PreparationNotice& 
     texts = {text};
   }
   const fs::path shards = staging / "shards";
+  sweeps::TokenizerOptions tokenizer_options = prepare.tokenizer;
+  if (!tokenizer_options.model.empty())
+    tokenizer_options.model = (base / tokenizer_options.model).lexically_normal().string();
+  const std::unique_ptr<sweeps::TextTokenizer> tokenizer =
+      make_tokenizer(tokenizer_options, texts, spec.file, "data.prepare.");
+  sweeps::TextPreparation options;
+  options.val_fraction = prepare.val_fraction;
+  options.documents = prepare.documents;
   const sweeps::PreparedShards written =
-      sweeps::prepare_text_shards(texts, shards.string(), prepare.val_fraction);
-  // Existing files in `out` (a README, other shards) are kept; the new shards move in one by one,
-  // the first validation shard last, so has_shards() is true only once all are in place.
+      sweeps::prepare_text_shards(texts, shards.string(), options, *tokenizer);
+  // Existing files in `out` (a README, other shards) are kept; the new files move in one by one,
+  // tokenizer.json last, so has_shards() is true only once all are in place.
   fs::create_directories(out);
   std::vector<std::string> moved = written.train_shards;
-  moved.insert(moved.end(), written.val_shards.rbegin(), written.val_shards.rend());
-  for (const auto& shard : moved)
-    fs::rename(shard, out / fs::path(shard).filename());
+  moved.insert(moved.end(), written.val_shards.begin(), written.val_shards.end());
+  for (const auto& entry : fs::directory_iterator(shards)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.path().extension() != ".bin" && name != sweeps::kTokenizerInfoFile)
+      moved.push_back(entry.path().string());  // the tokenizer's model
+  }
+  moved.push_back(written.tokenizer_info);
+  for (const auto& file : moved)
+    fs::rename(file, out / fs::path(file).filename());
   fs::remove_all(staging);
   if (notice) {
-    notice(fmt::format("{} train and {} validation tokens in {}",
+    notice(fmt::format("{} train and {} validation tokens ({} and {} documents, BOS {}) in {}",
                        written.train_tokens,
                        written.val_tokens,
+                       written.train_documents,
+                       written.val_documents,
+                       written.bos_token,
                        out.string()));
   }
   return true;

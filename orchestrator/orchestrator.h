@@ -23,6 +23,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +32,7 @@
 #include "sweeps/planner.h"
 #include "sweeps/refine.h"
 #include "sweeps/sweep_spec.h"
+#include "sweeps/token_shards.h"
 
 namespace parcae::orchestrator {
 
@@ -41,6 +43,23 @@ std::string default_jobs_root(const std::string& db_path);
 // nearest part of it that exists, is not a folder. Checked before anything is written, so that a
 // mistyped flag leaves the database as it was.
 void check_folder_path(const std::string& path, const std::string& flag);
+
+// ---------------------------------------------------------------------------------------------
+// data
+
+// The tokenizer `options` ask for. "sentencepiece" without a model learns a BPE model from
+// `text_files` (byte fallback, identity normalization, so that decoding gives back the exact
+// text; BOS id 1; parcae.md §9). Throws InputError naming `file` and `field_prefix` + the field
+// (kind, vocab_size, model) for a bad value, an unreadable model, or text SentencePiece cannot
+// learn from.
+std::unique_ptr<sweeps::TextTokenizer> make_tokenizer(const sweeps::TokenizerOptions& options,
+                                                      const std::vector<std::string>& text_files,
+                                                      const std::string& file,
+                                                      const std::string& field_prefix);
+
+// The tokenizer recorded beside shards (`shard_dir`/tokenizer.json and its model), to decode
+// them. InputError naming the file when it is missing or names an unknown tokenizer.
+std::unique_ptr<sweeps::TextTokenizer> load_tokenizer(const std::string& shard_dir);
 
 // ---------------------------------------------------------------------------------------------
 // plan

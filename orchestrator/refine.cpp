@@ -23,6 +23,7 @@ sweeps::SweepSpec stored_spec(const Store& store, const results::SweepRecord& re
     if (job.config.contains("data")) {
       spec.data.train_shards = job.config["data"].value("train_shards", spec.data.train_shards);
       spec.data.val_shards = job.config["data"].value("val_shards", spec.data.val_shards);
+      spec.data.bos_token = job.config["data"].value("bos_token", sweeps::kNoBosToken);
       break;
     }
   }

@@ -918,6 +918,17 @@ std::vector<FitRecord> Store::fits(const std::string& sweep) const {
   return out;
 }
 
+// The labels of a job's mu_rec (sweeps::RecurrenceChoice::label(): the two mu_rec = 1 controls
+// named apart from the axis's own mu_rec = 1, '-' for a Transformer, which has no core) and of
+// its FLOP convention (absent from the JSON of jobs planned before conventions existed: the
+// reference), for the exports.
+const char kJobLabels[] =
+    "CASE WHEN j.parameters_core = 0 THEN '-' WHEN j.fixed_depth = 1 THEN '1-fixed' "
+    "WHEN json_extract(j.config, '$.poisson_control') THEN '1-poisson' "
+    "ELSE CAST(j.mean_recurrence AS TEXT) END "
+    "AS recurrence, COALESCE(json_extract(j.config, '$.flop_convention'), 'reference') AS "
+    "flop_convention";
+
 Table Store::export_table(const std::string& sweep, const std::string& table) const {
   const Connection& db = impl_->db;
   // Exports are read by pandas, polars and DuckDB: one name per concept (job_id, fit_id), times
@@ -926,14 +937,16 @@ Table Store::export_table(const std::string& sweep, const std::string& table) co
   if (table == "jobs") {
     return query_table(
         db,
-        "SELECT id AS job_id, cell, state, model, budget_id, budget_flops, mean_recurrence, "
-        "mean_backward, fixed_depth, seed, parameters_total, parameters_noncore, "
-        "parameters_core, parameters_embedding, flops_per_token, train_tokens, steps, "
-        "achieved_flops, gpu_hours_estimate, gpus, steps_done, tokens_done, "
-        "flops_done, last_loss, final_status, loss_train, loss_val, wall_time_s, "
-        "failures, preemptions, last_error, out_dir, round, " +
-            iso_time("created_at") + " AS created_at, " + iso_time("updated_at") +
-            " AS updated_at FROM jobs WHERE sweep = ?1 ORDER BY jobs.created_at, rowid",
+        "SELECT j.id AS job_id, j.cell, j.state, j.model, j.budget_id, j.budget_flops, "
+        "j.mean_recurrence, j.mean_backward, j.fixed_depth, " +
+            std::string(kJobLabels) +
+            ", j.seed, j.parameters_total, j.parameters_noncore, j.parameters_core, "
+            "j.parameters_embedding, j.flops_per_token, j.train_tokens, j.steps, "
+            "j.achieved_flops, j.gpu_hours_estimate, j.gpus, j.steps_done, j.tokens_done, "
+            "j.flops_done, j.last_loss, j.final_status, j.loss_train, j.loss_val, j.wall_time_s, "
+            "j.failures, j.preemptions, j.last_error, j.out_dir, j.round, " +
+            iso_time("j.created_at") + " AS created_at, " + iso_time("j.updated_at") +
+            " AS updated_at FROM jobs j WHERE j.sweep = ?1 ORDER BY j.created_at, j.rowid",
         sweep);
   }
   if (table == "attempts") {
@@ -947,8 +960,9 @@ Table Store::export_table(const std::string& sweep, const std::string& table) co
                        sweep);
   }
   const std::string design =
-      "j.cell, j.model, j.budget_id, j.budget_flops, j.mean_recurrence, j.fixed_depth, "
-      "j.parameters_total, j.parameters_noncore, j.parameters_core, j.seed";
+      "j.cell, j.model, j.budget_id, j.budget_flops, j.mean_recurrence, j.fixed_depth, " +
+      std::string(kJobLabels) +
+      ", j.parameters_total, j.parameters_noncore, j.parameters_core, j.seed";
   if (table == "curve") {
     return query_table(
         db,

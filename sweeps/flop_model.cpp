@@ -23,18 +23,19 @@ struct SizeSpec {
   int vocab_size;
   int context_length;
   int mean_recurrence;
+  double adamw_lr;  // 0 where the paper gives none: TrainingConfig's default applies
 };
 
 // clang-format off
 // parcae.md §7 (nanochat setup) plus two small shapes of the same structure for CPU work.
 const std::map<std::string, SizeSpec>& sizes() {
   static const std::map<std::string, SizeSpec> kSizes = {
-      {"140m",  {768,  6,  128, 2, 2, 32768, 2048, 8}},
-      {"370m",  {1024, 8,  128, 4, 4, 32768, 2048, 8}},
-      {"770m",  {1280, 10, 128, 6, 6, 32768, 2048, 8}},
-      {"1.3b",  {1536, 12, 128, 8, 8, 32768, 2048, 8}},
-      {"tiny",  {64,   2,  32,  1, 2, 256,   128,  4}},
-      {"micro", {32,   2,  16,  1, 1, 256,   32,   2}},
+      {"140m",  {768,  6,  128, 2, 2, 32768, 2048, 8, 8e-3}},
+      {"370m",  {1024, 8,  128, 4, 4, 32768, 2048, 8, 8e-3}},
+      {"770m",  {1280, 10, 128, 6, 6, 32768, 2048, 8, 6e-3}},
+      {"1.3b",  {1536, 12, 128, 8, 8, 32768, 2048, 8, 6e-3}},
+      {"tiny",  {64,   2,  32,  1, 2, 256,   128,  4, 0.0}},
+      {"micro", {32,   2,  16,  1, 1, 256,   32,   2, 0.0}},
   };
   return kSizes;
 }
@@ -105,6 +106,8 @@ const EnumName<DepthGranularity> kGranularityNames[] = {
     {DepthGranularity::kPerSequence, "per-sequence"}, {DepthGranularity::kPerBatch, "per-batch"}};
 const EnumName<DepthSampler> kSamplerNames[] = {{DepthSampler::kPoisson, "poisson"},
                                                 {DepthSampler::kFixed, "fixed"}};
+const EnumName<FlopConvention> kConventionNames[] = {{FlopConvention::kReference, "reference"},
+                                                     {FlopConvention::kPaper, "paper"}};
 
 template <typename Enum, size_t N>
 std::string enum_to_string(const EnumName<Enum> (&names)[N], Enum value) {
@@ -262,6 +265,16 @@ int64_t attention_flops_per_layer(const ModelConfig& c) {
   return 4LL * c.n_heads * c.head_dim * c.context_length;
 }
 
+FlopLine flop_line(const ModelConfig& c, FlopConvention convention) {
+  FlopLine line = flop_line(c);
+  if (convention == FlopConvention::kPaper) {
+    const ParameterCounts p = count_parameters(c);
+    // The lookups W_E[ids] and VE[ids] leave 6N; the head, a V x d matmul tied to W_E, enters.
+    line.c0 += 6 * (p.embedding - p.value_embeddings);
+  }
+  return line;
+}
+
 FlopLine flop_line(const ModelConfig& c) {
   const ParameterCounts p = count_parameters(c);
   const int64_t attn = attention_flops_per_layer(c);
@@ -277,7 +290,11 @@ FlopLine flop_line(const ModelConfig& c) {
 }
 
 int64_t train_flops_per_token(const ModelConfig& c) {
-  const FlopLine line = flop_line(c);
+  return train_flops_per_token(c, FlopConvention::kReference);
+}
+
+int64_t train_flops_per_token(const ModelConfig& c, FlopConvention convention) {
+  const FlopLine line = flop_line(c, convention);
   if (!c.is_looped())
     return line.c0;
   const bool fixed = c.depth_sampler == DepthSampler::kFixed;
@@ -288,8 +305,9 @@ int64_t train_flops_per_token(const ModelConfig& c) {
 
 double train_flops_per_token_at(const ModelConfig& c,
                                 double mean_recurrence,
-                                double mean_backward) {
-  const FlopLine line = flop_line(c);
+                                double mean_backward,
+                                FlopConvention convention) {
+  const FlopLine line = flop_line(c, convention);
   return static_cast<double>(line.c0) + static_cast<double>(line.c1) * mean_recurrence +
          static_cast<double>(line.c2) * mean_backward;
 }
@@ -346,12 +364,13 @@ double effective_parameters(const ModelConfig& c, double mean_recurrence) {
   return static_cast<double>(p.noncore) + mean_recurrence * static_cast<double>(p.per_loop);
 }
 
-int64_t tokens_for_budget(const ModelConfig& c, double budget_flops) {
+int64_t tokens_for_budget(const ModelConfig& c, double budget_flops, FlopConvention convention) {
   if (!std::isfinite(budget_flops) || budget_flops <= 0) {
     throw InputError(
         "", "budget_flops", std::to_string(budget_flops), "expected a positive number");
   }
-  const double tokens = std::floor(budget_flops / static_cast<double>(train_flops_per_token(c)));
+  const double tokens =
+      std::floor(budget_flops / static_cast<double>(train_flops_per_token(c, convention)));
   if (!(tokens <= static_cast<double>(kMaxTrainTokens))) {
     throw InputError("",
                      "budget_flops",
@@ -361,6 +380,20 @@ int64_t tokens_for_budget(const ModelConfig& c, double budget_flops) {
                                  tokens));
   }
   return static_cast<int64_t>(tokens);
+}
+
+nlohmann::json preset_training(const std::string& preset_name) {
+  const size_t dash = preset_name.rfind('-');
+  const auto size =
+      dash == std::string::npos ? sizes().end() : sizes().find(preset_name.substr(dash + 1));
+  bool variant_known = false;
+  for (const auto& v : variant_names())
+    variant_known =
+        variant_known || (dash != std::string::npos && v == preset_name.substr(0, dash));
+  nlohmann::json training = nlohmann::json::object();
+  if (size != sizes().end() && variant_known && size->second.adamw_lr > 0)
+    training["adamw_lr"] = size->second.adamw_lr;
+  return training;
 }
 
 std::vector<std::string> preset_names() {
@@ -560,6 +593,15 @@ std::string to_string(DepthGranularity granularity) {
 }
 std::string to_string(DepthSampler sampler) {
   return enum_to_string(kSamplerNames, sampler);
+}
+std::string to_string(FlopConvention convention) {
+  return enum_to_string(kConventionNames, convention);
+}
+
+FlopConvention flop_convention_from_json(const nlohmann::json& value,
+                                         const std::string& file,
+                                         const std::string& field) {
+  return enum_from_json(kConventionNames, value, file, field);
 }
 
 }  // namespace parcae::sweeps

@@ -14,6 +14,8 @@
 // loop), and N_noncore excludes the tied embedding W_E. A fixed-depth Transformer costs
 //   F = 6*(N_params - numel(W_E)) + 3*L*attn_l.
 // Tokens for a budget: D = floor(C / F); optimizer steps = floor(D / batch_tokens).
+// That is the reference convention, [R]'s cost script. The paper's text counts 6N differently
+// (FlopConvention::kPaper below, docs/flops.md): the embedding lookups out, the unembedding in.
 #pragma once
 
 #include <cstdint>
@@ -101,18 +103,33 @@ struct FlopLine {
   int64_t c2 = 0;
 };
 
-FlopLine flop_line(const ModelConfig& config);
+// Which parameters the 6N term of a budget counts (parcae.md §13 decision 1, docs/flops.md):
+//   kReference  [R]'s `scripts/cost.py`: every value-embedding table in, the tied head out. The
+//               default: it is how [R] turned the paper's budgets into tokens.
+//   kPaper      [P]'s text (and nanochat): embedding lookups (W_E and the VE tables) out, the
+//               unembedding (the head, V*d, tied to W_E) in:
+//               c0_paper = c0_reference - 6*numel(VE tables) + 6*numel(W_E).
+// Only c0 differs; the loop terms c1, c2 are the same. At Parcae-140M, F(8, 4) is 1,359,902,976
+// under the reference and 1,057,913,088 under the paper's convention, 28.5% apart.
+enum class FlopConvention { kReference, kPaper };
+
+FlopLine flop_line(const ModelConfig& config);  // the reference convention
+FlopLine flop_line(const ModelConfig& config, FlopConvention convention);
 
 // Forward attention FLOPs per layer per token: 4*H*hd*S.
 int64_t attention_flops_per_layer(const ModelConfig& config);
 
-// Training FLOPs per token at the config's nominal depths (F(1,1) for the fixed sampler).
-int64_t train_flops_per_token(const ModelConfig& config);
+// Training FLOPs per token at the config's nominal depths: F(mu_rec, mu_bwd), so F(1, 1) for
+// both mu_rec = 1 controls (the fixed sampler, and Poisson at mu_rec = 1, which [R] charges as
+// one loop although its mean depth is 1 + e^-1).
+int64_t train_flops_per_token(const ModelConfig& config);  // the reference convention
+int64_t train_flops_per_token(const ModelConfig& config, FlopConvention convention);
 
 // The same line at any (mu_rec, mu_bwd); F(mu, mu/2) is the continuous form for a fitted mu*.
 double train_flops_per_token_at(const ModelConfig& config,
                                 double mean_recurrence,
-                                double mean_backward);
+                                double mean_backward,
+                                FlopConvention convention = FlopConvention::kReference);
 
 // Forward FLOPs per token of evaluation at test-time depth T (all loops without grad).
 int64_t eval_flops_per_token(const ModelConfig& config, int depth);
@@ -136,7 +153,9 @@ double effective_parameters(const ModelConfig& config, double mean_recurrence);
 constexpr int64_t kMaxTrainTokens = int64_t{1} << 53;
 
 // D = floor(C / F). Throws InputError when C <= 0 or not finite, or when D > kMaxTrainTokens.
-int64_t tokens_for_budget(const ModelConfig& config, double budget_flops);
+int64_t tokens_for_budget(const ModelConfig& config,
+                          double budget_flops,
+                          FlopConvention convention = FlopConvention::kReference);
 
 // Preset names, `<variant>-<size>`: variants parcae, transformer, rdm, parcae-constrained-only,
 // parcae-no-prelude-norm, add; sizes 140m, 370m, 770m, 1.3b (the paper's nanochat setup) and
@@ -152,9 +171,21 @@ ModelConfig model_config_from_json(const nlohmann::json& value,
                                    const std::string& field);
 nlohmann::json to_json(const ModelConfig& config);
 
+// The training settings a preset carries (parcae.md §7): {"adamw_lr": 6e-3} for the 770m and
+// 1.3b sizes, {"adamw_lr": 8e-3} for 140m and 370m, whatever the variant ([P] swept the
+// Transformer's rates and Parcae reuses them; Muon's 8e-3 is the same at every size and stays
+// TrainingConfig's default). An empty object for tiny, micro and names that are not presets.
+// The keys are those of TrainingConfig's JSON, so a sweep can lay its own on top (sweep_spec.h).
+nlohmann::json preset_training(const std::string& preset_name);
+
 std::string to_string(Family family);
 std::string to_string(Injection injection);
 std::string to_string(DepthGranularity granularity);
 std::string to_string(DepthSampler sampler);
+std::string to_string(FlopConvention convention);  // "reference" or "paper"
+// Throws InputError naming `file` and `field` for anything but "reference" or "paper".
+FlopConvention flop_convention_from_json(const nlohmann::json& value,
+                                         const std::string& file,
+                                         const std::string& field);
 
 }  // namespace parcae::sweeps

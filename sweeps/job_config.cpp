@@ -72,6 +72,11 @@ std::vector<std::string> JobConfig::validate() const {
   };
   need(train_tokens > 0, "train_tokens", train_tokens, "expected > 0");
   need(budget_flops >= 0, "budget_flops", budget_flops, "expected >= 0");
+  need(!poisson_control || (model.is_looped() && model.mean_recurrence == 1 &&
+                            model.depth_sampler == DepthSampler::kPoisson),
+       "poisson_control",
+       "true",
+       "expected only for a looped model at model.mean_recurrence = 1 with the poisson sampler");
   const TrainingConfig& t = training;
   need(t.batch_tokens > 0, "training.batch_tokens", t.batch_tokens, "expected > 0");
   need(t.micro_batch_size > 0, "training.micro_batch_size", t.micro_batch_size, "expected > 0");
@@ -110,6 +115,10 @@ std::vector<std::string> JobConfig::validate() const {
        kValidationLimitText);
   need(!data.train_shards.empty(), "data.train_shards", "[]", "expected at least one shard");
   need(!data.val_shards.empty(), "data.val_shards", "[]", "expected at least one shard");
+  need(!data.documents() || (data.bos_token >= 0 && data.bos_token < model.vocab_size),
+       "data.bos_token",
+       data.bos_token,
+       "expected a token id in [0, model.vocab_size)");
   need(device == "auto" || device == "cpu" || device == "cuda",
        "device",
        device,
@@ -147,8 +156,14 @@ std::string JobConfig::id(const JobIdentityParts& parts) const {
   hash.add(parts.data);
   hash.add(",\"eval\":");
   hash.add(parts.eval);
+  if (flop_convention != FlopConvention::kReference) {
+    hash.add(",\"flop_convention\":");
+    hash.add(nlohmann::json(to_string(flop_convention)).dump());
+  }
   hash.add(",\"model\":");
   hash.add(parts.model);
+  if (poisson_control)
+    hash.add(",\"poisson_control\":true");
   hash.add(",\"seed\":");
   hash.add(std::to_string(seed));
   hash.add(",\"sweep\":");
@@ -187,23 +202,31 @@ nlohmann::json to_json(const EvalConfig& e) {
 }
 
 nlohmann::json to_json(const DataConfig& d) {
-  return {{"train_shards", d.train_shards}, {"val_shards", d.val_shards}};
+  nlohmann::json j = {{"train_shards", d.train_shards}, {"val_shards", d.val_shards}};
+  // Absent for windows, so that jobs planned before documents existed keep their ids.
+  if (d.documents())
+    j["bos_token"] = d.bos_token;
+  return j;
 }
 
 nlohmann::json to_json(const JobConfig& job) {
-  return {{"sweep", job.sweep},
-          {"cell", job.cell},
-          {"budget_id", job.budget_id},
-          {"budget_flops", job.budget_flops},
-          {"train_tokens", job.train_tokens},
-          {"seed", job.seed},
-          {"model", to_json(job.model)},
-          {"training", to_json(job.training)},
-          {"eval", to_json(job.eval)},
-          {"data", to_json(job.data)},
-          {"checkpoint_interval_steps", job.checkpoint_interval_steps},
-          {"device", job.device},
-          {"gpus", job.gpus}};
+  nlohmann::json j = {{"sweep", job.sweep},
+                      {"cell", job.cell},
+                      {"budget_id", job.budget_id},
+                      {"budget_flops", job.budget_flops},
+                      {"train_tokens", job.train_tokens},
+                      {"flop_convention", to_string(job.flop_convention)},
+                      {"seed", job.seed},
+                      {"model", to_json(job.model)},
+                      {"training", to_json(job.training)},
+                      {"eval", to_json(job.eval)},
+                      {"data", to_json(job.data)},
+                      {"checkpoint_interval_steps", job.checkpoint_interval_steps},
+                      {"device", job.device},
+                      {"gpus", job.gpus}};
+  if (job.poisson_control)
+    j["poisson_control"] = true;
+  return j;
 }
 
 TrainingConfig training_config_from_json(const nlohmann::json& value,
@@ -269,6 +292,8 @@ JobConfig job_config_from_json(const nlohmann::json& value, const std::string& f
                                     "budget_id",
                                     "budget_flops",
                                     "train_tokens",
+                                    "flop_convention",
+                                    "poisson_control",
                                     "seed",
                                     "model",
                                     "training",
@@ -284,6 +309,10 @@ JobConfig job_config_from_json(const nlohmann::json& value, const std::string& f
   read_field(value, "budget_id", at, job.budget_id);
   read_field(value, "budget_flops", at, job.budget_flops);
   read_field(value, "train_tokens", at, job.train_tokens);
+  if (value.contains("flop_convention"))
+    job.flop_convention =
+        flop_convention_from_json(value.at("flop_convention"), file, "flop_convention");
+  read_field(value, "poisson_control", at, job.poisson_control);
   read_field(value, "seed", at, job.seed);
   if (!value.contains("model"))
     throw InputError(file, "model", "(missing)", "expected a preset name or an object");
@@ -294,9 +323,11 @@ JobConfig job_config_from_json(const nlohmann::json& value, const std::string& f
     job.eval = eval_config_from_json(value.at("eval"), file, "eval");
   if (value.contains("data")) {
     const JsonAt data_at{file, "data"};
-    detail::require_object_with_keys(value.at("data"), {"train_shards", "val_shards"}, data_at);
+    detail::require_object_with_keys(
+        value.at("data"), {"train_shards", "val_shards", "bos_token"}, data_at);
     read_field(value.at("data"), "train_shards", data_at, job.data.train_shards);
     read_field(value.at("data"), "val_shards", data_at, job.data.val_shards);
+    read_field(value.at("data"), "bos_token", data_at, job.data.bos_token);
   }
   read_field(value, "checkpoint_interval_steps", at, job.checkpoint_interval_steps);
   read_field(value, "device", at, job.device);

@@ -49,9 +49,19 @@ struct EvalConfig {
 
 // Token shards in llm.c's format (sweeps/token_shards.h). Paths are absolute or relative to the
 // folder of the job file.
+//
+// With a bos_token, the shards are documents, each starting at that id (BOS, or the end-of-text
+// id that llm.c's and nanochat's tools write before every document), and the trainer packs them
+// as parcae.md §9 does: every row starts at a document's first token, BestFit-Crop over a buffer,
+// a seeded permutation of the documents per epoch (trainer/data.h, docs/trainer.md "Data"). Without
+// one (kNoBosToken), rows are windows at random offsets: the form of job and sweep files written
+// before documents were read, kept so that they plan and resume as they did.
+inline constexpr int kNoBosToken = -1;
 struct DataConfig {
   std::vector<std::string> train_shards;
   std::vector<std::string> val_shards;
+  int bos_token = kNoBosToken;  // id that starts every document; kNoBosToken: random windows
+  bool documents() const { return bos_token != kNoBosToken; }
 };
 
 struct JobIdentityParts;
@@ -62,6 +72,12 @@ struct JobConfig {
   std::string budget_id;      // explicit isoFLOP group label, e.g. "1e18"; empty when not isoFLOP
   double budget_flops = 0.0;  // nominal C; 0 when the job is defined by tokens alone
   int64_t train_tokens = 0;   // D: the trainer runs floor(D / batch_tokens) optimizer steps
+  // How C was turned into D, and how the trainer counts the FLOPs it spends (flop_model.h).
+  FlopConvention flop_convention = FlopConvention::kReference;
+  // The sweep's "1-poisson" control (sweep_spec.h RecurrenceChoice): the fits keep it out of the
+  // mu_rec axis, whose own mu_rec = 1 trains the same way. The trainer does not read it. Written
+  // and hashed only when true, so that other jobs keep the JSON and ids they had.
+  bool poisson_control = false;
   uint64_t seed = 0;
   ModelConfig model;
   TrainingConfig training;
@@ -77,7 +93,8 @@ struct JobConfig {
   std::vector<std::string> validate() const;
   // Stable 16-hex-digit content hash of the fields that define the training run (everything but
   // device, gpus and checkpoint_interval_steps, which change how, not what, is trained): FNV-1a
-  // of their canonical JSON.
+  // of their canonical JSON. flop_convention enters only when it is not the reference, so jobs
+  // planned before the field existed keep their ids.
   std::string id() const;
   // The same from the canonical JSON of model, training, eval and data given ready-made, for
   // callers that hash many jobs sharing them (the planner). `parts` must be those of this job.

@@ -47,8 +47,9 @@ std::string cell_name(const SweepAxes& axes, const AxisPick& pick, const ModelCo
   if (pick.n_recurrent != nullptr)
     parts.push_back("R" + std::to_string(*pick.n_recurrent));
   if (pick.recurrence != nullptr) {
-    parts.push_back(pick.recurrence->fixed
-                        ? "mu1fixed"
+    parts.push_back(pick.recurrence->fixed ? "mu1fixed"
+                    : pick.recurrence->poisson_control
+                        ? "mu1poisson"
                         : "mu" + std::to_string(pick.recurrence->mean_recurrence));
   } else if (model.is_looped()) {
     parts.push_back("mu" + std::to_string(model.mean_recurrence));
@@ -107,18 +108,20 @@ ModelFacts model_facts(const SweepSpec& spec, const AxisPick& pick) {
   facts.model = apply_axes(pick);
   facts.problems = facts.model.validate();
   facts.parameters = count_parameters(facts.model);
-  facts.flops_per_token = train_flops_per_token(facts.model);
+  facts.flops_per_token = train_flops_per_token(facts.model, spec.flop_convention);
   JobConfig shared;
   shared.model = facts.model;
-  shared.training = spec.training;
+  shared.training = pick.model->training;
   shared.eval = spec.eval;
   shared.data.train_shards = spec.data.train_shards;
   shared.data.val_shards = spec.data.val_shards;
+  shared.data.bos_token = spec.data.bos_token;
   facts.identity = JobIdentityParts::of(shared);
   return facts;
 }
 
 PlannedCell plan_cell(const SweepSpec& spec,
+                      const CorpusSize& corpus,
                       const AxisPick& pick,
                       const ModelFacts& facts,
                       std::vector<std::string>& problems) {
@@ -134,12 +137,20 @@ PlannedCell plan_cell(const SweepSpec& spec,
   cell.mean_recurrence = model.is_looped() ? model.mean_recurrence : 1;
   cell.mean_backward = model.is_looped() ? model.mean_backward : 1;
   cell.fixed_depth = !model.is_looped() || model.depth_sampler == DepthSampler::kFixed;
+  const bool poisson_control = pick.recurrence != nullptr && pick.recurrence->poisson_control;
+  cell.recurrence_label = !model.is_looped()
+                              ? "-"
+                              : RecurrenceChoice{model.mean_recurrence,
+                                                 model.depth_sampler == DepthSampler::kFixed,
+                                                 poisson_control}
+                                    .label();
   if (pick.budget != nullptr) {
     cell.budget_id = pick.budget->id;
     cell.budget_flops = pick.budget->flops;
     try {
-      cell.train_tokens =
-          cell.flops_per_token > 0 ? tokens_for_budget(model, cell.budget_flops) : 0;
+      cell.train_tokens = cell.flops_per_token > 0
+                              ? tokens_for_budget(model, cell.budget_flops, spec.flop_convention)
+                              : 0;
     } catch (const InputError& e) {
       problems.push_back(spec.file + ": cell " + cell.name + ": budget \"" + cell.budget_id +
                          "\": " + e.what());
@@ -148,7 +159,7 @@ PlannedCell plan_cell(const SweepSpec& spec,
   } else {
     cell.train_tokens = *pick.train_tokens;
   }
-  const int64_t batch = spec.training.batch_tokens;
+  const int64_t batch = pick.model->training.batch_tokens;
   cell.steps = batch > 0 ? cell.train_tokens / batch : 0;
   cell.trained_tokens = cell.steps * batch;
   cell.achieved_flops =
@@ -156,6 +167,19 @@ PlannedCell plan_cell(const SweepSpec& spec,
   if (cell.budget_flops > 0)
     cell.flop_gap = (cell.budget_flops - cell.achieved_flops) / cell.budget_flops;
   cell.gpu_hours = cell.achieved_flops / spec.plan.throughput_flops_per_s / 3600.0;
+  if (corpus.known()) {
+    cell.epochs = static_cast<double>(cell.train_tokens) / static_cast<double>(corpus.train_tokens);
+    if (cell.epochs > 1.0) {
+      cell.warnings.push_back(fmt::format(
+          "D = {} tokens is {:.3g} epochs of the {}{}-token training set: {} of the tokens it "
+          "trains on repeat earlier ones",
+          cell.train_tokens,
+          cell.epochs,
+          corpus.estimated ? "estimated " : "",
+          corpus.train_tokens,
+          percent(1.0 - 1.0 / cell.epochs)));
+    }
+  }
 
   if (cell.steps == 0) {
     cell.flags.push_back(
@@ -182,20 +206,24 @@ PlannedCell plan_cell(const SweepSpec& spec,
   job.budget_id = cell.budget_id;
   job.budget_flops = cell.budget_flops;
   job.train_tokens = cell.train_tokens;
+  job.flop_convention = spec.flop_convention;
+  job.poisson_control = poisson_control;
   job.seed = pick.seed;
   job.model = model;
-  job.training = spec.training;
+  job.training = pick.model->training;
   job.eval = spec.eval;
   job.data.train_shards = spec.data.train_shards;
   job.data.val_shards = spec.data.val_shards;
+  job.data.bos_token = spec.data.bos_token;
   job.checkpoint_interval_steps = spec.checkpoint_interval_steps;
   job.device = spec.device;
   job.gpus = spec.resources.gpus_per_job;
   cell.job_id = job.id(facts.identity);
   if (cell.kept && cell.steps > 0) {
     for (const auto& p : job.validate()) {
-      // Shards are checked by the sweep reader, which knows the file's patterns.
-      if (p.rfind("data.", 0) == 0)
+      // Shards are checked by the sweep reader, which knows the file's patterns; the BOS id is
+      // checked here, against each cell's vocabulary.
+      if (p.rfind("data.train_shards", 0) == 0 || p.rfind("data.val_shards", 0) == 0)
         continue;
       problems.push_back(spec.file + ": cell " + cell.name + ": " + p);
     }
@@ -217,10 +245,10 @@ std::string exact(double value) {
   return nlohmann::json(value).dump();
 }
 
-std::string joined_flags(const PlannedCell& cell) {
+std::string joined(const std::vector<std::string>& lines) {
   std::string out;
-  for (const auto& f : cell.flags)
-    out += (out.empty() ? "" : "; ") + f;
+  for (const auto& line : lines)
+    out += (out.empty() ? "" : "; ") + line;
   return out;
 }
 
@@ -235,12 +263,14 @@ std::vector<const PlannedCell*> Plan::jobs() const {
   return out;
 }
 
-Plan plan_sweep(const SweepSpec& spec) {
+Plan plan_sweep(const SweepSpec& spec, const CorpusSize& corpus) {
   std::vector<std::string> problems = spec.validate();
   if (!problems.empty())
     throw SweepFileError(spec.file, problems);
   Plan plan;
   plan.sweep = spec.name;
+  plan.flop_convention = spec.flop_convention;
+  plan.corpus = corpus;
   // The model axes, in the order the cells walk them, each pick's facts worked out once: for the
   // sweep's axes, and for each budget that carries its own.
   struct ModelPicks {
@@ -282,7 +312,7 @@ Plan plan_sweep(const SweepSpec& spec) {
           pick.budget = budget;
           pick.train_tokens = tokens;
           pick.seed = seed;
-          plan.cells.push_back(plan_cell(spec, pick, facts[m], problems));
+          plan.cells.push_back(plan_cell(spec, corpus, pick, facts[m], problems));
         }
       }
     }
@@ -309,6 +339,8 @@ Plan plan_sweep(const SweepSpec& spec) {
     t.gpu_hours += cell.gpu_hours;
     if (cell.budget_flops > 0)
       t.max_flop_gap = std::max(t.max_flop_gap, cell.flop_gap);
+    t.repeating += cell.epochs > 1.0 ? 1 : 0;
+    t.max_epochs = std::max(t.max_epochs, cell.epochs);
   }
   if (!problems.empty())
     throw SweepFileError(spec.file, problems);
@@ -327,6 +359,7 @@ nlohmann::json to_json(const PlannedCell& cell) {
       {"mean_recurrence", cell.mean_recurrence},
       {"mean_backward", cell.mean_backward},
       {"fixed_depth", cell.fixed_depth},
+      {"recurrence", cell.recurrence_label},
       {"parameters_total", cell.parameters.total},
       {"parameters_noncore", cell.parameters.noncore},
       {"parameters_core", cell.parameters.core},
@@ -338,8 +371,10 @@ nlohmann::json to_json(const PlannedCell& cell) {
       {"achieved_flops", cell.achieved_flops},
       {"flop_gap", cell.flop_gap},
       {"gpu_hours", cell.gpu_hours},
+      {"epochs", cell.epochs > 0 ? nlohmann::json(cell.epochs) : nlohmann::json()},
       {"seed", cell.job.seed},
       {"flags", cell.flags},
+      {"warnings", cell.warnings},
       {"kept", cell.kept},
       {"round", cell.round}};
   return j;
@@ -350,49 +385,64 @@ nlohmann::json to_json(const Plan& plan) {
   for (const auto& cell : plan.cells)
     cells.push_back(to_json(cell));
   const PlanTotals& t = plan.totals;
-  return {{"sweep", plan.sweep},
-          {"cells", cells},
-          {"totals",
-           {{"cells", t.cells},
-            {"jobs", t.jobs},
-            {"flagged", t.flagged},
-            {"target_flops", t.target_flops},
-            {"achieved_flops", t.achieved_flops},
-            {"trained_tokens", t.trained_tokens},
-            {"steps", t.steps},
-            {"gpu_hours", t.gpu_hours},
-            {"max_flop_gap", t.max_flop_gap}}}};
+  const CorpusSize& corpus = plan.corpus;
+  return {
+      {"sweep", plan.sweep},
+      {"flop_convention", to_string(plan.flop_convention)},
+      {"corpus",
+       {{"train_tokens", corpus.known() ? nlohmann::json(corpus.train_tokens) : nlohmann::json()},
+        {"estimated", corpus.estimated},
+        {"note", corpus.note}}},
+      {"cells", cells},
+      {"totals",
+       {{"cells", t.cells},
+        {"jobs", t.jobs},
+        {"flagged", t.flagged},
+        {"target_flops", t.target_flops},
+        {"achieved_flops", t.achieved_flops},
+        {"trained_tokens", t.trained_tokens},
+        {"steps", t.steps},
+        {"gpu_hours", t.gpu_hours},
+        {"max_flop_gap", t.max_flop_gap},
+        {"repeating", t.repeating},
+        {"max_epochs", t.max_epochs > 0 ? nlohmann::json(t.max_epochs) : nlohmann::json()}}}};
 }
 
 std::string to_csv(const Plan& plan) {
   std::string out =
       "cell,job_id,model,budget_id,budget_flops,mean_recurrence,mean_backward,fixed_depth,"
-      "parameters_total,parameters_noncore,parameters_core,parameters_embedding,flops_per_token,"
-      "train_tokens,steps,trained_tokens,achieved_flops,flop_gap,gpu_hours,seed,kept,flags\n";
+      "recurrence,parameters_total,parameters_noncore,parameters_core,parameters_embedding,"
+      "flops_per_token,train_tokens,steps,trained_tokens,achieved_flops,flop_gap,gpu_hours,"
+      "epochs,seed,kept,round,flags,warnings\n";
   for (const auto& c : plan.cells) {
-    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                       csv_field(c.name),
-                       c.job_id,
-                       csv_field(c.model_label),
-                       csv_field(c.budget_id),
-                       exact(c.budget_flops),
-                       c.mean_recurrence,
-                       c.mean_backward,
-                       c.fixed_depth ? 1 : 0,
-                       c.parameters.total,
-                       c.parameters.noncore,
-                       c.parameters.core,
-                       c.parameters.embedding,
-                       c.flops_per_token,
-                       c.train_tokens,
-                       c.steps,
-                       c.trained_tokens,
-                       exact(c.achieved_flops),
-                       exact(c.flop_gap),
-                       exact(c.gpu_hours),
-                       c.job.seed,
-                       c.kept ? 1 : 0,
-                       csv_field(joined_flags(c)));
+    out += fmt::format(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        csv_field(c.name),
+        c.job_id,
+        csv_field(c.model_label),
+        csv_field(c.budget_id),
+        exact(c.budget_flops),
+        c.mean_recurrence,
+        c.mean_backward,
+        c.fixed_depth ? 1 : 0,
+        c.recurrence_label,
+        c.parameters.total,
+        c.parameters.noncore,
+        c.parameters.core,
+        c.parameters.embedding,
+        c.flops_per_token,
+        c.train_tokens,
+        c.steps,
+        c.trained_tokens,
+        exact(c.achieved_flops),
+        exact(c.flop_gap),
+        exact(c.gpu_hours),
+        c.epochs > 0 ? exact(c.epochs) : std::string(),
+        c.job.seed,
+        c.kept ? 1 : 0,
+        c.round,
+        csv_field(joined(c.flags)),
+        csv_field(joined(c.warnings)));
   }
   return out;
 }
@@ -401,26 +451,30 @@ std::string to_table(const Plan& plan) {
   size_t width = 4;
   for (const auto& c : plan.cells)
     width = std::max(width, c.name.size());
-  std::string out =
-      fmt::format("{:<{}}  {:>11} {:>11} {:>10} {:>8} {:>12} {:>10} {:>10} {:>8} {:>8} {:>9}\n",
-                  "cell",
-                  width,
-                  "N total",
-                  "N noncore",
-                  "N core",
-                  "mu/bwd",
-                  "D tokens",
-                  "target C",
-                  "achieved",
-                  "gap",
-                  "steps",
-                  "GPU-h");
+  std::string out = fmt::format(
+      "{:<{}}  {:>11} {:>11} {:>10} {:>9} {:>12} {:>7} {:>10} {:>10} {:>8} {:>8} {:>9}\n",
+      "cell",
+      width,
+      "N total",
+      "N noncore",
+      "N core",
+      "mu/bwd",
+      "D tokens",
+      "epochs",
+      "target C",
+      "achieved",
+      "gap",
+      "steps",
+      "GPU-h");
   for (const auto& c : plan.cells) {
-    const std::string mu = c.fixed_depth && c.mean_recurrence == 1
-                               ? "1 fixed"
+    // The two mu_rec = 1 controls cost the same F(1, 1) and train differently: name them apart.
+    const std::string mu = c.recurrence_label == "1-fixed" ? "1 fixed"
+                           : c.recurrence_label == "1-poisson"
+                               ? "1 poisson"
                                : fmt::format("{}/{}", c.mean_recurrence, c.mean_backward);
     out += fmt::format(
-        "{:<{}}  {:>11} {:>11} {:>10} {:>8} {:>12} {:>10} {:>10.4g} {:>8} {:>8} {:>9.3g}{}{}\n",
+        "{:<{}}  {:>11} {:>11} {:>10} {:>9} {:>12} {:>7} {:>10} {:>10.4g} {:>8} {:>8} "
+        "{:>9.3g}{}{}\n",
         c.name,
         width,
         c.parameters.total,
@@ -428,6 +482,7 @@ std::string to_table(const Plan& plan) {
         c.parameters.core,
         mu,
         c.train_tokens,
+        c.epochs > 0 ? fmt::format("{:.3g}", c.epochs) : std::string("-"),
         c.budget_flops > 0 ? fmt::format("{:.4g}", c.budget_flops) : std::string("-"),
         c.achieved_flops,
         c.budget_flops > 0 ? percent(c.flop_gap) : std::string("-"),
@@ -449,9 +504,21 @@ std::string to_table(const Plan& plan) {
       t.trained_tokens,
       t.steps,
       t.gpu_hours);
+  out += fmt::format("FLOPs: the {} convention (docs/flops.md)\n", to_string(plan.flop_convention));
+  out += plan.corpus.known()
+             ? fmt::format("corpus: {}{} training tokens ({}); most epochs of a job {:.3g}\n",
+                           plan.corpus.estimated ? "about " : "",
+                           plan.corpus.train_tokens,
+                           plan.corpus.note,
+                           t.max_epochs)
+             : fmt::format("corpus: size unknown ({}); epochs not computed\n", plan.corpus.note);
   for (const auto& c : plan.cells) {
     if (c.flagged())
-      out += fmt::format("flagged {}: {}\n", c.name, joined_flags(c));
+      out += fmt::format("flagged {}: {}\n", c.name, joined(c.flags));
+  }
+  for (const auto& c : plan.cells) {
+    if (!c.warnings.empty() && c.kept)
+      out += fmt::format("over one epoch {}: {}\n", c.name, joined(c.warnings));
   }
   return out;
 }

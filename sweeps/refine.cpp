@@ -23,14 +23,17 @@ double number_from(const nlohmann::json& json, const char* key) {
   return it->get<double>();
 }
 
-// A budget's values of the refined axis: the fixed control and the mu_rec values.
+// A budget's values of the refined axis: the mu_rec = 1 controls and the mu_rec values.
 struct AxisValues {
   bool fixed_control = false;
+  bool poisson_control = false;
   std::set<int> values;
   nlohmann::json to_json() const {
     nlohmann::json out = nlohmann::json::array();
     if (fixed_control)
       out.push_back("1-fixed");
+    if (poisson_control)
+      out.push_back("1-poisson");
     for (int v : values)
       out.push_back(v);
     return out;
@@ -42,6 +45,8 @@ AxisValues values_of(const SweepAxes& axes) {
   for (const auto& choice : axes.mean_recurrence) {
     if (choice.fixed)
       out.fixed_control = true;
+    else if (choice.poisson_control)
+      out.poisson_control = true;
     else
       out.values.insert(choice.mean_recurrence);
   }
@@ -196,7 +201,8 @@ void assign_rounds(Plan& plan, const std::vector<RefineRound>& rounds) {
   }
   for (auto& cell : plan.cells) {
     const auto it = first.find({cell.budget_id, cell.mean_recurrence});
-    cell.round = it != first.end() && !cell.fixed_depth ? it->second : 0;
+    const bool control = cell.fixed_depth || cell.job.poisson_control;
+    cell.round = it != first.end() && !control ? it->second : 0;
   }
 }
 

@@ -55,9 +55,9 @@ RefineRound refine_round_from_json(const nlohmann::json& json, const std::string
 
 // The sweep document with the additions of `rounds` applied, in order: budgets become explicit
 // objects, each budget that gains values gets "axes": {"mean_recurrence": [...]} holding its old
-// values (the "1-fixed" control included) and the new ones in ascending order, and new budgets
-// are appended. `spec` is the sweep read from `document`. Throws InputError when an addition
-// names a budget twice as new, or an existing budget with other FLOPs.
+// values (the "1-fixed" and "1-poisson" controls included) and the new ones in ascending order, and
+// new budgets are appended. `spec` is the sweep read from `document`. Throws InputError when an
+// addition names a budget twice as new, or an existing budget with other FLOPs.
 nlohmann::json apply_refinement(const nlohmann::json& document,
                                 const SweepSpec& spec,
                                 const std::vector<RefineRound>& rounds);
@@ -65,8 +65,8 @@ nlohmann::json apply_refinement(const nlohmann::json& document,
 // Sets each cell's round: the first round that added its budget and mu_rec, else 0 (the grid).
 void assign_rounds(Plan& plan, const std::vector<RefineRound>& rounds);
 
-// The mu_rec values (not the fixed control) the spec gives budget `budget_id`, ascending; empty
-// for an unknown id.
+// The mu_rec values (not the mu_rec = 1 controls) the spec gives budget `budget_id`, ascending;
+// empty for an unknown id.
 std::vector<int> axis_values_of_budget(const SweepSpec& spec, const std::string& budget_id);
 
 }  // namespace parcae::sweeps

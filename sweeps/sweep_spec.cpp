@@ -24,6 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 
 const char kFixedLabel[] = "1-fixed";
+const char kPoissonLabel[] = "1-poisson";
 
 // A problem's field path and its full message.
 struct Problem {
@@ -198,13 +199,40 @@ std::vector<std::string> glob_files(const std::string& pattern, const fs::path& 
 }
 
 void read_preparation(const nlohmann::json& value, Problems& problems, DataPreparation& prepare) {
-  if (!check_keys(value, {"text", "command", "out", "val_fraction"}, "data.prepare", problems))
+  if (!check_keys(value,
+                  {"text",
+                   "command",
+                   "out",
+                   "val_fraction",
+                   "documents",
+                   "tokenizer",
+                   "vocab_size",
+                   "tokenizer_model"},
+                  "data.prepare",
+                  problems)) {
     return;
+  }
   const detail::JsonAt at{problems.file(), "data.prepare"};
   problems.guard([&] { detail::read_field(value, "text", at, prepare.text_files); });
   problems.guard([&] { detail::read_field(value, "command", at, prepare.command); });
   problems.guard([&] { detail::read_field(value, "out", at, prepare.out); });
   problems.guard([&] { detail::read_field(value, "val_fraction", at, prepare.val_fraction); });
+  problems.guard([&] {
+    std::string documents = to_string(prepare.documents);
+    detail::read_field(value, "documents", at, documents);
+    prepare.documents = document_split_from_string(documents, at.file, at.field("documents"));
+  });
+  problems.guard([&] { detail::read_field(value, "tokenizer", at, prepare.tokenizer.kind); });
+  problems.guard(
+      [&] { detail::read_field(value, "vocab_size", at, prepare.tokenizer.vocab_size); });
+  problems.guard(
+      [&] { detail::read_field(value, "tokenizer_model", at, prepare.tokenizer.model); });
+  if (prepare.tokenizer.kind != "bytes" && prepare.tokenizer.kind != "sentencepiece" &&
+      !problems.reported("data.prepare.tokenizer")) {
+    problems.add("data.prepare.tokenizer",
+                 "\"" + prepare.tokenizer.kind + "\"",
+                 "expected \"bytes\" or \"sentencepiece\"");
+  }
   if (prepare.text_files.empty() == prepare.command.empty()) {
     problems.add("data.prepare",
                  value.dump(),
@@ -224,9 +252,17 @@ void read_data(const nlohmann::json& value,
                const SweepReadOptions& options,
                Problems& problems,
                DataSpec& data) {
-  if (!check_keys(value, {"train", "val", "prepare"}, "data", problems))
+  if (!check_keys(value, {"train", "val", "prepare", "bos_token"}, "data", problems))
     return;
   const std::string& file = problems.file();
+  problems.guard([&] {
+    detail::read_field(value, "bos_token", detail::JsonAt{file, "data"}, data.bos_token);
+  });
+  if (value.contains("bos_token") && data.bos_token < 0 && !problems.reported("data.bos_token")) {
+    problems.add("data.bos_token",
+                 value.at("bos_token").dump(),
+                 "expected a token id >= 0 (the id that starts every document)");
+  }
   if (value.contains("prepare"))
     read_preparation(value.at("prepare"), problems, data.prepare);
   for (const char* key : {"train", "val"}) {
@@ -281,6 +317,42 @@ nlohmann::json as_model_object(const nlohmann::json& model) {
   return model;
 }
 
+// One model: its "training" object set aside (checked here, so that its errors name it; merged
+// with the sweep's by resolve_training once that is read), the rest read as a ModelConfig.
+ModelChoice read_model(const nlohmann::json& value,
+                       const std::string& file,
+                       const std::string& field) {
+  nlohmann::json shape = value;
+  ModelChoice choice;
+  if (value.is_object() && value.contains("training")) {
+    choice.own_training = value.at("training");
+    training_config_from_json(choice.own_training, file, field + ".training");
+    shape.erase("training");
+  }
+  if (shape.is_string())
+    choice.preset = shape.get<std::string>();
+  else if (shape.is_object() && shape.contains("preset") && shape.at("preset").is_string())
+    choice.preset = shape.at("preset").get<std::string>();
+  choice.config = model_config_from_json(shape, file, field);
+  choice.label = choice.config.name;
+  return choice;
+}
+
+// Each model's training settings: its preset's, the sweep's "training", then its own.
+void resolve_training(const nlohmann::json* sweep_training, SweepAxes& axes, Problems& problems) {
+  for (ModelChoice& m : axes.models) {
+    problems.guard([&] {
+      nlohmann::json merged = preset_training(m.preset);
+      if (sweep_training != nullptr && sweep_training->is_object())
+        merged.merge_patch(*sweep_training);
+      if (m.own_training.is_object())
+        merged.merge_patch(m.own_training);
+      m.training = training_config_from_json(
+          merged, problems.file(), "training (of model \"" + m.label + "\")");
+    });
+  }
+}
+
 void read_models(const nlohmann::json* base,
                  const nlohmann::json* axis,
                  Problems& problems,
@@ -293,10 +365,7 @@ void read_models(const nlohmann::json* base,
           "model", "(missing)", "expected a preset name or an object", "or give axes.model");
       return;
     }
-    problems.guard([&] {
-      ModelConfig config = model_config_from_json(*base, file, "model");
-      axes.models.push_back({config.name, config});
-    });
+    problems.guard([&] { axes.models.push_back(read_model(*base, file, "model")); });
     return;
   }
   if (!axis->is_array() || axis->empty()) {
@@ -316,8 +385,7 @@ void read_models(const nlohmann::json* base,
           throw InputError(file, "model", base->dump(), "expected a preset name or an object");
         merged.merge_patch(entry);
       }
-      ModelConfig config = model_config_from_json(merged, file, indexed(prefix + ".model", i));
-      axes.models.push_back({config.name, config});
+      axes.models.push_back(read_model(merged, file, indexed(prefix + ".model", i)));
     });
   }
 }
@@ -333,20 +401,21 @@ void read_mean_recurrence(const nlohmann::json& value,
   for (size_t i = 0; i < values.size(); ++i) {
     problems.guard([&] {
       if (values[i].is_string()) {
-        if (values[i].get<std::string>() != kFixedLabel) {
+        const std::string text = values[i].get<std::string>();
+        if (text != kFixedLabel && text != kPoissonLabel) {
           throw InputError(file,
                            indexed(field, i),
                            values[i].dump(),
-                           "expected an integer >= 1 or \"1-fixed\"",
-                           suggestion_hint(values[i].get<std::string>(), {kFixedLabel}));
+                           "expected an integer >= 1, \"1-fixed\" or \"1-poisson\"",
+                           suggestion_hint(text, {kFixedLabel, kPoissonLabel}));
         }
-        axes.mean_recurrence.push_back({1, true});
+        axes.mean_recurrence.push_back({1, text == kFixedLabel, text == kPoissonLabel});
         return;
       }
       const int64_t mu = axis_integer(values[i], generated, file, indexed(field, i));
       if (mu > 1000000)
         throw InputError(file, indexed(field, i), values[i].dump(), "expected at most 1000000");
-      axes.mean_recurrence.push_back({static_cast<int>(mu), false});
+      axes.mean_recurrence.push_back({static_cast<int>(mu), false, false});
     });
   }
 }
@@ -604,7 +673,9 @@ void check_unique(const std::vector<T>& values,
 }  // namespace
 
 std::string RecurrenceChoice::label() const {
-  return fixed ? std::string(kFixedLabel) : std::to_string(mean_recurrence);
+  if (fixed)
+    return kFixedLabel;
+  return poisson_control ? kPoissonLabel : std::to_string(mean_recurrence);
 }
 
 SweepFileError::SweepFileError(const std::string& file, std::vector<std::string> problems)
@@ -774,7 +845,7 @@ void validate_axes(const SweepAxes& axes,
     if (axes.mean_recurrence[i].mean_recurrence < 1) {
       add(indexed(prefix + ".mean_recurrence", i),
           std::to_string(axes.mean_recurrence[i].mean_recurrence),
-          "expected an integer >= 1 or \"1-fixed\"");
+          "expected an integer >= 1, \"1-fixed\" or \"1-poisson\"");
     }
   }
   for (size_t i = 0; i < axes.d_model.size(); ++i) {
@@ -991,6 +1062,7 @@ SweepSpec sweep_spec_from_json(const nlohmann::json& document,
                    "resources",
                    "device",
                    "checkpoint_interval_steps",
+                   "flop_convention",
                    "plan",
                    "refine"},
                   "",
@@ -1028,9 +1100,23 @@ SweepSpec sweep_spec_from_json(const nlohmann::json& document,
     if (document.contains("budgets"))
       read_budgets(document.at("budgets"), spec.axes, base, problems, spec.budgets);
   });
+  const nlohmann::json* training =
+      document.contains("training") ? &document.at("training") : nullptr;
+  bool training_read = false;  // a bad "training" is reported once, not again for every model
   problems.guard([&] {
-    if (document.contains("training"))
-      spec.training = training_config_from_json(document.at("training"), file, "training");
+    if (training != nullptr)
+      spec.training = training_config_from_json(*training, file, "training");
+    training_read = true;
+  });
+  if (training_read) {
+    resolve_training(training, spec.axes, problems);
+    for (Budget& budget : spec.budgets)
+      resolve_training(training, budget.axes, problems);
+  }
+  problems.guard([&] {
+    if (document.contains("flop_convention"))
+      spec.flop_convention =
+          flop_convention_from_json(document.at("flop_convention"), file, "flop_convention");
   });
   problems.guard([&] {
     if (document.contains("eval"))

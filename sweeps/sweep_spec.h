@@ -11,13 +11,14 @@
 //     "data": {"train": ["../../demo/data/train_*.bin"], "val": ["../../demo/data/val_*.bin"],
 //              "prepare": {"command": ["bible", "-f", "Gen1:1-Rev22:21"], "out":
 //              "../../demo/data"}},
-//     "model": {"preset": "parcae-tiny", "context_length": 64},
+//     "model": {"preset": "parcae-tiny", "context_length": 64, "training": {"adamw_lr": 4e-3}},
 //     "budgets": [{"id": "2e12", "flops": 2e12}, {"id": "4e12", "flops": 4e12}],
 //     "axes": {"mean_recurrence": ["1-fixed", 2, 4, 6], "seed": [0]},
 //     "training": {"batch_tokens": 4096, "micro_batch_size": 16},
 //     "eval": {"depths": [1, 2, 4, 8]},
 //     "resources": {"gpus_per_job": 1, "jobs_per_gpu": 1},
 //     "device": "cpu",
+//     "flop_convention": "reference",
 //     "plan": {"min_steps": 50}
 //   }
 #pragma once
@@ -31,15 +32,25 @@
 #include "sweeps/error.h"
 #include "sweeps/flop_model.h"
 #include "sweeps/job_config.h"
+#include "sweeps/token_shards.h"
 
 namespace parcae::sweeps {
 
-// A value of the mean_recurrence axis: mu_rec with mu_bwd = ceil(mu_rec / 2), or the fixed-depth
-// control "1-fixed" that runs exactly T = 1 (parcae.md §6, decision 7).
+// A value of the mean_recurrence axis: mu_rec with mu_bwd = ceil(mu_rec / 2) and Poisson depths,
+// or one of the two mu_rec = 1 controls (parcae.md §6):
+//   "1-fixed"    exactly T = 1 (decision 7), the project's fixed-depth control;
+//   "1-poisson"  T = max(Poisson(1), 1), mean depth 1 + 1/e = 1.37, charged as T = 1: the control
+//                [R]'s code trains as "mu_rec = 1".
+// Both cost F(1, 1) (flop_model.h), so they compare the same budget like for like. Both are
+// controls: their own series beside the mu_rec axis, not points of its isoFLOP parabolas
+// (scaling-laws.md §2 step 1). A bare 1 trains as "1-poisson" does but is a point of the axis,
+// like 2 or 4, as is the mu_rec = 1 a refinement round reaches.
 struct RecurrenceChoice {
   int mean_recurrence = 1;
-  bool fixed = false;
-  // "4" or "1-fixed": the spelling used in files and cell names.
+  bool fixed = false;            // "1-fixed"
+  bool poisson_control = false;  // "1-poisson"
+  bool control() const { return fixed || poisson_control; }
+  // "4", "1", "1-fixed" or "1-poisson": the spelling used in files, plan tables and the exports.
   std::string label() const;
 };
 
@@ -47,6 +58,12 @@ struct RecurrenceChoice {
 struct ModelChoice {
   std::string label;  // the config's name; unique within a sweep
   ModelConfig config;
+  // The preset's training settings (flop_model.h preset_training), then the sweep's "training",
+  // then the model's own "training" object, each key of a later one replacing the earlier:
+  // every cell of this model trains with these.
+  TrainingConfig training;
+  std::string preset;           // the preset the model starts from; empty for a full object
+  nlohmann::json own_training;  // the model's "training" object as written; null when absent
 };
 
 // The axes; the planner takes their Cartesian product (budgets or train_tokens first, seeds last).
@@ -76,14 +93,18 @@ struct Budget {
   SweepAxes axes;  // when has_axes: the sweep's axes with this budget's replacements
 };
 
-// How to make a sweep's shards when they are not there yet: byte-tokenize some text (files, or
-// the standard output of a command run without a shell) into `out` (token_shards.h). The
-// orchestrator runs it once, on first use, and the shards are reused from then on.
+// How to make a sweep's shards when they are not there yet: tokenize some text (files, or the
+// standard output of a command run without a shell), cut into documents, each after a BOS, into
+// `out` (token_shards.h), with tokenizer.json beside the shards. The orchestrator runs it once,
+// on first use, and the shards are reused from then on.
 struct DataPreparation {
   std::vector<std::string> text_files;  // as written; relative to the data folder
   std::vector<std::string> command;     // argv, e.g. ["bible", "-f", "Gen1:1-Rev22:21"]
   std::string out;                      // folder of the shards, relative to the data folder
-  double val_fraction = 0.1;            // held-out tail
+  double val_fraction = 0.1;            // held-out tail, whole documents
+  DocumentSplit documents = DocumentSplit::kFile;  // "file", "line" or "paragraph"
+  // "tokenizer", "vocab_size", "tokenizer_model" (relative to the data folder) in the file.
+  TokenizerOptions tokenizer;
   bool empty() const { return text_files.empty() && command.empty(); }
 };
 
@@ -95,6 +116,9 @@ struct DataSpec {
   std::vector<std::string> val_shards;
   DataPreparation prepare;  // empty when the shards must already exist
   std::string folder;       // absolute folder relative paths are resolved against
+  // The id that starts every document, copied into every job (DataConfig::bos_token): packed
+  // documents (parcae.md §9). Omitted: random windows, as sweep files written before had.
+  int bos_token = kNoBosToken;
 };
 
 struct Resources {
@@ -134,10 +158,14 @@ struct SweepSpec {
   DataSpec data;
   std::vector<Budget> budgets;  // empty when the cells are defined by axes.train_tokens
   SweepAxes axes;
-  TrainingConfig training;
+  TrainingConfig
+      training;  // the file's "training" alone; each model's own is ModelChoice::training
   EvalConfig eval;
   Resources resources;
   std::string device = "auto";  // "auto", "cpu" or "cuda", copied into every job
+  // How budgets become tokens ("reference", the default, or "paper"; flop_model.h), copied into
+  // every job, which counts the FLOPs it spends the same way.
+  FlopConvention flop_convention = FlopConvention::kReference;
   int64_t checkpoint_interval_steps = 0;
   PlanSettings plan;
   bool has_refine = false;  // the file has a "refine" block

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -189,21 +190,108 @@ std::string decode_bytes(const std::vector<uint16_t>& ids) {
   return text;
 }
 
+int64_t shard_token_count(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw InputError(path, "", "(file)", "cannot be opened: " + system_message());
+  int32_t header[3] = {};
+  if (!in.read(reinterpret_cast<char*>(header), sizeof(header))) {
+    throw InputError(path, "header", "(truncated)", "expected a 1024-byte llm.c shard header");
+  }
+  if (header[0] != kShardMagic) {
+    throw InputError(path,
+                     "header.magic",
+                     std::to_string(header[0]),
+                     "expected 20240520 (an llm.c token shard)");
+  }
+  if (header[1] != kShardVersion) {
+    throw InputError(
+        path, "header.version", std::to_string(header[1]), "expected 1 (uint16 tokens)");
+  }
+  return header[2];
+}
+
+int64_t corpus_token_count(const std::vector<std::string>& paths) {
+  int64_t tokens = 0;
+  for (const auto& path : paths)
+    tokens += shard_token_count(path);
+  return tokens;
+}
+
+std::string to_string(DocumentSplit split) {
+  switch (split) {
+    case DocumentSplit::kFile:
+      return "file";
+    case DocumentSplit::kLine:
+      return "line";
+    case DocumentSplit::kParagraph:
+      return "paragraph";
+  }
+  return "?";
+}
+
+DocumentSplit document_split_from_string(const std::string& text,
+                                         const std::string& file,
+                                         const std::string& field) {
+  for (const DocumentSplit split :
+       {DocumentSplit::kFile, DocumentSplit::kLine, DocumentSplit::kParagraph}) {
+    if (text == to_string(split))
+      return split;
+  }
+  throw InputError(file, field, "\"" + text + "\"", "expected \"file\", \"line\" or \"paragraph\"");
+}
+
+std::vector<std::string> split_documents(const std::string& text, DocumentSplit split) {
+  std::vector<std::string> documents;
+  auto add = [&](std::string document) {
+    if (document.find_first_not_of(" \t\r\n") != std::string::npos)
+      documents.push_back(std::move(document));
+  };
+  if (split == DocumentSplit::kFile) {
+    add(text);
+    return documents;
+  }
+  std::string current;
+  size_t begin = 0;
+  while (begin < text.size()) {
+    size_t end = text.find('\n', begin);
+    end = end == std::string::npos ? text.size() : end + 1;
+    const std::string line = text.substr(begin, end - begin);
+    begin = end;
+    const bool blank = line.find_first_not_of(" \t\r\n") == std::string::npos;
+    if (split == DocumentSplit::kLine) {
+      add(line);
+    } else if (blank) {
+      add(std::move(current));
+      current.clear();
+    } else {
+      current += line;
+    }
+  }
+  add(std::move(current));
+  return documents;
+}
+
 PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
                                    const std::string& out_dir,
-                                   double val_fraction,
-                                   int64_t shard_tokens) {
+                                   const TextPreparation& options,
+                                   const TextTokenizer& tokenizer) {
   if (text_files.empty())
     throw InputError("", "text", "(none)", "expected at least one text file");
+  const double val_fraction = options.val_fraction;
   if (!(val_fraction > 0.0 && val_fraction < 1.0)) {
     throw InputError(
         "", "val_fraction", std::to_string(val_fraction), "expected a number in (0, 1)");
   }
-  if (shard_tokens < 1 || shard_tokens > kShardMaxTokens) {
-    throw InputError(
-        "", "shard_tokens", std::to_string(shard_tokens), "expected between 1 and 2147483647");
+  if (options.shard_tokens < 1 || options.shard_tokens > kShardMaxTokens) {
+    throw InputError("",
+                     "shard_tokens",
+                     std::to_string(options.shard_tokens),
+                     "expected between 1 and 2147483647");
   }
+  const auto bos = static_cast<uint16_t>(tokenizer.bos_token());
   std::vector<uint16_t> tokens;
+  std::vector<size_t> document_starts;
   for (const auto& file : text_files) {
     std::ifstream in(file, std::ios::binary);
     if (!in)
@@ -211,18 +299,41 @@ PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (in.bad())
       throw InputError(file, "", "(file)", "cannot be read");
-    const std::vector<uint16_t> ids = encode_bytes(text);
-    tokens.insert(tokens.end(), ids.begin(), ids.end());
+    const std::vector<std::string> documents = split_documents(text, options.documents);
+    for (size_t d = 0; d < documents.size(); ++d) {
+      const std::vector<uint16_t> ids = tokenizer.encode(documents[d]);
+      const auto found = std::find(ids.begin(), ids.end(), bos);
+      if (found != ids.end()) {
+        throw InputError(
+            file,
+            "document " + std::to_string(d) + ", token " + std::to_string(found - ids.begin()),
+            std::to_string(bos),
+            "text without the BOS id " + std::to_string(bos) + " of the " + tokenizer.name() +
+                " tokenizer (for bytes: the control byte 0x02)",
+            "remove that byte from the text, or use the sentencepiece tokenizer");
+      }
+      document_starts.push_back(tokens.size());
+      tokens.push_back(bos);
+      tokens.insert(tokens.end(), ids.begin(), ids.end());
+    }
   }
   const auto total = static_cast<int64_t>(tokens.size());
-  const auto val_tokens =
+  const auto wanted_val =
       static_cast<int64_t>(std::llround(val_fraction * static_cast<double>(total)));
-  if (val_tokens < 1 || val_tokens >= total) {
-    throw InputError(text_files.front(),
-                     "",
-                     std::to_string(total) + " tokens",
-                     "too little text to hold out " + std::to_string(val_fraction) +
-                         " of it and keep both splits non-empty");
+  // The first held-out document: the latest one whose tail holds wanted_val tokens.
+  size_t split_document = document_starts.empty() ? 0 : document_starts.size() - 1;
+  while (split_document > 0 &&
+         total - static_cast<int64_t>(document_starts[split_document]) < wanted_val) {
+    --split_document;
+  }
+  if (document_starts.size() < 2 || split_document == 0 || wanted_val < 1) {
+    throw InputError(
+        text_files.front(),
+        "",
+        std::to_string(document_starts.size()) + " documents, " + std::to_string(total) + " tokens",
+        "too little text to hold out " + std::to_string(val_fraction) +
+            " of it in whole documents and keep both splits non-empty",
+        "give more text, or cut it into more documents (--documents line)");
   }
   std::error_code error;
   std::filesystem::create_directories(out_dir, error);
@@ -233,11 +344,26 @@ PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
   remove_temporaries(out.string());
 
   PreparedShards prepared;
-  const auto split = static_cast<size_t>(total - val_tokens);
-  prepared.train_shards = write_split(tokens, 0, split, shard_tokens, out, "train");
-  prepared.val_shards = write_split(tokens, split, tokens.size(), shard_tokens, out, "val");
-  prepared.train_tokens = total - val_tokens;
-  prepared.val_tokens = val_tokens;
+  const size_t split = document_starts[split_document];
+  prepared.train_shards = write_split(tokens, 0, split, options.shard_tokens, out, "train");
+  prepared.val_shards = write_split(tokens, split, tokens.size(), options.shard_tokens, out, "val");
+  prepared.train_tokens = static_cast<int64_t>(split);
+  prepared.val_tokens = total - static_cast<int64_t>(split);
+  prepared.train_documents = static_cast<int64_t>(split_document);
+  prepared.val_documents = static_cast<int64_t>(document_starts.size() - split_document);
+  prepared.bos_token = tokenizer.bos_token();
+  prepared.vocab_size = tokenizer.vocab_size();
+  nlohmann::json info = {{"tokenizer", tokenizer.name()},
+                         {"vocab_size", tokenizer.vocab_size()},
+                         {"bos_token", tokenizer.bos_token()},
+                         {"documents", to_string(options.documents)},
+                         {"train_tokens", prepared.train_tokens},
+                         {"val_tokens", prepared.val_tokens},
+                         {"train_documents", prepared.train_documents},
+                         {"val_documents", prepared.val_documents}};
+  info.update(tokenizer.save(out.string()));
+  prepared.tokenizer_info = (out / kTokenizerInfoFile).string();
+  write_file_atomically(prepared.tokenizer_info, {info.dump(2), "\n"}, Durability::kFsynced);
   return prepared;
 }
 

@@ -26,6 +26,7 @@
 #include "trainer/data.h"
 #include "trainer/distributed.h"
 #include "trainer/events.h"
+#include "trainer/injection_diagnostics.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/sampling.h"
@@ -183,6 +184,7 @@ class Trainer {
           {"loss_train", result.loss_train},
           {"loss_val", result.loss_val},
           {"wall_time_s", result.wall_time_s},
+          {"data_epochs", windows_->epochs_drawn()},
           {"peak_memory_bytes", compat::peak_memory_bytes(device_)}});
     return result;
   }
@@ -244,13 +246,13 @@ class Trainer {
     global_micro_ = rows_per_step_ / micro_rows_;
     local_micro_ = global_micro_ / ranks_.world_size;
     max_steps_ = job_.max_steps();
-    flops_per_token_ = sweeps::train_flops_per_token(config);
+    flops_per_token_ = sweeps::train_flops_per_token(config, job_.flop_convention);
     autocast_ = device_.is_cuda() && job_.training.precision == "bf16";
 
     // Data first: a bad shard is bad input and must be reported before any compute.
-    windows_.emplace(job_.data.train_shards, config.vocab_size, seq_, job_.seed, options_.job_path);
+    windows_.emplace(job_.data, config.vocab_size, seq_, job_.seed, options_.job_path);
     validation_ = validation_rows(
-        job_.data.val_shards, config.vocab_size, seq_, job_.eval.val_sequences, options_.job_path);
+        job_.data, config.vocab_size, seq_, job_.eval.val_sequences, options_.job_path);
 
     // After the input checks, so that bad input fails every rank before any rank waits.
     compat::set_current_device(device_);
@@ -340,6 +342,7 @@ class Trainer {
           {"train_tokens", job_.train_tokens},
           {"seed", job_.seed},
           {"budget_flops", job_.budget_flops},
+          {"data", windows_->summary()},
           {"events_version", kEventsVersion}});
     say(printf_string("%s job %s on %s: %lld parameters, %lld steps of %lld tokens, F = %lld",
                       resumed_ ? "resumed" : "started",
@@ -482,6 +485,8 @@ class Trainer {
       if (log_decay.defined()) {
         fields["log_rho"] = log_decay.max().item<double>();
         fields["mean_decay"] = log_decay.exp().mean().item<double>();
+      } else if (model_->injection->adapter) {
+        fields["log_rho"] = adapter_log_spectral_radius(*model_->injection, job_.seed);
       }
       if (std::isfinite(outcome.h_rms))
         fields["h_rms"] = outcome.h_rms;
@@ -530,14 +535,8 @@ class Trainer {
         const int64_t n = std::min<int64_t>(micro_rows_, rows - first);
         const torch::Tensor batch = compat::to_device(validation_.narrow(0, first, n), device_);
         torch::Tensor h0;
-        if (config.is_looped()) {
-          at::Generator generator =
-              compat::make_generator(device_,
-                                     stream_seed({job_.eval.eval_seed,
-                                                  static_cast<uint64_t>(Stream::kEvalState),
-                                                  static_cast<uint64_t>(index)}));
-          h0 = model_->sample_initial_state(n, seq_, generator);
-        }
+        if (config.is_looped())
+          h0 = evaluation_initial_state(*model_, job_.eval.eval_seed, first, n, seq_, device_);
         ModelLoss output;
         {
           compat::AutocastGuard autocast(device_.type(), torch::kBFloat16, autocast_);
@@ -598,7 +597,7 @@ class Trainer {
   int64_t max_steps_ = 0;
   int64_t flops_per_token_ = 0;
 
-  std::optional<TrainWindows> windows_;
+  std::optional<TrainRows> windows_;
   torch::Tensor validation_;
   LanguageModel model_{nullptr};
   std::optional<MuonAdamW> optimizer_;

@@ -8,9 +8,9 @@
 // Started again on the same DIR it resumes from the newest checkpoint and replays the same
 // random draws, so the loss curve equals an uninterrupted run's (bitwise on the CPU).
 //
-// FLOPs: every step spends batch_tokens * train_flops_per_token(model) (sweeps/flop_model.h),
-// the planner's formula, so a job planned for budget C spends C up to the rounding of D to
-// whole steps.
+// FLOPs: every step spends batch_tokens * train_flops_per_token(model, job.flop_convention)
+// (sweeps/flop_model.h), the planner's formula, so a job planned for budget C spends C up to the
+// rounding of D to whole steps.
 //
 // Data parallel (docs/trainer.md, "Ranks"): a job with gpus = N trains on N processes, one per
 // GPU, each holding the whole model. Rank r computes the gradient of its share of the global

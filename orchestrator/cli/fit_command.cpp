@@ -144,6 +144,11 @@ void add_fit_commands(CLI::App& app, CliContext& context) {
                   r.drop_top_losses,
                   "chinchilla: keep rows with loss strictly below the K-th largest (Epoch: 5)");
   cmd->add_flag("--x-is-tokens", r.x_is_tokens, "isoflop: x is D, so D* = x*");
+  cmd->add_option("--flop-convention",
+                  r.flop_convention,
+                  "isoflop: report C, x* and D* laws under this FLOP convention, re-costing "
+                  "each budget at its optimum (docs/flops.md); default: as planned")
+      ->check(CLI::IsMember({"reference", "paper"}));
   cmd->add_option(
       "--predict", r.predict_budgets, "isoflop: budgets C at which to predict x* with CIs");
   cmd->add_option("--residuals",

@@ -49,7 +49,11 @@ nlohmann::json describe(const ModelConfig& model, double budget_flops, int64_t b
                      {"norms", p.norms},
                      {"noncore", p.noncore},
                      {"per_loop", p.per_loop}};
+  // The paper's rates where the model is a preset of a paper size (flop_model.h).
+  j["training"] = sweeps::preset_training(model.name);
   j["flops_per_token"] = {{"train", sweeps::train_flops_per_token(model)},
+                          {"train_paper_convention",
+                           sweeps::train_flops_per_token(model, sweeps::FlopConvention::kPaper)},
                           {"c0", line.c0},
                           {"c1", line.c1},
                           {"c2", line.c2},
@@ -116,7 +120,10 @@ void print_table(const ModelConfig& model, const nlohmann::json& j) {
   row("  c0", f.at("c0"));
   row("  c1 (per mu_rec)", f.at("c1"));
   row("  c2 (per mu_bwd)", f.at("c2"));
+  row("  under the paper's convention", f.at("train_paper_convention"));
   row("model FLOPs per token (MFU)", f.at("model_for_mfu"));
+  for (const auto& [key, value] : j.at("training").items())
+    std::cout << fmt::format("  {:<34}{:>20}\n", "preset training." + key, value.dump());
   if (j.contains("budget")) {
     const auto& b = j.at("budget");
     std::cout << fmt::format(

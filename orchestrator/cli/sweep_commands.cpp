@@ -410,6 +410,14 @@ void add_plan(CLI::App& sweep, CliContext& context) {
                                  outcome.spec.plan.keep_flagged ? "kept, as plan.keep_flagged asks"
                                                                 : "not recorded as jobs");
       }
+      if (t.repeating > 0) {
+        std::cerr << fmt::format(
+            "parcae-scale: warning: {} of {} jobs train on more than one epoch of the corpus "
+            "(up to {:.3g}); see the table\n",
+            t.repeating,
+            t.jobs,
+            t.max_epochs);
+      }
       if (!record) {
         std::cerr << "parcae-scale: dry run: nothing was written (no database at "
                   << context.db_path << " yet)\n";

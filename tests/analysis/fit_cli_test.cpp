@@ -16,6 +16,8 @@
 #include <set>
 #include <sstream>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -266,6 +268,155 @@ TEST_F(FitCli, IsoflopFromASweepGivesTheExponentOfItsExactParabolas) {
     EXPECT_EQ(m.at("edge"), false);
   }
   EXPECT_LT(fit.at("residual_std").get<double>(), 1e-9);
+}
+
+// scaling-laws.md §2 step 1: the mu_rec = 1 controls ("1-fixed", "1-poisson") are their own
+// series, while a bare mu_rec = 1 is a point of the axis like any other. The controls' losses are
+// written far above the parabola, so that a control wrongly kept would move every minimum.
+TEST(IsoflopControls, TheDeclaredControlsAreLeftOutAndTheAxissOwnMuRecOneIsAPoint) {
+  ScratchDir dir;
+  const std::string db = dir.file("controls.sqlite");
+  const nlohmann::json axes = {
+      {"mean_recurrence", {"1-fixed", "1-poisson", 1, 2, 4, 6, 8, 10, 12}}};
+  const auto plan =
+      run_cli(with_db({"sweep", "plan", write_sweep_file(dir.path(), "controls", axes)}, db));
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  EXPECT_THAT(plan.out, HasSubstr("-mu1poisson-"));
+  EXPECT_THAT(plan.out, HasSubstr("-mu1fixed-"));
+  EXPECT_THAT(plan.out, HasSubstr("-mu1-"));
+  const auto facts = finish_runs(db, "controls", &iso_loss);
+  ASSERT_EQ(facts.size(), 36u);
+  std::set<std::string> controls, axis_ones;
+  for (const auto& job : results::Store::open(db).jobs("controls")) {
+    const bool control = job.cell.find("-mu1fixed-") != std::string::npos ||
+                         job.cell.find("-mu1poisson-") != std::string::npos;
+    if (control) {
+      controls.insert(job.id);
+      // Rewrite the control's final losses well above every parabola.
+      const std::string path = job.out_dir + "/events.jsonl";
+      std::ifstream in(path);
+      std::ostringstream kept;
+      for (std::string line; std::getline(in, line);) {
+        nlohmann::json event = nlohmann::json::parse(line);
+        if (event.at("event") == "done")
+          event["loss_val"] = event["loss_train"] = 9.0;
+        kept << event.dump() << "\n";
+      }
+      in.close();
+      std::ofstream(path) << kept.str();
+    } else if (job.mean_recurrence == 1) {
+      axis_ones.insert(job.id);
+    }
+  }
+  ASSERT_EQ(controls.size(), 8u);
+  ASSERT_EQ(axis_ones.size(), 4u);
+  const auto sync = run_cli(with_db({"sweep", "sync", "controls"}, db));
+  ASSERT_EQ(sync.exit_code, 0) << sync.err;
+
+  const auto result =
+      run_cli(with_db({"fit", "isoflop", "--sweep", "controls", "--bootstrap", "0", "--json"}, db));
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("left out 8 mu_rec = 1 controls"));
+  const nlohmann::json fit = nlohmann::json::parse(result.out);
+  const std::set<std::string> used = fit.at("job_ids").get<std::set<std::string>>();
+  EXPECT_EQ(used.size(), 28u);  // seven points (1, 2, 4, ..., 12) in each of four budgets
+  for (const auto& id : controls)
+    EXPECT_EQ(used.count(id), 0u) << id << " is a control";
+  for (const auto& id : axis_ones)
+    EXPECT_EQ(used.count(id), 1u) << id << " is the axis's own mu_rec = 1";
+  // mu_rec = 1 lies on the same exact parabola, so the law is still exact.
+  EXPECT_NEAR(coefficient(fit, "a"), 0.40, 1e-9);
+  EXPECT_LT(fit.at("residual_std").get<double>(), 1e-9);
+
+  // The runs table names the three kinds of mu_rec = 1 apart, and a condition selects each; a
+  // condition on mean_recurrence alone still leaves the controls out.
+  for (const auto& [where, n] :
+       std::vector<std::pair<std::string, int>>{{"recurrence=1-poisson", 4},
+                                                {"recurrence=1-fixed", 4},
+                                                {"recurrence=1", 4},
+                                                {"control=1", 8},
+                                                {"mean_recurrence=1", 4}}) {
+    const auto selected = run_cli(with_db({"fit",
+                                           "power",
+                                           "--sweep",
+                                           "controls",
+                                           "--where",
+                                           where,
+                                           "--x-col",
+                                           "budget_flops",
+                                           "--y-col",
+                                           "loss",
+                                           "--json"},
+                                          db));
+    ASSERT_EQ(selected.exit_code, 0) << where << ": " << selected.err;
+    EXPECT_EQ(nlohmann::json::parse(selected.out).at("n"), n) << where;
+  }
+}
+
+TEST_F(FitCli, IsoflopUnderThePaperConventionRecostsEachBudgetAtItsOptimum) {
+  const auto planned = fit_json({"fit", "isoflop", "--sweep", "iso", "--bootstrap", "0", "--json"});
+  EXPECT_EQ(planned.at("flop_convention"), "reference");
+  EXPECT_EQ(planned.at("recosted"), false);
+  const auto paper = fit_json({"fit",
+                               "isoflop",
+                               "--sweep",
+                               "iso",
+                               "--bootstrap",
+                               "0",
+                               "--flop-convention",
+                               "paper",
+                               "--json"});
+  EXPECT_EQ(paper.at("flop_convention"), "paper");
+  EXPECT_EQ(paper.at("recosted"), true);
+  sweeps::ModelConfig model = sweeps::preset("parcae-micro");
+  model.context_length = 64;
+  auto flops = [&](double mu, sweeps::FlopConvention convention) {
+    return sweeps::train_flops_per_token_at(model, mu, mu / 2.0, convention);
+  };
+  ASSERT_EQ(paper.at("minima").size(), 4u);
+  // The budgets' C, re-costed at their optima; ln mu* against ln C' by least squares.
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& before = planned.at("minima")[i];
+    const auto& after = paper.at("minima")[i];
+    const double c = before.at("budget").get<double>();
+    const double mu_star = before.at("x_star").get<double>();
+    const double recosted = c * flops(mu_star, sweeps::FlopConvention::kPaper) /
+                            flops(mu_star, sweeps::FlopConvention::kReference);
+    EXPECT_EQ(after.at("budget_id"), before.at("budget_id"));
+    EXPECT_NEAR(after.at("x_star").get<double>(), mu_star, 1e-9 * mu_star);
+    EXPECT_NEAR(after.at("budget").get<double>(), recosted, 1e-9 * recosted);
+    // The optimal run's tokens are a fact of the grid and do not move with the accounting.
+    EXPECT_NEAR(after.at("tokens_star").get<double>(),
+                before.at("tokens_star").get<double>(),
+                1e-9 * before.at("tokens_star").get<double>());
+    const double x = std::log(recosted), y = std::log(mu_star);
+    sx += x, sy += y, sxx += x * x, sxy += x * y;
+  }
+  const double expected_a = (4 * sxy - sx * sy) / (4 * sxx - sx * sx);
+  EXPECT_NEAR(coefficient(paper, "a"), expected_a, 1e-9);
+  // parcae-micro's VE tables (2 of 256 x 32) outweigh its W_E, so the paper's convention charges
+  // less per token, and relatively less at small mu*: the exponent against C' moves.
+  EXPECT_GT(std::abs(expected_a - 0.40), 1e-3);
+}
+
+TEST_F(FitCli, RecostingNeedsASweepsModelsNotACsv) {
+  const auto result = run_cli(with_db({"fit",
+                                       "isoflop",
+                                       "--csv",
+                                       std::string(PARCAE_SOURCE_DIR) + "/docs/study/jobs.csv",
+                                       "--x",
+                                       "mu_rec",
+                                       "--loss-col",
+                                       "loss_val",
+                                       "--bootstrap",
+                                       "0",
+                                       "--flop-convention",
+                                       "paper"},
+                                      db_));
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.err, HasSubstr("--flop-convention"));
+  EXPECT_THAT(result.err, HasSubstr("needs a sweep"));
 }
 
 TEST_F(FitCli, SatexpFromASweepRecoversEachRunsRate) {

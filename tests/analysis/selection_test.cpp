@@ -67,11 +67,41 @@ TEST(Selection, TheControlsAreLeftOutOfAFitOverMuRecUnlessAConditionNamesThem) {
   const SelectedRows by_default = select_rows(t, {}, "mean_recurrence");
   EXPECT_EQ(by_default.groups[0].rows, (std::vector<size_t>{1, 2}));
   ASSERT_EQ(by_default.notes.size(), 1u);
-  EXPECT_THAT(by_default.notes[0], HasSubstr("left out 1 fixed-depth control"));
+  EXPECT_THAT(by_default.notes[0], HasSubstr("left out 1 mu_rec = 1 control"));
   // A fit over another x keeps fixed-depth rows: in a CSV they may be transformers.
   EXPECT_EQ(select_rows(t, {}, "params").groups[0].rows.size(), 3u);
   EXPECT_EQ(select_rows(t, {{"fixed_depth=1"}, {}}, "mean_recurrence").groups[0].rows,
             (std::vector<size_t>{0}));
+}
+
+// scaling-laws.md §2 step 1 leaves out the declared controls only: a Poisson mu_rec = 1 on the
+// axis (a bare 1 in the sweep file, or a refinement round's) is a parabola point.
+TEST(Selection, OnlyTheDeclaredControlsAreLeftOutAndAPoissonMuRecOneOnTheAxisIsKept) {
+  // A sweep's runs table says control.
+  const RunTable sweep = table_of({"mean_recurrence", "fixed_depth", "control", "recurrence"},
+                                  {{"1", "1", "1", "1-fixed"},
+                                   {"1", "0", "1", "1-poisson"},
+                                   {"1", "0", "0", "1"},
+                                   {"2", "0", "0", "2"}});
+  const SelectedRows from_sweep = select_rows(sweep, {}, "mean_recurrence");
+  EXPECT_EQ(from_sweep.groups[0].rows, (std::vector<size_t>{2, 3}));
+  ASSERT_EQ(from_sweep.notes.size(), 1u);
+  EXPECT_THAT(from_sweep.notes[0], HasSubstr("left out 2 mu_rec = 1 controls"));
+  EXPECT_EQ(select_rows(sweep, {{"recurrence=1-poisson"}, {}}, "mean_recurrence").groups[0].rows,
+            (std::vector<size_t>{1}));
+  // The jobs export says recurrence, not control.
+  const RunTable exported =
+      table_of({"mean_recurrence", "fixed_depth", "recurrence"},
+               {{"1", "1", "1-fixed"}, {"1", "0", "1-poisson"}, {"1", "0", "1"}, {"4", "0", "4"}});
+  EXPECT_EQ(select_rows(exported, {}, "mean_recurrence").groups[0].rows,
+            (std::vector<size_t>{2, 3}));
+  // A CSV that only says fixed_depth cannot tell a Poisson control from the axis's mu_rec = 1:
+  // only the fixed-depth rows are controls.
+  const RunTable plain =
+      table_of({"mean_recurrence", "fixed_depth"}, {{"1", "1"}, {"1", "0"}, {"2", "0"}});
+  const SelectedRows from_plain = select_rows(plain, {}, "mean_recurrence");
+  EXPECT_EQ(from_plain.groups[0].rows, (std::vector<size_t>{1, 2}));
+  EXPECT_THAT(from_plain.notes[0], HasSubstr("left out 1 mu_rec = 1 control "));
 }
 
 TEST(Selection, GroupsFollowTheOrderOfFirstAppearanceAndNameTheirValues) {
@@ -193,7 +223,7 @@ TEST(IsoflopAnalysis, TheStudysExportGivesTheStudysOwnMinima) {
   const IsoflopAnalysis analysis = analyse_isoflop(source, request);
   ASSERT_EQ(analysis.groups.size(), 1u);
   ASSERT_EQ(analysis.notes.size(), 1u);
-  EXPECT_THAT(analysis.notes[0], HasSubstr("left out 4 fixed-depth controls"));
+  EXPECT_THAT(analysis.notes[0], HasSubstr("left out 4 mu_rec = 1 controls"));
   std::ifstream in(dir + "fit-isoflop.json");
   const nlohmann::json study = nlohmann::json::parse(in);
   const auto& minima = analysis.groups[0].fit.budgets;

@@ -390,5 +390,60 @@ TEST_F(Cli, TwoOrchestratorsOnOneDatabaseRunEveryCellExactlyOnce) {
   EXPECT_LE(owners.size(), 2u);
 }
 
+TEST_F(Cli, DataPrepareWritesDocumentsAndSaysWhichIdStartsThem) {
+  std::string text;
+  for (int i = 0; i < 50; ++i)
+    text += "line number " + std::to_string(i) + " of the text\n";
+  test_support::write_text(dir_.file("text.txt"), text);
+  const auto bytes = run_cli({"data",
+                              "prepare",
+                              "--text",
+                              dir_.file("text.txt"),
+                              "--out",
+                              dir_.file("bytes"),
+                              "--documents",
+                              "line",
+                              "--json"});
+  ASSERT_EQ(bytes.exit_code, 0) << bytes.err;
+  const nlohmann::json report = nlohmann::json::parse(bytes.out);
+  EXPECT_EQ(report.at("tokenizer"), "bytes");
+  EXPECT_EQ(report.at("bos_token"), 2);
+  EXPECT_EQ(report.at("train_documents").get<int>() + report.at("val_documents").get<int>(), 50);
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("bytes/tokenizer.json")));
+
+  const auto piece = run_cli({"data",
+                              "prepare",
+                              "--text",
+                              dir_.file("text.txt"),
+                              "--out",
+                              dir_.file("bpe"),
+                              "--documents",
+                              "line",
+                              "--tokenizer",
+                              "sentencepiece",
+                              "--vocab-size",
+                              "300"});
+  ASSERT_EQ(piece.exit_code, 0) << piece.err;
+  EXPECT_THAT(piece.out, HasSubstr("tokenizer sentencepiece"));
+  EXPECT_THAT(piece.out, HasSubstr("BOS 1"));
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("bpe/tokenizer.model")));
+
+  // One document (the whole file) cannot be split into train and validation documents.
+  const auto one =
+      run_cli({"data", "prepare", "--text", dir_.file("text.txt"), "--out", dir_.file("one")});
+  EXPECT_EQ(one.exit_code, 2);
+  EXPECT_THAT(one.err, HasSubstr("whole documents"));
+  const auto bad = run_cli({"data",
+                            "prepare",
+                            "--text",
+                            dir_.file("text.txt"),
+                            "--out",
+                            dir_.file("bad"),
+                            "--documents",
+                            "chapter"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--documents"));
+}
+
 }  // namespace
 }  // namespace parcae::cli

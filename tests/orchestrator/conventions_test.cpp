@@ -336,6 +336,8 @@ TEST_F(Conventions, EveryJsonDocumentIsVersionedAndNamesAJobTheSameWay) {
   const nlohmann::json rows = nlohmann::json::parse(jobs.out);
   EXPECT_EQ(rows[0].at("job_id"), id);
   EXPECT_TRUE(rows[0].at("budget_id").is_string());
+  EXPECT_EQ(rows[0].at("recurrence"), "2");
+  EXPECT_EQ(rows[0].at("flop_convention"), "reference");
   EXPECT_TRUE(std::regex_match(rows[0].at("created_at").get<std::string>(),
                                std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")));
   // CSV quotes every text value, so readers that honour quotes keep "2e11" and ids as text.
@@ -352,6 +354,8 @@ TEST_F(Conventions, EveryJsonDocumentIsVersionedAndNamesAJobTheSameWay) {
                                "budget_flops",
                                "mean_recurrence",
                                "fixed_depth",
+                               "recurrence",
+                               "flop_convention",
                                "parameters_total"})
       EXPECT_TRUE(first.contains(column)) << table << " " << column;
   }

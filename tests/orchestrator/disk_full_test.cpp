@@ -213,13 +213,18 @@ TEST_F(DiskFull, DatabaseInAReadOnlyFolderIsCalledUnwritableNotForeign) {
 #ifdef PARCAE_TRAINER_PATH
 // A job file of the fixture's sweep that trains on real shards, checkpointing after every step.
 std::string write_real_job(const ScratchDir& dir, const std::string& sweep) {
-  write_text(dir.file("text.txt"), std::string(20000, 'a') + "\n");
+  std::string text;  // twenty documents, one a line
+  for (int line = 0; line < 20; ++line)
+    text += std::string(1000, 'a') + "\n";
+  write_text(dir.file("text.txt"), text);
   const CliResult data = test_support::run_cli({"data",
                                                 "prepare",
                                                 "--text",
                                                 dir.file("text.txt"),
                                                 "--out",
                                                 dir.file("shards"),
+                                                "--documents",
+                                                "line",
                                                 "--val-fraction",
                                                 "0.5"});
   if (data.exit_code != 0)

@@ -392,14 +392,20 @@ class MalformedTrainerInputs : public MalformedInputs {
  protected:
   void SetUp() override {
     MalformedInputs::SetUp();
-    // Real shards from a few lines of text, so that a good job file would train.
-    write_text(dir_.file("text.txt"), std::string(20000, 'a') + "\n");
+    // Real shards from a few lines of text, one document each, so that a good job file would
+    // train. Every document starts with the byte tokenizer's BOS, 2.
+    std::string text;
+    for (int line = 0; line < 20; ++line)
+      text += std::string(1000, 'a') + "\n";
+    write_text(dir_.file("text.txt"), text);
     const CliResult data = run_cli({"data",
                                     "prepare",
                                     "--text",
                                     dir_.file("text.txt"),
                                     "--out",
                                     dir_.file("shards"),
+                                    "--documents",
+                                    "line",
                                     "--val-fraction",
                                     "0.5"});
     ASSERT_EQ(data.exit_code, 0) << data.err;

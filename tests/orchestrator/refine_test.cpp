@@ -5,17 +5,22 @@
 // `sweep run` must extend it, bracket every minimum, recover the exponent 0.5 inside its interval
 // and stop, spending less than a dense grid over the same range. A SIGKILLed run resumes to the
 // same cells and decisions, and `sweep refine --dry-run` shows the next round without writing.
+#include "sweeps/refine.h"
+
 #include <signal.h>
 
 #include <filesystem>
 #include <map>
 #include <set>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "orchestrator/orchestrator.h"
 #include "results/results.h"
+#include "sweeps/token_shards.h"
 #include "tests/orchestrator/test_support.h"
 
 namespace parcae::cli {
@@ -229,6 +234,57 @@ TEST(Refine, DryRunShowsTheNextRoundWithItsCostAndWritesNothing) {
   }
   EXPECT_EQ(new_cells, decision["cells"].get<int>());
   EXPECT_GT(new_cells, 0);
+}
+
+// A round's cells are planned as the grid's are: the same documents (data.bos_token) and, in
+// `sweep plan`, the epochs of the training corpus with the warning of a repeating job.
+TEST(Refine, ARoundsCellsReadTheGridsDocumentsAndShowTheirEpochs) {
+  const ScratchDir dir;
+  const std::string db = dir.file("refine.sqlite");
+  const std::string file = write_refining_sweep(dir.path(), "sim", {1, 2});
+  nlohmann::json document = nlohmann::json::parse(test_support::read_text(file));
+  document["data"]["bos_token"] = 2;
+  test_support::write_text(file, document.dump(2));
+  constexpr int64_t kCorpusTokens = 50000;
+  sweeps::write_token_shard(dir.file("data/train_000.bin"),
+                            std::vector<uint16_t>(kCorpusTokens, 2));
+  sweeps::write_token_shard(dir.file("data/val_000.bin"), std::vector<uint16_t>(1000, 2));
+  const auto plan = run_cli({"--db", db, "sweep", "plan", file});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+
+  sweeps::RefineRound round;
+  round.round = 1;
+  round.action = "refine";
+  round.additions = {{"4e12", 4e12, false, {4, 8}, "minimum at the high edge"}};
+  {
+    results::Store store = results::Store::open(db);
+    orchestrator::record_refinement(store, "sim", round);
+  }
+  int round_cells = 0;
+  for (const auto& job : results::Store::open(db).jobs("sim")) {
+    EXPECT_EQ(job.config.at("data").value("bos_token", -1), 2) << job.cell;
+    round_cells += job.cell == "C4e12-mu4-seed0" || job.cell == "C4e12-mu8-seed0" ? 1 : 0;
+  }
+  EXPECT_EQ(round_cells, 2);
+
+  const auto replanned = run_cli({"--db", db, "sweep", "plan", file, "--dry-run", "--json"});
+  ASSERT_EQ(replanned.exit_code, 0) << replanned.err;
+  const nlohmann::json cells = nlohmann::json::parse(replanned.out).at("cells");
+  int shown = 0;
+  for (const auto& cell : cells) {
+    SCOPED_TRACE(cell.at("cell").get<std::string>());
+    ASSERT_TRUE(cell.at("epochs").is_number());
+    const double epochs =
+        cell.at("train_tokens").get<double>() / static_cast<double>(kCorpusTokens);
+    EXPECT_DOUBLE_EQ(cell.at("epochs").get<double>(), epochs);
+    if (cell.at("round") == 1) {
+      ++shown;
+      ASSERT_GT(epochs, 1.0);
+      ASSERT_EQ(cell.at("warnings").size(), 1u);
+      EXPECT_THAT(cell.at("warnings")[0].get<std::string>(), HasSubstr("epochs of the"));
+    }
+  }
+  EXPECT_EQ(shown, 2);
 }
 
 TEST(Refine, StopsBeforeARoundThatWouldTakeTheSweepPastMaxFlops) {

@@ -108,6 +108,8 @@ void prepare_data(const ScratchDir& dir) {
                                  dir.file("corpus.txt"),
                                  "--out",
                                  dir.file("data"),
+                                 "--documents",
+                                 "line",
                                  "--val-fraction",
                                  "0.1"});
   ASSERT_EQ(prepared.exit_code, 0) << prepared.err;

@@ -136,6 +136,85 @@ TEST(FlopModel, Transformer140mTokensAtOneExaFlop) {
 }
 
 // parcae.md §11 "Variant adjustments": the linear adapter runs once per loop.
+// docs/flops.md, "Two conventions": the paper's text takes the lookups (W_E, VE tables) out of 6N
+// and puts the head in. At Parcae-140M, (8, 4): c0 = 705,487,104 - 6 * 75,497,472 + 6 * 25,165,824
+// = 403,497,216, and F = 403,497,216 + 8 * 40,900,992 + 4 * 81,801,984 = 1,057,913,088.
+TEST(FlopModel, PaperConventionDropsTheLookupsAndCountsTheHead) {
+  const ModelConfig parcae = preset("parcae-140m");
+  const FlopLine reference = flop_line(parcae), paper = flop_line(parcae, FlopConvention::kPaper);
+  EXPECT_EQ(paper.c0, 403497216);
+  EXPECT_EQ(paper.c1, reference.c1);
+  EXPECT_EQ(paper.c2, reference.c2);
+  EXPECT_EQ(train_flops_per_token(parcae, FlopConvention::kPaper), 1057913088);
+  EXPECT_EQ(train_flops_per_token(parcae, FlopConvention::kReference), 1359902976);
+  // The "about 30% at 140M": the reference charges 28.5% more per token at (8, 4).
+  const double ratio = 1359902976.0 / 1057913088.0;
+  EXPECT_NEAR(ratio, 1.2855, 0.0001);
+  EXPECT_EQ(tokens_for_budget(parcae, 1e18, FlopConvention::kPaper), 945257234);
+  EXPECT_DOUBLE_EQ(train_flops_per_token_at(parcae, 8.0, 4.0, FlopConvention::kPaper),
+                   1057913088.0);
+  // Transformer-140M: 6 * (143,141,184 - 75,497,472) + 18 * attn_l = 519,108,480. It is the MFU
+  // convention's 519,048,576 (parcae.md §11, matmul weights only) plus 6 * the 13 norms of d.
+  const ModelConfig transformer = preset("transformer-140m");
+  EXPECT_EQ(train_flops_per_token(transformer, FlopConvention::kPaper), 519108480);
+  EXPECT_EQ(train_flops_per_token(transformer, FlopConvention::kPaper),
+            model_flops_per_token(transformer) + 6 * 13 * 768);
+}
+
+// parcae.md §11, "Convention caveat": [P]'s integer optima at 140M (mu* = 2, 2, 4, 6, 8, 10 at
+// C = 1, 2, 4, 8, 16, 64 x 1e18) with D* = C / F(mu*) give D* ~ C^0.85 under the reference and
+// C^0.79 under the nanochat convention (head in, VE out), which is the paper's; mu* ~ C^0.44.
+TEST(FlopModel, TheConventionMovesTheDStarExponentAsTheSpecSays) {
+  const ModelConfig parcae = preset("parcae-140m");
+  const double budgets[] = {1e18, 2e18, 4e18, 8e18, 16e18, 64e18};
+  const int optima[] = {2, 2, 4, 6, 8, 10};
+  auto flops = [&](int i, FlopConvention convention) {
+    ModelConfig at = parcae;
+    at.mean_recurrence = optima[i];
+    at.mean_backward = default_mean_backward(optima[i]);
+    return static_cast<double>(train_flops_per_token(at, convention));
+  };
+  // Least-squares slope of ln y on ln x over the six budgets.
+  auto slope = [](auto x_of, auto y_of) {
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < 6; ++i) {
+      const double x = std::log(x_of(i)), y = std::log(y_of(i));
+      sx += x, sy += y, sxx += x * x, sxy += x * y;
+    }
+    return (6 * sxy - sx * sy) / (6 * sxx - sx * sx);
+  };
+  const auto budget = [&](int i) { return budgets[i]; };
+  const auto optimum = [&](int i) { return static_cast<double>(optima[i]); };
+  const auto tokens_reference = [&](int i) {
+    return budgets[i] / flops(i, FlopConvention::kReference);
+  };
+  const auto tokens_paper = [&](int i) { return budgets[i] / flops(i, FlopConvention::kPaper); };
+  EXPECT_NEAR(slope(budget, tokens_reference), 0.85, 0.005);
+  EXPECT_NEAR(slope(budget, tokens_paper), 0.79, 0.005);
+  EXPECT_NEAR(slope(budget, optimum), 0.44, 0.005);
+  // docs/flops.md: re-costing each budget at its optimum (fit isoflop --flop-convention paper)
+  // keeps D* and reads C' = D* * F_paper(mu*): D* ~ C'^0.80 and mu* ~ C'^0.42.
+  const auto recosted = [&](int i) {
+    return tokens_reference(i) * flops(i, FlopConvention::kPaper);
+  };
+  EXPECT_NEAR(slope(recosted, tokens_reference), 0.80, 0.005);
+  EXPECT_NEAR(slope(recosted, optimum), 0.42, 0.005);
+}
+
+TEST(FlopModel, ConventionsReadAndWriteByName) {
+  EXPECT_EQ(to_string(FlopConvention::kReference), "reference");
+  EXPECT_EQ(to_string(FlopConvention::kPaper), "paper");
+  EXPECT_EQ(flop_convention_from_json("paper", "f.json", "flop_convention"),
+            FlopConvention::kPaper);
+  try {
+    flop_convention_from_json("papers", "f.json", "flop_convention");
+    FAIL() << "an unknown convention was read";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.field(), "flop_convention");
+    EXPECT_NE(std::string(e.what()).find("paper"), std::string::npos);
+  }
+}
+
 TEST(FlopModel, LinearAdapterCountsAsCoreWork) {
   const ModelConfig rdm = preset("rdm-140m");
   const ModelConfig parcae = preset("parcae-140m");

@@ -32,6 +32,28 @@ TEST(JobConfig, JsonRoundTripKeepsEveryFieldAndTheId) {
   EXPECT_EQ(job.id().size(), 16u);
 }
 
+TEST(JobConfig, RecordsItsFlopConventionAndReadsTheReferenceWhenAbsent) {
+  JobConfig job = tiny_job();
+  EXPECT_EQ(to_json(job).at("flop_convention"), "reference");
+  job.flop_convention = FlopConvention::kPaper;
+  const nlohmann::json written = to_json(job);
+  EXPECT_EQ(written.at("flop_convention"), "paper");
+  EXPECT_EQ(job_config_from_json(written, "job.json").flop_convention, FlopConvention::kPaper);
+  nlohmann::json older = written;
+  older.erase("flop_convention");
+  EXPECT_EQ(job_config_from_json(older, "job.json").flop_convention, FlopConvention::kReference);
+  EXPECT_NE(job_config_from_json(older, "job.json").id(), job.id());
+  nlohmann::json bad = written;
+  bad["flop_convention"] = "nanochat";
+  try {
+    job_config_from_json(bad, "job.json");
+    FAIL() << "an unknown convention was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.field(), "flop_convention");
+    EXPECT_NE(std::string(e.what()).find("job.json"), std::string::npos);
+  }
+}
+
 TEST(JobConfig, IdChangesWithWhatIsTrainedButNotWithWhereItRuns) {
   const JobConfig job = tiny_job();
   JobConfig other_seed = job;
@@ -53,12 +75,60 @@ TEST(JobConfig, IdIsTheHashOfTheCanonicalJsonOfWhatIsTrained) {
   job.budget_flops = 1.2345678901234e18;
   job.seed = 18446744073709551615ULL;
   nlohmann::json identity = to_json(job);
-  for (const char* how : {"device", "gpus", "checkpoint_interval_steps"})
+  // The reference convention is left out of the hash, so ids planned before it existed hold.
+  for (const char* how : {"device", "gpus", "checkpoint_interval_steps", "flop_convention"})
     identity.erase(how);
+  EXPECT_EQ(job.id(), content_hash(identity.dump()));
+  EXPECT_EQ(job.id(JobIdentityParts::of(job)), job.id());
+  job.flop_convention = FlopConvention::kPaper;
+  identity["flop_convention"] = "paper";
   EXPECT_EQ(job.id(), content_hash(identity.dump()));
   EXPECT_EQ(job.id(JobIdentityParts::of(job)), job.id());
   // FNV-1a's published check value: "a" -> af63dc4c8601ec8c.
   EXPECT_EQ(content_hash("a"), "af63dc4c8601ec8c");
+}
+
+TEST(JobConfig, ThePoissonControlMarkIsWrittenAndHashedOnlyWhenSet) {
+  JobConfig job = tiny_job();
+  job.model.mean_recurrence = job.model.mean_backward = 1;
+  EXPECT_FALSE(to_json(job).contains("poisson_control"));
+  JobConfig control = job;
+  control.poisson_control = true;
+  const nlohmann::json written = to_json(control);
+  EXPECT_EQ(written.at("poisson_control"), true);
+  EXPECT_TRUE(job_config_from_json(written, "job.json").poisson_control);
+  EXPECT_TRUE(control.validate().empty());
+  nlohmann::json identity = written;
+  for (const char* how : {"device", "gpus", "checkpoint_interval_steps", "flop_convention"})
+    identity.erase(how);
+  EXPECT_EQ(control.id(), content_hash(identity.dump()));
+  EXPECT_NE(control.id(), job.id());
+  // Only a looped model at mu_rec = 1 with Poisson depths can be that control.
+  control.model.mean_recurrence = 4;
+  ASSERT_EQ(control.validate().size(), 1u);
+  EXPECT_EQ(control.validate()[0].rfind("poisson_control = true: expected only for", 0), 0u)
+      << control.validate()[0];
+}
+
+TEST(JobConfig, ABosTokenMeansPackedDocumentsAndIsPartOfTheId) {
+  const JobConfig windows = tiny_job();
+  EXPECT_FALSE(windows.data.documents());
+  // Without a bos_token the data JSON is what it was before documents, so ids stay as planned.
+  EXPECT_EQ(to_json(windows.data),
+            nlohmann::json({{"train_shards", {"train_000.bin"}}, {"val_shards", {"val_000.bin"}}}));
+  JobConfig documents = windows;
+  documents.data.bos_token = 2;
+  EXPECT_TRUE(documents.data.documents());
+  EXPECT_NE(documents.id(), windows.id());
+  const JobConfig back = job_config_from_json(to_json(documents), "job.json");
+  EXPECT_EQ(back.data.bos_token, 2);
+  EXPECT_EQ(back.id(), documents.id());
+
+  JobConfig outside = windows;
+  outside.data.bos_token = 50256;  // beyond parcae-tiny's vocabulary
+  const auto problems = outside.validate();
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("data.bos_token = 50256"), std::string::npos) << problems[0];
 }
 
 TEST(JobConfig, MaxStepsIsTokensOverBatchRoundedDown) {

@@ -81,7 +81,7 @@ TEST(Planner, EveryCellOfThePaperSweepMeetsItsBudgetWithinOnePercent) {
   SweepReadOptions options;
   options.require_data = false;
   const Plan plan = plan_sweep(read_sweep_file(example("isoflop-mu-140m.json"), options));
-  ASSERT_EQ(plan.cells.size(), 42u);
+  ASSERT_EQ(plan.cells.size(), 48u);
   EXPECT_EQ(plan.totals.flagged, 0);
   for (const PlannedCell& cell : plan.cells) {
     SCOPED_TRACE(cell.name);

@@ -125,6 +125,34 @@ TEST(RefinementRounds, PlanTheCellsOfAFileThatListsTheValuesByHand) {
   EXPECT_EQ(rounds_of.at("C1.6e13-mu16-seed0"), 2);
 }
 
+// A round that reaches mu_rec = 1 adds a point of the axis; the grid's Poisson control stays a
+// control of round 0 beside it.
+TEST(RefinementRounds, AddAPoissonMuRecOneBesideThePoissonControl) {
+  nlohmann::json document = refining_sweep();
+  document["axes"]["mean_recurrence"] = {"1-fixed", "1-poisson", 2, 3};
+  const SweepSpec base = read(document);
+  RefineRound round;
+  round.round = 1;
+  round.action = "refine";
+  round.additions = {{"1e12", 1e12, false, {1}, "minimum at the low edge"}};
+  const nlohmann::json applied = apply_refinement(document, base, {round});
+  EXPECT_EQ(applied.at("budgets")[0].at("axes").at("mean_recurrence"),
+            nlohmann::json({"1-fixed", "1-poisson", 1, 2, 3}));
+  EXPECT_EQ(axis_values_of_budget(read(applied), "1e12"), (std::vector<int>{1, 2, 3}));
+  Plan plan = plan_sweep(read(applied));
+  assign_rounds(plan, {round});
+  std::map<std::string, const PlannedCell*> by_name;
+  for (const auto& cell : plan.cells)
+    by_name[cell.name] = &cell;
+  ASSERT_EQ(by_name.count("C1e12-mu1-seed0"), 1u);
+  ASSERT_EQ(by_name.count("C1e12-mu1poisson-seed0"), 1u);
+  EXPECT_EQ(by_name.at("C1e12-mu1-seed0")->round, 1);
+  EXPECT_FALSE(by_name.at("C1e12-mu1-seed0")->job.poisson_control);
+  EXPECT_EQ(by_name.at("C1e12-mu1poisson-seed0")->round, 0);
+  EXPECT_TRUE(by_name.at("C1e12-mu1poisson-seed0")->job.poisson_control);
+  EXPECT_EQ(by_name.at("C1e12-mu1fixed-seed0")->round, 0);
+}
+
 TEST(RefinementRounds, GridCellsKeepTheirJobIds) {
   const nlohmann::json document = refining_sweep();
   const SweepSpec base = read(document);

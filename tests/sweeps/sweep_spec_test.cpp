@@ -12,12 +12,14 @@
 #include <gtest/gtest.h>
 
 #include "sweeps/error.h"
+#include "sweeps/planner.h"
 #include "tests/support/scratch_dir.h"
 #include "tests/support/sweep_reading.h"
 
 namespace parcae::sweeps {
 namespace {
 
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -94,7 +96,8 @@ TEST(SweepSpec, EveryProblemIsReportedInOnePass) {
     EXPECT_THAT(
         all,
         HasSubstr(
-            "sweep.json: axes.mean_recurrence[0] = 0: expected an integer >= 1 or \"1-fixed\""));
+            "sweep.json: axes.mean_recurrence[0] = 0: expected an integer >= 1, \"1-fixed\" or "
+            "\"1-poisson\""));
     EXPECT_THAT(all,
                 HasSubstr("sweep.json: device = \"gpu\": expected \"auto\", \"cpu\" or \"cuda\""));
     EXPECT_THAT(all, HasSubstr("sweep.json: resources.gpus_per_job = 0: expected >= 1"));
@@ -297,6 +300,44 @@ TEST(SweepSpec, DataPreparationProblemsNameTheirFields) {
   EXPECT_THAT(problems[0], HasSubstr("did you mean 'out'"));
   EXPECT_THAT(problems[1], HasSubstr("data.prepare.out = (missing)"));
   EXPECT_THAT(problems[2], HasSubstr("data.prepare.val_fraction = 1.5: expected a fraction"));
+}
+
+TEST(SweepSpec, TheBosTokenAndTheTokenizerAreReadAndReachEveryJob) {
+  nlohmann::json document = valid_sweep();
+  document["data"]["bos_token"] = 2;
+  document["data"]["prepare"] = {{"text", {"a.txt"}},
+                                 {"out", "corpus"},
+                                 {"documents", "paragraph"},
+                                 {"tokenizer", "sentencepiece"},
+                                 {"vocab_size", 32768},
+                                 {"tokenizer_model", "bpe.model"}};
+  const SweepSpec spec = read(document);
+  EXPECT_EQ(spec.data.bos_token, 2);
+  EXPECT_EQ(spec.data.prepare.documents, DocumentSplit::kParagraph);
+  EXPECT_EQ(spec.data.prepare.tokenizer.kind, "sentencepiece");
+  EXPECT_EQ(spec.data.prepare.tokenizer.vocab_size, 32768);
+  EXPECT_EQ(spec.data.prepare.tokenizer.model, "bpe.model");
+  const Plan plan = plan_sweep(spec);
+  ASSERT_FALSE(plan.cells.empty());
+  for (const PlannedCell& cell : plan.cells)
+    EXPECT_EQ(cell.job.data.bos_token, 2);
+
+  // Without one, jobs read random windows, as sweep files written before documents did.
+  const Plan windows = plan_sweep(read(valid_sweep()));
+  ASSERT_FALSE(windows.cells.empty());
+  EXPECT_FALSE(windows.cells.front().job.data.documents());
+}
+
+TEST(SweepSpec, BadDataSettingsNameTheirFields) {
+  nlohmann::json document = valid_sweep();
+  document["data"]["bos_token"] = -3;
+  document["data"]["prepare"] = {
+      {"text", {"a.txt"}}, {"out", "corpus"}, {"documents", "chapter"}, {"tokenizer", "wordpiece"}};
+  const auto problems = problems_of(document);
+  ASSERT_EQ(problems.size(), 3u) << ::testing::PrintToString(problems);
+  EXPECT_THAT(problems, Contains(HasSubstr("data.bos_token = -3: expected a token id >= 0")));
+  EXPECT_THAT(problems, Contains(HasSubstr("data.prepare.documents = \"chapter\"")));
+  EXPECT_THAT(problems, Contains(HasSubstr("data.prepare.tokenizer = \"wordpiece\"")));
 }
 
 }  // namespace

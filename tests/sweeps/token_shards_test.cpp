@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "sweeps/error.h"
 #include "tests/support/scratch_dir.h"
@@ -149,7 +151,30 @@ TEST(ByteTokenizer, EveryByteIsItsOwnTokenAndDecodesBack) {
   EXPECT_THROW(decode_bytes({65, 300}), InputError);
 }
 
-TEST(PrepareTextShards, SplitsTheTextIntoTrainAndATailOfValidation) {
+// The documents of a token stream: the pieces after each BOS, decoded.
+std::vector<std::string> documents_of(const std::vector<std::string>& shards) {
+  std::vector<uint16_t> tokens;
+  for (const auto& path : shards) {
+    const TokenShard shard(path, kByteVocabSize);
+    tokens.insert(tokens.end(), shard.tokens(), shard.tokens() + shard.size());
+  }
+  std::vector<std::string> documents;
+  EXPECT_FALSE(tokens.empty());
+  EXPECT_EQ(tokens.front(), kByteBosToken);
+  std::vector<uint16_t> current;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] == kByteBosToken && i > 0) {
+      documents.push_back(decode_bytes(current));
+      current.clear();
+    } else if (tokens[i] != kByteBosToken) {
+      current.push_back(tokens[i]);
+    }
+  }
+  documents.push_back(decode_bytes(current));
+  return documents;
+}
+
+TEST(PrepareTextShards, EveryDocumentFollowsABosAndValidationIsTheLastWholeDocuments) {
   const ScratchDir dir;
   std::string first(2500, 'a'), second;
   for (int i = 0; i < 500; ++i)
@@ -157,50 +182,117 @@ TEST(PrepareTextShards, SplitsTheTextIntoTrainAndATailOfValidation) {
   std::ofstream(dir.file("one.txt")) << first;
   std::ofstream(dir.file("two.txt")) << second;
 
-  const PreparedShards prepared = prepare_text_shards({dir.file("one.txt"), dir.file("two.txt")},
-                                                      dir.file("shards"),
-                                                      /*val_fraction=*/0.1,
-                                                      /*shard_tokens=*/1000);
-  EXPECT_EQ(prepared.train_tokens, 2700);
-  EXPECT_EQ(prepared.val_tokens, 300);
-  ASSERT_EQ(prepared.train_shards.size(), 3u);  // 1000 + 1000 + 700
+  TextPreparation options;
+  options.val_fraction = 0.1;
+  options.shard_tokens = 1000;
+  const PreparedShards prepared = prepare_text_shards(
+      {dir.file("one.txt"), dir.file("two.txt")}, dir.file("shards"), options, ByteTokenizer());
+  // Two documents (one per file) of 2501 and 501 tokens: the second is the held-out tail.
+  EXPECT_EQ(prepared.train_tokens, 2501);
+  EXPECT_EQ(prepared.val_tokens, 501);
+  EXPECT_EQ(prepared.train_documents, 1);
+  EXPECT_EQ(prepared.val_documents, 1);
+  EXPECT_EQ(prepared.bos_token, kByteBosToken);
+  ASSERT_EQ(prepared.train_shards.size(), 3u);  // 1000 + 1000 + 501: the document goes on
   ASSERT_EQ(prepared.val_shards.size(), 1u);
   EXPECT_EQ(prepared.train_shards[0], dir.file("shards/train_000000.bin"));
+  EXPECT_EQ(corpus_token_count(prepared.train_shards), 2501);
+  EXPECT_EQ(shard_token_count(prepared.val_shards[0]), 501);
 
-  std::string train, val;
-  for (const auto& path : prepared.train_shards) {
-    const TokenShard shard(path, kByteVocabSize);
-    train += decode_bytes(std::vector<uint16_t>(shard.tokens(), shard.tokens() + shard.size()));
-  }
-  const TokenShard val_shard(prepared.val_shards[0], kByteVocabSize);
-  val = decode_bytes(
-      std::vector<uint16_t>(val_shard.tokens(), val_shard.tokens() + val_shard.size()));
-  EXPECT_EQ(train + val, first + second);
-  EXPECT_EQ(val, second.substr(200));
+  EXPECT_EQ(documents_of(prepared.train_shards), std::vector<std::string>{first});
+  EXPECT_EQ(documents_of(prepared.val_shards), std::vector<std::string>{second});
+
+  std::ifstream info_file(prepared.tokenizer_info);
+  const nlohmann::json info = nlohmann::json::parse(info_file);
+  EXPECT_EQ(info.at("tokenizer"), "bytes");
+  EXPECT_EQ(info.at("bos_token"), kByteBosToken);
+  EXPECT_EQ(info.at("vocab_size"), 256);
+  EXPECT_EQ(info.at("documents"), "file");
 }
 
-TEST(PrepareTextShards, RejectsAMissingFileAndABadFraction) {
+TEST(PrepareTextShards, LinesAndParagraphsBecomeDocumentsAndBlankOnesAreDropped) {
+  const std::string text = "first line\nsecond line\n\n\nthird\nfourth\n  \nfifth";
+  EXPECT_EQ(split_documents(text, DocumentSplit::kFile), std::vector<std::string>{text});
+  EXPECT_EQ(
+      split_documents(text, DocumentSplit::kLine),
+      (std::vector<std::string>{"first line\n", "second line\n", "third\n", "fourth\n", "fifth"}));
+  EXPECT_EQ(split_documents(text, DocumentSplit::kParagraph),
+            (std::vector<std::string>{"first line\nsecond line\n", "third\nfourth\n", "fifth"}));
+  EXPECT_TRUE(split_documents("\n \n", DocumentSplit::kLine).empty());
+
   const ScratchDir dir;
-  std::ofstream(dir.file("t.txt")) << "some text to split";
+  std::string verses;
+  for (int i = 0; i < 40; ++i)
+    verses += "verse " + std::to_string(i) + "\n";
+  std::ofstream(dir.file("verses.txt")) << verses;
+  TextPreparation options;
+  options.documents = DocumentSplit::kLine;
+  options.val_fraction = 0.1;
+  const PreparedShards prepared =
+      prepare_text_shards({dir.file("verses.txt")}, dir.file("shards"), options, ByteTokenizer());
+  EXPECT_EQ(prepared.train_documents + prepared.val_documents, 40);
+  std::vector<std::string> all = documents_of(prepared.train_shards);
+  for (const auto& document : documents_of(prepared.val_shards))
+    all.push_back(document);
+  EXPECT_EQ(all, split_documents(verses, DocumentSplit::kLine));
+  // The fewest last documents holding 10% of the tokens.
+  EXPECT_GE(prepared.val_tokens, std::llround(0.1 * (prepared.train_tokens + prepared.val_tokens)));
+  EXPECT_LT(prepared.val_tokens - 10,
+            std::llround(0.1 * (prepared.train_tokens + prepared.val_tokens)));
+}
+
+TEST(PrepareTextShards, RejectsAMissingFileABadFractionAndTextHoldingTheBos) {
+  const ScratchDir dir;
+  std::ofstream(dir.file("t.txt")) << "some text to split\nin two lines\n";
+  TextPreparation options;
+  options.documents = DocumentSplit::kLine;
+  options.shard_tokens = 1000;
+  const ByteTokenizer bytes;
   try {
-    prepare_text_shards({dir.file("missing.txt")}, dir.file("out"), 0.1, 1000);
+    prepare_text_shards({dir.file("missing.txt")}, dir.file("out"), options, bytes);
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find(dir.file("missing.txt")), std::string::npos);
   }
-  EXPECT_THROW(prepare_text_shards({dir.file("t.txt")}, dir.file("out"), 0.0, 1000), InputError);
-  EXPECT_THROW(prepare_text_shards({dir.file("t.txt")}, dir.file("out"), 1.0, 1000), InputError);
-  EXPECT_THROW(prepare_text_shards({dir.file("t.txt")}, dir.file("out"), 0.1, 0), InputError);
-  // 18 bytes: 0.01 of it rounds to no validation token at all.
-  EXPECT_THROW(prepare_text_shards({dir.file("t.txt")}, dir.file("out"), 0.01, 1000), InputError);
+  for (const double fraction : {0.0, 1.0}) {
+    TextPreparation bad = options;
+    bad.val_fraction = fraction;
+    EXPECT_THROW(prepare_text_shards({dir.file("t.txt")}, dir.file("out"), bad, bytes), InputError);
+  }
+  TextPreparation no_shard = options;
+  no_shard.shard_tokens = 0;
+  EXPECT_THROW(prepare_text_shards({dir.file("t.txt")}, dir.file("out"), no_shard, bytes),
+               InputError);
+  // One document cannot be split into two non-empty splits of whole documents.
+  TextPreparation one_document = options;
+  one_document.documents = DocumentSplit::kFile;
+  EXPECT_THROW(prepare_text_shards({dir.file("t.txt")}, dir.file("out"), one_document, bytes),
+               InputError);
+
+  std::ofstream(dir.file("stx.txt")) << "clean line\nbad \x02 line\n";
+  try {
+    prepare_text_shards({dir.file("stx.txt")}, dir.file("out"), options, bytes);
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(dir.file("stx.txt")), std::string::npos) << message;
+    EXPECT_NE(message.find("document 1, token 4"), std::string::npos) << message;
+  }
 }
 
 TEST(PrepareTextShards, RemovesShardsAKilledEarlierRunLeftHalfWritten) {
   const ScratchDir dir;
-  std::ofstream(dir.file("one.txt")) << std::string(3000, 'a');
+  std::ofstream lines(dir.file("one.txt"));
+  for (int i = 0; i < 30; ++i)
+    lines << std::string(100, 'a') << "\n";
+  lines.close();
   std::filesystem::create_directories(dir.file("shards"));
   std::ofstream(dir.file("shards/train_000000.bin.tmp.Zz9yX1")) << "half a shard";
-  prepare_text_shards({dir.file("one.txt")}, dir.file("shards"), 0.1, 1000);
+  TextPreparation options;
+  options.documents = DocumentSplit::kLine;
+  options.val_fraction = 0.1;
+  options.shard_tokens = 1000;
+  prepare_text_shards({dir.file("one.txt")}, dir.file("shards"), options, ByteTokenizer());
   EXPECT_FALSE(std::filesystem::exists(dir.file("shards/train_000000.bin.tmp.Zz9yX1")));
   EXPECT_TRUE(std::filesystem::exists(dir.file("shards/train_000000.bin")));
 }

@@ -46,6 +46,13 @@ TEST(DepthSampler, PerSequenceDepthsFollowTheClampedPoissonLaw) {
   expect_clamped_poisson(8, 4);
 }
 
+// The `1-poisson` control of a sweep (the paper code's "mu_rec = 1"): T = max(Poisson(1), 1)
+// with every loop graded (mu_bwd = 1), mean 1 + 1/e = 1.37 and T = 1 for 2/e = 74% of the rows
+// (parcae.md §6), although the budget charges it one loop as it does the fixed control.
+TEST(DepthSampler, ThePoissonControlLoopsOnAverageOnePlusOneOverETimes) {
+  expect_clamped_poisson(1, 1);
+}
+
 TEST(DepthSampler, PoissonDrawsMatchTheirMeanAndVariance) {
   SplitMix64 rng(7);
   const int n = 200000;

@@ -110,6 +110,38 @@ Corpus write_corpus(const ScratchDir& dir) {
   return corpus;
 }
 
+// The same grammar as documents of 1 to 8 sentences, each after the byte tokenizer's BOS: the
+// corpus of packed-document runs.
+Corpus write_document_corpus(const ScratchDir& dir) {
+  const std::string text = synthetic_text(60000, 2025);
+  SplitMix64 rng(77);
+  std::vector<uint16_t> tokens;
+  size_t begin = 0;
+  while (begin < text.size()) {
+    size_t end = begin;
+    for (uint64_t sentences = 1 + rng.next() % 8; sentences > 0 && end < text.size(); --sentences) {
+      const size_t stop = text.find_first_of(".!", end);
+      end = stop == std::string::npos ? text.size() : stop + 1;
+    }
+    tokens.push_back(sweeps::kByteBosToken);
+    const std::vector<uint16_t> ids = sweeps::encode_bytes(text.substr(begin, end - begin));
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+    begin = end;
+  }
+  // The held-out split starts at a document.
+  size_t val_start = tokens.size() - 8000;
+  while (tokens[val_start] != sweeps::kByteBosToken)
+    ++val_start;
+  sweeps::write_token_shard(dir.file("doc_train.bin"),
+                            std::vector<uint16_t>(tokens.begin(), tokens.begin() + val_start));
+  sweeps::write_token_shard(dir.file("doc_val.bin"),
+                            std::vector<uint16_t>(tokens.begin() + val_start, tokens.end()));
+  Corpus corpus;
+  corpus.train_shards = {dir.file("doc_train.bin")};
+  corpus.val_shards = {dir.file("doc_val.bin")};
+  return corpus;
+}
+
 // A job for the micro preset (S = 32): 16 rows a step in two micro-batches of 8.
 json micro_job(const Corpus& corpus, const std::string& model, int64_t steps) {
   return {{"sweep", "test"},
@@ -262,6 +294,8 @@ TEST(TrainingRun, ATinyParcaeLearnsAndItsEventsFollowTheContract) {
   EXPECT_EQ(start.at("train_tokens"), job.train_tokens);
   EXPECT_EQ(start.at("seed"), 3);
   EXPECT_EQ(start.at("budget_flops"), budget);
+  EXPECT_EQ(start.at("data").at("packing"), "windows");
+  EXPECT_EQ(start.at("data").at("tokens"), sweeps::corpus_token_count(corpus.train_shards));
 
   const std::vector<json> steps = of_type(events, "step");
   ASSERT_EQ(steps.size(), 100u);
@@ -360,8 +394,9 @@ TEST(TrainingData, ValidationIsTheFirstConsecutiveWindowsOfTheShards) {
   sweeps::write_token_shard(dir.file("b.bin"),
                             std::vector<uint16_t>(tokens.begin(), tokens.begin() + 30));
   // seq 15: windows of 16 tokens; a.bin holds 6 (96 tokens), b.bin 1.
-  const torch::Tensor rows =
-      validation_rows({dir.file("a.bin"), dir.file("b.bin")}, 256, 15, 7, "job.json");
+  sweeps::DataConfig data;
+  data.val_shards = {dir.file("a.bin"), dir.file("b.bin")};
+  const torch::Tensor rows = validation_rows(data, 256, 15, 7, "job.json");
   ASSERT_EQ(rows.size(0), 7);
   ASSERT_EQ(rows.size(1), 16);
   for (int64_t r = 0; r < 6; ++r)
@@ -369,7 +404,7 @@ TEST(TrainingData, ValidationIsTheFirstConsecutiveWindowsOfTheShards) {
   EXPECT_EQ(rows[6][0].item<int64_t>(), 0);  // the first window of b.bin
   EXPECT_EQ(rows[6][15].item<int64_t>(), 15);
   try {
-    validation_rows({dir.file("a.bin"), dir.file("b.bin")}, 256, 15, 8, "job.json");
+    validation_rows(data, 256, 15, 8, "job.json");
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("eval.val_sequences = 8"), std::string::npos) << e.what();
@@ -383,8 +418,11 @@ TEST(TrainingData, TrainingWindowsAreContiguousAndReplayFromTheirCursor) {
   for (size_t i = 0; i < tokens.size(); ++i)
     tokens[i] = static_cast<uint16_t>(i);
   sweeps::write_token_shard(dir.file("a.bin"), tokens);
-  TrainWindows windows({dir.file("a.bin")}, 1000, 31, /*seed=*/9, "job.json");
-  EXPECT_EQ(windows.windows(), 1000 - 31);
+  sweeps::DataConfig data;
+  data.train_shards = {dir.file("a.bin")};
+  TrainRows windows(data, 1000, 31, /*seed=*/9, "job.json");
+  EXPECT_FALSE(windows.packs_documents());
+  EXPECT_EQ(windows.tokens(), 1000);
   const torch::Tensor first = windows.next(64);
   EXPECT_EQ(windows.cursor(), 64);
   for (int64_t r = 0; r < 64; ++r) {
@@ -405,7 +443,7 @@ TEST(TrainingData, TrainingWindowsAreContiguousAndReplayFromTheirCursor) {
   EXPECT_TRUE(torch::equal(picked[0], second[2]));
   EXPECT_TRUE(torch::equal(picked[1], first[3]));
   EXPECT_TRUE(torch::equal(picked[2], second[6]));
-  TrainWindows other_seed({dir.file("a.bin")}, 1000, 31, /*seed=*/10, "job.json");
+  TrainRows other_seed(data, 1000, 31, /*seed=*/10, "job.json");
   EXPECT_FALSE(torch::equal(other_seed.next(64), first));
 }
 
@@ -451,14 +489,17 @@ RunRecord record_of(const std::vector<json>& events) {
 }
 
 // Kill a running parcae-train after N step events, run it again, and require the records of an
-// uninterrupted run, to the last bit (CPU, fixed seed).
-class KillAndResume : public ::testing::TestWithParam<int> {};
+// uninterrupted run, to the last bit (CPU, fixed seed): with random windows, and with packed
+// documents, whose packing is replayed up to the checkpoint's cursor.
+class KillAndResume : public ::testing::TestWithParam<std::tuple<int, bool>> {};
 
 TEST_P(KillAndResume, AResumedRunEndsBitwiseWhereAnUninterruptedRunEnds) {
-  const int signal_number = GetParam();
+  const auto [signal_number, documents] = GetParam();
   const ScratchDir dir;
-  const Corpus corpus = write_corpus(dir);
+  const Corpus corpus = documents ? write_document_corpus(dir) : write_corpus(dir);
   json job_json = micro_job(corpus, "parcae-micro", 120);
+  if (documents)
+    job_json["data"]["bos_token"] = sweeps::kByteBosToken;
   job_json["checkpoint_interval_steps"] = 5;
   const std::string job = write_job(dir, "job.json", job_json);
 
@@ -502,7 +543,54 @@ TEST_P(KillAndResume, AResumedRunEndsBitwiseWhereAnUninterruptedRunEnds) {
   EXPECT_EQ(resumed.done.at("flops"), clean.done.at("flops"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Signals, KillAndResume, ::testing::Values(SIGTERM, SIGKILL));
+INSTANTIATE_TEST_SUITE_P(Signals,
+                         KillAndResume,
+                         ::testing::Values(std::make_tuple(SIGTERM, false),
+                                           std::make_tuple(SIGKILL, false),
+                                           std::make_tuple(SIGKILL, true)));
+
+TEST(TrainingRun, PackedDocumentsTrainAndReportTheirEpochs) {
+  const ScratchDir dir;
+  const Corpus corpus = write_document_corpus(dir);
+  json job_json = micro_job(corpus, "parcae-micro", 30);
+  job_json["data"]["bos_token"] = sweeps::kByteBosToken;
+  const std::string job = write_job(dir, "job.json", job_json);
+  const TrainResult result = train_in_process(job, dir.file("run"));
+  EXPECT_EQ(result.status, TrainStatus::kDone);
+  const std::vector<json> events = read_events(dir.file("run"));
+  const json& data = events.front().at("data");
+  EXPECT_EQ(data.at("packing"), "documents");
+  EXPECT_GT(data.at("documents").get<int64_t>(), 100);
+  // The packing buffer alone draws 1,000 documents, several epochs of this small corpus; the 30
+  // steps of 16 rows of 33 tokens take at most a document per token on top.
+  const auto documents = data.at("documents").get<double>();
+  const double epochs = events.back().at("data_epochs").get<double>();
+  EXPECT_GE(epochs, 1000.0 / documents);
+  EXPECT_LE(epochs, (1000.0 + 30.0 * 16.0 * 33.0) / documents);
+  EXPECT_TRUE(std::isfinite(result.loss_val));
+}
+
+TEST(TrainingRun, TheRdmLogsTheSpectralRadiusOfItsAdapter) {
+  const ScratchDir dir;
+  const Corpus corpus = write_corpus(dir);
+  const std::string job = write_job(dir, "job.json", micro_job(corpus, "rdm-micro", 10));
+  const TrainResult result = train_in_process(job, dir.file("run"));
+  EXPECT_EQ(result.status, TrainStatus::kDone);
+  const std::vector<json> steps = of_type(read_events(dir.file("run")), "step");
+  ASSERT_EQ(steps.size(), 10u);
+  for (const auto& s : steps) {
+    const int64_t number = s.at("step").get<int64_t>();
+    EXPECT_EQ(s.contains("log_rho"), number == 1 || number == 10) << "step " << number;
+    if (s.contains("log_rho")) {
+      // W_h of a truncated-normal init with sigma ~ 1/sqrt(5d): rho near 2 sigma sqrt(d), well
+      // inside (0.1, 10), and finite.
+      const double log_rho = s.at("log_rho").get<double>();
+      EXPECT_GT(log_rho, std::log(0.1));
+      EXPECT_LT(log_rho, std::log(10.0));
+      EXPECT_FALSE(s.contains("mean_decay"));
+    }
+  }
+}
 
 #if PARCAE_WITH_GLOO
 // Data parallel on the CPU: parcae-train with gpus = N launches N ranks that sum gradients over
@@ -555,15 +643,17 @@ TEST(DataParallel, OneRankThroughTheProcessGroupTrainsBitwiseLikeAProcessAlone) 
   EXPECT_EQ(group.done.at("loss_val"), alone.done.at("loss_val"));
 }
 
-// (world size, depth bucketing)
-class DataParallelRanks : public ::testing::TestWithParam<std::tuple<int, bool>> {};
+// (world size, depth bucketing, packed documents)
+class DataParallelRanks : public ::testing::TestWithParam<std::tuple<int, bool, bool>> {};
 
 TEST_P(DataParallelRanks, TheRanksFollowTheLossCurveOfOneRankWithTheSameGlobalBatch) {
-  const auto [world, bucketing] = GetParam();
+  const auto [world, bucketing, documents] = GetParam();
   const ScratchDir dir;
-  const Corpus corpus = write_corpus(dir);
+  const Corpus corpus = documents ? write_document_corpus(dir) : write_corpus(dir);
   json one = data_parallel_job(corpus, 1, 10);
   one["training"]["depth_bucketing"] = bucketing;
+  if (documents)
+    one["data"]["bos_token"] = sweeps::kByteBosToken;
   json many = one;
   many["gpus"] = world;
   ASSERT_EQ(train_in_process(write_job(dir, "one.json", one), dir.file("one")).status,
@@ -599,7 +689,9 @@ TEST_P(DataParallelRanks, TheRanksFollowTheLossCurveOfOneRankWithTheSameGlobalBa
 
 INSTANTIATE_TEST_SUITE_P(WorldSizes,
                          DataParallelRanks,
-                         ::testing::Values(std::make_tuple(2, false), std::make_tuple(3, true)));
+                         ::testing::Values(std::make_tuple(2, false, false),
+                                           std::make_tuple(3, true, false),
+                                           std::make_tuple(2, true, true)));
 
 TEST(DataParallel, ARunPreemptedOnTwoRanksResumesOnOneAndEndsWhereOneRankEnds) {
   const ScratchDir dir;
