@@ -123,8 +123,9 @@ class TrainRows {
   torch::Tensor next(int64_t rows);
   // Rows of the given run-wide indices, in that order, (indices, seq + 1); no cursor change.
   // With documents, rows are packed in order and kept from the smallest index asked for, so
-  // asking for an index below an earlier call's smallest one packs again from row 0.
-  torch::Tensor at(const std::vector<int64_t>& rows);
+  // asking for an index below an earlier call's smallest one packs again from row 0. `pinned`
+  // puts the rows in page-locked memory, from which a GPU copies them without a staging copy.
+  torch::Tensor at(const std::vector<int64_t>& rows, bool pinned = false);
 
   int64_t cursor() const { return cursor_; }  // rows drawn so far
   void set_cursor(int64_t cursor) { cursor_ = cursor; }

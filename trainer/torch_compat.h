@@ -348,7 +348,7 @@ inline void set_current_device(const torch::Device& device) {
 inline torch::Tensor to_device(const torch::Tensor& t, const torch::Device& device) {
   if (!device.is_cuda())
     return t.to(device);
-  return t.pin_memory().to(device, /*non_blocking=*/true);
+  return (t.is_pinned() ? t : t.pin_memory()).to(device, /*non_blocking=*/true);
 }
 
 // Multiplies every tensor of `tensors` in place by `factor`, a one-element tensor on their
