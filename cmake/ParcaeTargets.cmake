@@ -24,10 +24,6 @@ function(parcae_target_sanitizers target)
   target_compile_options(${target} PRIVATE
     -fsanitize=${PARCAE_SANITIZE} -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(${target} PUBLIC -fsanitize=${PARCAE_SANITIZE})
-  # libFuzzer's coverage feedback for the code the fuzz targets reach (tests/fuzz).
-  if(PARCAE_BUILD_FUZZERS)
-    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
-  endif()
 endfunction()
 
 # parcae_add_test(NAME SOURCES ... LIBRARIES ... [LABELS ...])

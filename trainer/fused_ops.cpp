@@ -22,10 +22,6 @@ using torch::autograd::variable_list;
 // a 32,768-token vocabulary, enough for the chunk's matrix products to run at full speed.
 constexpr int64_t kCrossEntropyChunkElements = int64_t{1} << 28;
 
-torch::Dtype compute_dtype(const torch::Tensor& x) {
-  return x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
-
 #if PARCAE_WITH_CUDA
 bool on_gpu(const torch::Tensor& x) {
   return x.is_cuda();

@@ -23,6 +23,12 @@
 
 namespace parcae::trainer {
 
+// The dtype the operations compute in: double for double tensors (the CPU gradient tests), fp32
+// for everything narrower.
+inline torch::Dtype compute_dtype(const torch::Tensor& x) {
+  return x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+}
+
 enum class KernelPath {
   kAten,   // the ATen composition, differentiated by autograd
   kFused,  // the fused operations (CUDA kernels on the GPU, explicit formulas elsewhere)

@@ -207,7 +207,10 @@ TEST_F(Report, DefaultsToTheOnlySweepAndAFolderBesideTheDatabase) {
 
 std::string base64_decode(const std::string& text) {
   std::string out;
-  int bits = 0, value = 0;
+  // Holds only the bits not yet written out (fewer than 14), so it never overflows, however long
+  // the text.
+  unsigned value = 0;
+  int bits = 0;
   for (char c : text) {
     int v;
     if (c >= 'A' && c <= 'Z')
@@ -222,11 +225,12 @@ std::string base64_decode(const std::string& text) {
       v = 63;
     else
       continue;
-    value = (value << 6) | v;
+    value = (value << 6) | static_cast<unsigned>(v);
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
-      out += static_cast<char>((value >> bits) & 0xff);
+      out += static_cast<char>((value >> bits) & 0xffu);
+      value &= (1u << bits) - 1u;
     }
   }
   return out;
