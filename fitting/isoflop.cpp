@@ -349,6 +349,23 @@ void set_interval(Coefficient& c, std::vector<double> draws, double level) {
 }
 
 void run_bootstrap(IsoflopFit& fit, const IsoflopOptions& options) {
+  // A parabola through exactly three distinct x fits them exactly: its residuals are zero, so
+  // residual resampling redraws the same losses (and case resampling keeps only the replicates
+  // that redraw all three) and every replicate reproduces the fit. The interval would be the
+  // point estimate, 0 wide, however noisy the losses are; leave it unknown instead.
+  for (const BudgetMinimum& budget : fit.budgets) {
+    std::vector<double> u;
+    for (double x : budget.x) {
+      u.push_back(std::log(x));
+    }
+    if (budget.used && count_distinct(u) <= 3) {
+      fit.warnings.push_back("no bootstrap intervals: budget " + budget.budget_id +
+                             " has 3 distinct x, so its parabola fits them exactly and "
+                             "resampling cannot see the noise of its losses; a fourth x gives it "
+                             "one");
+      return;
+    }
+  }
   std::vector<BudgetDesign> designs;
   for (const BudgetMinimum& budget : fit.budgets) {
     if (!budget.used) {

@@ -158,6 +158,44 @@ TEST(IsoflopBootstrap, CaseResamplingIsAvailableAndCountsItsDiscards) {
   EXPECT_LT(fit.coefficient("a").ci_low, fit.coefficient("a").ci_high);
 }
 
+// Three x per budget: each parabola passes through its points exactly, so resampling would redraw
+// the same losses and give a 0-wide interval whatever the noise. The intervals stay unknown and a
+// warning says why; a fourth x per budget gives them a width again.
+TEST(IsoflopBootstrap, ThreePointsPerBudgetGiveNoIntervalRatherThanAZeroWideOne) {
+  // Each budget's three or four mu nearest (in ln mu) to its mu*(C) = 2.2 (C/1e18)^0.40.
+  std::vector<IsoflopRun> three, four;
+  const std::vector<IsoflopRun> runs = s3_runs(2.2, 0.001, 11);
+  for (const IsoflopRun& run : runs) {
+    const double log_star = std::log(2.2 * std::pow(run.budget_flops / 1e18, 0.40));
+    int closer = 0;
+    for (const IsoflopRun& other : runs) {
+      closer += other.budget_flops == run.budget_flops &&
+                std::abs(std::log(other.x) - log_star) < std::abs(std::log(run.x) - log_star);
+    }
+    if (closer < 4)
+      four.push_back(run);
+    if (closer < 3)
+      three.push_back(run);
+  }
+  for (const BootstrapScheme scheme : {BootstrapScheme::kResidual, BootstrapScheme::kCase}) {
+    IsoflopOptions options = parcae_options(400);
+    options.bootstrap_scheme = scheme;
+    const IsoflopFit fit = fit_isoflop(three, options);
+    ASSERT_EQ(fit.status, FitStatus::kOk) << fit.report();
+    EXPECT_TRUE(std::isfinite(fit.coefficient("a").value));
+    EXPECT_TRUE(std::isnan(fit.coefficient("a").ci_low));
+    EXPECT_TRUE(std::isnan(fit.coefficient("a").ci_high));
+    EXPECT_TRUE(std::any_of(fit.warnings.begin(), fit.warnings.end(), [](const std::string& w) {
+      return w.find("no bootstrap intervals") != std::string::npos &&
+             w.find("3 distinct x") != std::string::npos;
+    })) << fit.report();
+
+    const IsoflopFit wider = fit_isoflop(four, options);
+    ASSERT_EQ(wider.status, FitStatus::kOk) << wider.report();
+    EXPECT_LT(wider.coefficient("a").ci_low, wider.coefficient("a").ci_high);
+  }
+}
+
 // §2 step 2: more than 7 points keeps the argmin and 3 neighbours each side; an option overrides.
 TEST(IsoflopWindow, MoreThanSevenPointsKeepTheArgminAndThreeNeighboursEachSide) {
   std::vector<IsoflopRun> runs;
