@@ -160,8 +160,8 @@ torch::Tensor TrainRows::next(int64_t rows) {
 
 torch::Tensor TrainRows::at(const std::vector<int64_t>& rows, bool pinned) {
   const auto count = static_cast<int64_t>(rows.size());
-  torch::Tensor out =
-      torch::empty({count, seq_ + 1}, torch::TensorOptions().dtype(torch::kLong).pinned_memory(pinned));
+  torch::Tensor out = torch::empty(
+      {count, seq_ + 1}, torch::TensorOptions().dtype(torch::kLong).pinned_memory(pinned));
   if (count == 0)
     return out;
   int64_t* data = out.data_ptr<int64_t>();

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -32,6 +33,13 @@ inline torch::Dtype compute_dtype(const torch::Tensor& x) {
 enum class KernelPath {
   kAten,   // the ATen composition, differentiated by autograd
   kFused,  // the fused operations (CUDA kernels on the GPU, explicit formulas elsewhere)
+};
+
+// The addresses of a list of weights as a device array, for a kernel that updates them all in
+// one launch; kept while the weights stay where they are, so that it is copied to the GPU once.
+struct WeightTable {
+  std::vector<int64_t> addresses;
+  torch::Tensor device;
 };
 
 // cos and sin of RoPE angles pos * theta^(-2i/hd), i < hd/2, pos < seq: (seq, hd/2) each, in

@@ -10,6 +10,8 @@
 
 #include <torch/torch.h>
 
+#include "trainer/fused_ops.h"
+
 namespace parcae::trainer::cuda_ops {
 
 // RMSNorm of x, or of x + delta with delta bf16 (undefined: none).
@@ -76,12 +78,16 @@ bool softmax_cross_entropy(const torch::Tensor& logits,
                            bool write_gradient);
 
 // Muon's weight update (kernels::muon_update) over `weights`, fp32 CUDA tensors of x's matrix
-// shape; x (n, rows, cols) bf16 or fp32, factor (n, rows, 1) or (n, 1, cols) fp32. Returns false,
-// having done nothing, where the kernel does not take these tensors.
+// shape; x (n, rows, cols) bf16 or fp32, factor (n, rows, 1) or (n, 1, cols) fp32; `apply`
+// undefined or a one-element fp32 tensor on the GPU (0: leave the weights). `table` keeps the
+// weights' device addresses between calls. Returns false, having done nothing, where the kernel
+// does not take these tensors.
 bool muon_update(const std::vector<torch::Tensor>& weights,
                  const torch::Tensor& x,
                  const torch::Tensor& factor,
                  double eta,
-                 double eta_decay);
+                 double eta_decay,
+                 const torch::Tensor& apply,
+                 WeightTable& table);
 
 }  // namespace parcae::trainer::cuda_ops

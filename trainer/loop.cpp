@@ -44,6 +44,10 @@ namespace {
 // first), which [P] (appendix `stability.tex`) reads to diagnose divergence.
 constexpr int64_t kStabilityIntervalSteps = 10;
 
+bool reports_stability(const sweeps::ModelConfig& config, int64_t number) {
+  return config.is_looped() && (number == 1 || number % kStabilityIntervalSteps == 0);
+}
+
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
@@ -99,6 +103,33 @@ struct StepOutcome {
   double executed_depth = 0.0;
   double executed_graded_depth = 0.0;
   bool stop = false;  // a stop was requested on some rank: every rank checkpoints and stops
+  // Of the injection's decay after the update, on the steps that report stability.
+  bool decay_reported = false;
+  double log_rho = 0.0;
+  double mean_decay = 0.0;
+};
+
+// What the device sums for a step, read back once, in this order.
+enum StepFigure : int64_t {
+  kLossSum,        // loss over this step's micro-batches, summed over ranks
+  kStateSquares,   // sum of h_T^2, last global micro-batch
+  kStateElements,  // elements of h_T summed there
+  kStopRequests,   // ranks asked to stop
+  kGradNorm,       // before clipping
+  kLogRho,         // these two only where the step reports stability
+  kMeanDecay,
+};
+
+// A step whose work is queued on the device: what the host knew when it queued it, and where the
+// device's figures for it arrive.
+struct LaunchedStep {
+  int64_t step = 0;
+  Clock::time_point start;
+  double mean_depth = 1.0;
+  double executed_depth = 0.0;
+  double executed_graded_depth = 0.0;
+  torch::Tensor figures;        // StepFigure, on the host (pinned memory for a GPU)
+  compat::DeviceFence arrived;  // passed once `figures` hold the step's values
 };
 
 // The rank of a process that trains alone.
@@ -126,29 +157,50 @@ class Trainer {
     result.loss_train = loss_train_;
     emit_start();
 
+    // A step's figures are read back while the next step runs: the host queues step s + 1 before
+    // it waits for step s, so that the GPU never waits for the host between steps. Evaluations,
+    // checkpoints, stops and the last step wait for the step before them instead.
+    std::optional<LaunchedStep> queued;
     for (; step_ < max_steps_; ++step_) {
       profile(step_, /*before_step=*/true);
-      const StepOutcome outcome = train_step(step_);
+      LaunchedStep current = launch_step(step_);
       profile(step_, /*before_step=*/false);
-      tokens_ += job_.training.batch_tokens;
-      flops_ = static_cast<double>(tokens_) * static_cast<double>(flops_per_token_);
-      current_step_ = step_ + 1;
-      loss_train_ = outcome.loss;
-      emit_step(step_, outcome);
-      if (!std::isfinite(outcome.loss)) {
-        result.status = TrainStatus::kDiverged;
-        break;
+      bool stop = false;
+      if (queued) {
+        const StepOutcome previous = finish_step(*queued);
+        queued.reset();
+        if (!std::isfinite(previous.loss)) {
+          result.status = TrainStatus::kDiverged;  // the step queued after it is dropped
+          break;
+        }
+        stop = previous.stop;
       }
       const int64_t done_steps = step_ + 1;
       const bool last = done_steps == max_steps_;
       const int64_t eval_every = job_.eval.interval_steps;
-      if (!last && eval_every > 0 && done_steps % eval_every == 0) {
+      const bool evaluate_now = !last && eval_every > 0 && done_steps % eval_every == 0;
+      const int64_t checkpoint_every = job_.checkpoint_interval_steps;
+      const bool checkpoint_now =
+          last || (checkpoint_every > 0 && done_steps % checkpoint_every == 0);
+      // The linear adapter's spectral radius is measured on the host, from weights that the
+      // next step must not have updated yet.
+      const bool measure_adapter = reports_stability(job_.model, done_steps) &&
+                                   model_->injection->kind == sweeps::Injection::kLinear;
+      if (!stop && !evaluate_now && !checkpoint_now && !measure_adapter) {
+        queued = std::move(current);
+        continue;
+      }
+      const StepOutcome outcome = finish_step(current);
+      if (!std::isfinite(outcome.loss)) {
+        result.status = TrainStatus::kDiverged;
+        break;
+      }
+      stop = stop || outcome.stop;
+      if (evaluate_now) {
         evaluate(done_steps, false);
         step_clock_.reset();
       }
-      const int64_t checkpoint_every = job_.checkpoint_interval_steps;
-      const bool stop = outcome.stop;
-      if (stop || last || (checkpoint_every > 0 && done_steps % checkpoint_every == 0)) {
+      if (stop || checkpoint_now) {
         result.checkpoint = checkpoint(done_steps, session_start);
         step_clock_.reset();
       }
@@ -354,7 +406,9 @@ class Trainer {
                       static_cast<long long>(flops_per_token_)));
   }
 
-  StepOutcome train_step(int64_t step) {
+  // Queues step `step` on the device: forward, backward, clipping, and the update unless the loss
+  // or the gradient norm is not finite (decided there), then the copy of its figures to the host.
+  LaunchedStep launch_step(int64_t step) {
     const Clock::time_point start = Clock::now();
     const sweeps::ModelConfig& config = job_.model;
     const int rank = ranks_.rank;
@@ -397,14 +451,16 @@ class Trainer {
         compat::to_device(windows_->at(mine, /*pinned=*/device_.is_cuda()), device_);
     windows_->set_cursor(first_row + rows_per_step_);
 
-    StepOutcome outcome;
-    outcome.mean_depth = config.is_looped() ? all.mean_depth() : 1.0;
+    LaunchedStep launched;
+    launched.step = step;
+    launched.start = start;
+    launched.mean_depth = config.is_looped() ? all.mean_depth() : 1.0;
     model_->reset_loop_work();
-    // loss sum, sum of h_T^2, elements of h_T, stop requests: summed over ranks in one call;
-    // then the gradient norm, the same on every rank. The step's one read back to the host.
+    // The figures up to the stop requests are summed over ranks in one call; then the gradient
+    // norm, the same on every rank. The step's one copy back to the host, read a step later.
     torch::Tensor stats =
-        torch::zeros({5}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
-    torch::Tensor loss_sum = stats[0];  // a view: adds land in stats
+        torch::zeros({kLogRho}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    torch::Tensor loss_sum = stats[kLossSum];  // a view: adds land in stats
     for (int64_t l = 0; l < local_micro_; ++l) {
       const int64_t j = l * world + rank;
       const torch::Tensor batch = rows.narrow(0, l * micro_rows_, micro_rows_);
@@ -428,42 +484,77 @@ class Trainer {
       loss_sum += loss.detach().to(torch::kDouble);
       if (j + 1 == global_micro_ && output.state.defined()) {
         torch::NoGradGuard no_grad;
-        stats[1].add_(output.state.detach().to(torch::kDouble).square().sum());
-        stats[2].add_(static_cast<double>(output.state.numel()));
+        stats[kStateSquares].add_(output.state.detach().to(torch::kDouble).square().sum());
+        stats[kStateElements].add_(static_cast<double>(output.state.numel()));
       }
     }
     if (reducer_ != nullptr)
       reducer_->finish();
     const LanguageModelImpl::LoopWork work = model_->loop_work();
     if (work.rows > 0) {
-      outcome.executed_depth =
+      launched.executed_depth =
           static_cast<double>(work.iterations) / static_cast<double>(work.rows);
-      outcome.executed_graded_depth =
+      launched.executed_graded_depth =
           static_cast<double>(work.graded_iterations) / static_cast<double>(work.rows);
     }
     if (options_.stop_requested != nullptr && options_.stop_requested->load())
-      stats[3].fill_(1.0);
+      stats[kStopRequests].fill_(1.0);
     communicator_->all_reduce_sum(stats);
-    stats[4].copy_(clip_gradient_norm(model_->parameters(), job_.training.grad_clip));
-    const torch::Tensor totals = stats.cpu();
-    // The GPU has finished this step's backward pass; the optimizer's kernels are still to
-    // come, and run while the host emits this step and prepares the next. A step's time is
-    // therefore measured from one such point to the next.
-    const Clock::time_point synced = Clock::now();
-    outcome.seconds = std::chrono::duration<double>(synced - step_clock_.value_or(start)).count();
-    step_clock_ = synced;
-    const auto* total = totals.data_ptr<double>();
-    outcome.loss = total[0] / static_cast<double>(global_micro_);
-    if (total[2] > 0.0)
-      outcome.h_rms = std::sqrt(total[1] / total[2]);
-    outcome.stop = total[3] > 0.0;
-    outcome.grad_norm = total[4];
-    if (std::isfinite(outcome.loss)) {
-      outcome.skipped = !std::isfinite(outcome.grad_norm);
-      if (!outcome.skipped)
-        optimizer_->step(step);
+    stats[kGradNorm].copy_(clip_gradient_norm(model_->parameters(), job_.training.grad_clip));
+    {
+      torch::NoGradGuard no_grad;
+      const torch::Tensor apply = torch::isfinite(stats[kLossSum])
+                                      .logical_and(torch::isfinite(stats[kGradNorm]))
+                                      .to(torch::kFloat);
+      optimizer_->step(step, apply);
     }
     model_->zero_grad(/*set_to_none=*/true);
+    torch::Tensor figures = stats;
+    if (reports_stability(config, step + 1)) {
+      torch::NoGradGuard no_grad;
+      const torch::Tensor log_decay = model_->injection->log_decay();
+      if (log_decay.defined()) {
+        const torch::Tensor decay = log_decay.to(stats.device());
+        figures = torch::cat({stats, decay.max().reshape({1}), decay.exp().mean().reshape({1})});
+      }
+    }
+    launched.figures = torch::empty(
+        figures.sizes(), figures.options().device(torch::kCPU).pinned_memory(device_.is_cuda()));
+    launched.figures.copy_(figures, /*non_blocking=*/true);
+    launched.arrived.record(device_);
+    return launched;
+  }
+
+  // Waits for a launched step's figures, then counts and emits the step. A step's time runs from
+  // the arrival of the previous step's figures (or this step's launch, after other work) to the
+  // arrival of its own.
+  StepOutcome finish_step(LaunchedStep& launched) {
+    launched.arrived.wait();
+    const Clock::time_point arrived = Clock::now();
+    StepOutcome outcome;
+    outcome.seconds =
+        std::chrono::duration<double>(arrived - step_clock_.value_or(launched.start)).count();
+    step_clock_ = arrived;
+    outcome.mean_depth = launched.mean_depth;
+    outcome.executed_depth = launched.executed_depth;
+    outcome.executed_graded_depth = launched.executed_graded_depth;
+    const auto* figure = launched.figures.data_ptr<double>();
+    outcome.loss = figure[kLossSum] / static_cast<double>(global_micro_);
+    if (figure[kStateElements] > 0.0)
+      outcome.h_rms = std::sqrt(figure[kStateSquares] / figure[kStateElements]);
+    outcome.stop = figure[kStopRequests] > 0.0;
+    outcome.grad_norm = figure[kGradNorm];
+    outcome.skipped = std::isfinite(outcome.loss) && !std::isfinite(outcome.grad_norm);
+    if (launched.figures.numel() > kMeanDecay) {
+      outcome.decay_reported = true;
+      outcome.log_rho = figure[kLogRho];
+      outcome.mean_decay = figure[kMeanDecay];
+    }
+    tokens_ += job_.training.batch_tokens;
+    flops_ = static_cast<double>(tokens_) * static_cast<double>(flops_per_token_);
+    current_step_ = launched.step + 1;
+    loss_train_ = outcome.loss;
+    emit_step(launched.step, outcome);
     return outcome;
   }
 
@@ -482,14 +573,13 @@ class Trainer {
         {"tokens_per_s", static_cast<double>(job_.training.batch_tokens) / outcome.seconds},
         {"skipped", outcome.skipped},
         {"mean_depth", outcome.mean_depth}};
-    if (job_.model.is_looped() && (number == 1 || number % kStabilityIntervalSteps == 0)) {
-      torch::NoGradGuard no_grad;
-      const torch::Tensor log_decay = model_->injection->log_decay();
-      if (log_decay.defined()) {
-        fields["log_rho"] = log_decay.max().item<double>();
-        fields["mean_decay"] = log_decay.exp().mean().item<double>();
-      } else if (model_->injection->adapter) {
+    if (reports_stability(job_.model, number)) {
+      if (model_->injection->kind == sweeps::Injection::kLinear) {
+        torch::NoGradGuard no_grad;
         fields["log_rho"] = adapter_log_spectral_radius(*model_->injection, job_.seed);
+      } else if (outcome.decay_reported) {
+        fields["log_rho"] = outcome.log_rho;
+        fields["mean_decay"] = outcome.mean_decay;
       }
       if (std::isfinite(outcome.h_rms))
         fields["h_rms"] = outcome.h_rms;

@@ -363,8 +363,8 @@ ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
     std::vector<int64_t> inverse(order.size());
     for (size_t r = 0; r < order.size(); ++r)
       inverse[static_cast<size_t>(order[r])] = static_cast<int64_t>(r);
-    const torch::Tensor forward_order = compat::to_device(torch::tensor(order), ids.device());
-    restore = compat::to_device(torch::tensor(inverse), ids.device());
+    const torch::Tensor forward_order = compat::to_device(order, ids.device());
+    restore = compat::to_device(inverse, ids.device());
     sorted_ids = ids.index_select(0, forward_order);
     h = initial_state.index_select(0, forward_order);
   }
@@ -410,9 +410,9 @@ ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
         const bool prefix = std::is_sorted(counts.rbegin(), counts.rend());
         torch::Tensor count_rows;
         if (!prefix) {
-          count_rows = compat::to_device(
-              torch::tensor(std::vector<int64_t>(counts.begin(), counts.end())).view({b, 1, 1}),
-              ids.device());
+          count_rows =
+              compat::to_device(std::vector<int64_t>(counts.begin(), counts.end()), ids.device())
+                  .view({b, 1, 1});
         }
         // Whether `state` is a tensor of this phase's own making, so that the no-grad phase may
         // write into it; the phase's input may be the caller's initial state.

@@ -132,16 +132,28 @@ StepHyperparameters MuonAdamW::hyperparameters(int64_t step) const {
           schedule_.muon_weight_decay(config_.muon_weight_decay, step)};
 }
 
-void MuonAdamW::step(int64_t step) {
+void MuonAdamW::step(int64_t step, const torch::Tensor& apply) {
   torch::NoGradGuard no_grad;
+  torch::Tensor gate = apply;
+  // Off the GPU the gate costs nothing to read: the step is then taken or skipped here.
+  if (gate.defined() && !gate.is_cuda()) {
+    if (gate.item<double>() == 0.0)
+      return;
+    gate = torch::Tensor();
+  }
   const StepHyperparameters hp = hyperparameters(step);
-  adamw_step(hp);
-  for (const MuonGroup& group : muon_groups_)
-    muon_step(hp, group);
+  adamw_step(hp, gate);
+  for (MuonGroup& group : muon_groups_)
+    muon_step(hp, group, gate);
 }
 
-void MuonAdamW::adamw_step(const StepHyperparameters& hp) {
-  ++adamw_steps_;
+int64_t MuonAdamW::adamw_steps() const {
+  if (adamw_step_count_.defined())
+    return static_cast<int64_t>(std::llround(adamw_step_count_.item<double>()));
+  return adamw_steps_;
+}
+
+void MuonAdamW::adamw_step(const StepHyperparameters& hp, const torch::Tensor& apply) {
   const double beta1 = config_.adamw_beta1, beta2 = config_.adamw_beta2;
   std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
   for (size_t i = 0; i < adamw_.size(); ++i) {
@@ -154,22 +166,36 @@ void MuonAdamW::adamw_step(const StepHyperparameters& hp) {
   }
   if (params.empty())
     return;
-  // Every tensor is at the same step t: one fill, and a 0-dim view of it for each.
-  const torch::Tensor steps = torch::full({static_cast<int64_t>(params.size())},
-                                          static_cast<double>(adamw_steps_),
-                                          params.front().options().dtype(torch::kFloat));
-  if (compat::fused_adamw(params,
-                          grads,
-                          exp_avgs,
-                          exp_avg_sqs,
-                          steps.unbind(0),
-                          hp.lr_adamw,
-                          beta1,
-                          beta2,
-                          config_.adamw_weight_decay,
-                          config_.adamw_eps)) {
+  if (compat::has_fused_adamw(params.front())) {
+    // Every tensor is at the same step t, counted on the GPU, where a skipped step (`apply` 0)
+    // leaves it and the kernel its tensors.
+    if (!adamw_step_count_.defined()) {
+      adamw_step_count_ = torch::full(
+          {}, static_cast<double>(adamw_steps_), params.front().options().dtype(torch::kFloat));
+    }
+    torch::Tensor found_inf;
+    if (apply.defined()) {
+      adamw_step_count_.add_(apply);
+      found_inf = 1.0 - apply;
+    } else {
+      adamw_step_count_.add_(1.0);
+    }
+    compat::fused_adamw(params,
+                        grads,
+                        exp_avgs,
+                        exp_avg_sqs,
+                        std::vector<torch::Tensor>(params.size(), adamw_step_count_),
+                        hp.lr_adamw,
+                        beta1,
+                        beta2,
+                        config_.adamw_weight_decay,
+                        config_.adamw_eps,
+                        found_inf);
     return;
   }
+  if (apply.defined() && apply.item<double>() == 0.0)
+    return;
+  ++adamw_steps_;
   const double correction1 = 1.0 - std::pow(beta1, static_cast<double>(adamw_steps_));
   const double correction2 = 1.0 - std::pow(beta2, static_cast<double>(adamw_steps_));
   for (size_t i = 0; i < params.size(); ++i) {
@@ -185,7 +211,9 @@ void MuonAdamW::adamw_step(const StepHyperparameters& hp) {
   }
 }
 
-void MuonAdamW::muon_step(const StepHyperparameters& hp, const MuonGroup& group) {
+void MuonAdamW::muon_step(const StepHyperparameters& hp,
+                          MuonGroup& group,
+                          const torch::Tensor& apply) {
   std::vector<torch::Tensor> params, grads;
   for (const size_t i : group.members) {
     params.push_back(muon_[i].tensor);
@@ -197,9 +225,15 @@ void MuonAdamW::muon_step(const StepHyperparameters& hp, const MuonGroup& group)
     if (!g.defined())
       return;
   }
-  const torch::Tensor g = torch::stack(grads).to(group.momentum.scalar_type());  // (n, r, c)
-  // 1. Nesterov momentum: m <- lerp(m, g, 1 - mu); update direction lerp(g, m, mu).
-  group.momentum.lerp_(g, 1.0 - hp.muon_momentum);
+  torch::Tensor g = torch::stack(grads).to(group.momentum.scalar_type());  // (n, r, c)
+  // 1. Nesterov momentum: m <- lerp(m, g, 1 - mu); update direction lerp(g, m, mu). A step the
+  //    GPU skips moves m by 0 * (g - m), which needs g finite.
+  if (apply.defined()) {
+    g.nan_to_num_(0.0, 0.0, 0.0);
+    group.momentum.lerp_(g, apply * (1.0 - hp.muon_momentum));
+  } else {
+    group.momentum.lerp_(g, 1.0 - hp.muon_momentum);
+  }
   const torch::Tensor nesterov = g.lerp(group.momentum, hp.muon_momentum);
   // 2. Orthogonalise each matrix (kept in the orthogonalisation dtype: the statistics below
   //    accumulate it in fp32, and the update reads it once).
@@ -215,13 +249,21 @@ void MuonAdamW::muon_step(const StepHyperparameters& hp, const MuonGroup& group)
           x, 2, {reduce_dim}, /*keepdim=*/true, at::promote_types(x.scalar_type(), torch::kFloat))
           .square();
   const torch::Tensor norm = row_square.sum({1, 2}, /*keepdim=*/true).sqrt();
-  group.second_moment.lerp_(row_square / static_cast<double>(x.size(reduce_dim)), 1.0 - kMuonBeta2);
+  const torch::Tensor mean_square = row_square / static_cast<double>(x.size(reduce_dim));
+  if (apply.defined()) {
+    group.second_moment.copy_(torch::where(apply.to(torch::kBool),
+                                           group.second_moment.lerp(mean_square, 1.0 - kMuonBeta2),
+                                           group.second_moment));
+  } else {
+    group.second_moment.lerp_(mean_square, 1.0 - kMuonBeta2);
+  }
   const torch::Tensor scale = group.second_moment.clamp_min(1e-10).rsqrt();
   const torch::Tensor scaled_norm = (scale.square() * row_square).sum({1, 2}, true).sqrt();
   const torch::Tensor factor = scale * (norm / scaled_norm.clamp_min(1e-10));
   // 4. Cautious decoupled weight decay: only where the update and the weight agree in sign.
   const double eta = hp.lr_muon * std::sqrt(std::max(1.0, static_cast<double>(rows) / cols));
-  apply_muon_update(params, x, factor, eta, eta * hp.muon_weight_decay, kernels_);
+  apply_muon_update(
+      params, x, factor, eta, eta * hp.muon_weight_decay, kernels_, apply, &group.weight_table);
 }
 
 void apply_muon_update(const std::vector<torch::Tensor>& weights,
@@ -229,24 +271,31 @@ void apply_muon_update(const std::vector<torch::Tensor>& weights,
                        const torch::Tensor& factor,
                        double eta,
                        double eta_decay,
-                       KernelPath path) {
+                       KernelPath path,
+                       const torch::Tensor& apply,
+                       WeightTable* weight_table) {
   torch::NoGradGuard no_grad;
 #if PARCAE_WITH_CUDA
-  if (path == KernelPath::kFused && x.is_cuda() &&
-      cuda_ops::muon_update(weights, x, factor, eta, eta_decay))
-    return;
+  if (path == KernelPath::kFused && x.is_cuda()) {
+    WeightTable local;
+    if (cuda_ops::muon_update(
+            weights, x, factor, eta, eta_decay, apply, weight_table ? *weight_table : local))
+      return;
+  }
 #else
-  (void)path;
+  (void)path, (void)weight_table;
 #endif
   const torch::Tensor p = torch::stack(weights);
   const torch::Tensor u = x.to(p.scalar_type()) * factor;
   const torch::Tensor agree = (u * p >= 0).to(p.scalar_type());
-  const torch::Tensor update = eta * u + eta_decay * p * agree;
+  torch::Tensor update = eta * u + eta_decay * p * agree;
+  if (apply.defined())
+    update = torch::where(apply.to(torch::kBool), update, torch::zeros({}, update.options()));
   at::_foreach_sub_(weights, update.unbind(0));
 }
 
 void MuonAdamW::save(torch::serialize::OutputArchive& archive) const {
-  archive.write("adamw_steps", c10::IValue(adamw_steps_));
+  archive.write("adamw_steps", c10::IValue(adamw_steps()));
   torch::serialize::OutputArchive adamw, muon;
   for (size_t i = 0; i < adamw_.size(); ++i) {
     torch::serialize::OutputArchive entry;
@@ -270,6 +319,7 @@ void MuonAdamW::load(torch::serialize::InputArchive& archive) {
   c10::IValue steps;
   archive.read("adamw_steps", steps);
   adamw_steps_ = steps.toInt();
+  adamw_step_count_ = torch::Tensor();
   auto read_entry = [](torch::serialize::InputArchive& group,
                        size_t index,
                        const std::string& expected_name,

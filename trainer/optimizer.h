@@ -77,12 +77,17 @@ torch::Tensor clip_gradient_norm(const std::vector<torch::Tensor>& parameters, d
 //   w_k <- w_k - (eta * u + eta_decay * w_k * [u * w_k >= 0]),
 // the update and the cautious weight decay, in place. The fused path is one CUDA kernel on the
 // GPU; elsewhere, and on the ATen path, the same formula in ATen.
+// `apply`, when defined, is a one-element fp32 tensor on the weights' device: 0 leaves them as
+// they are. `weight_table`, when given, keeps the fused path's device table of weight addresses
+// from one call to the next.
 void apply_muon_update(const std::vector<torch::Tensor>& weights,
                        const torch::Tensor& x,
                        const torch::Tensor& factor,
                        double eta,
                        double eta_decay,
-                       KernelPath path);
+                       KernelPath path,
+                       const torch::Tensor& apply = {},
+                       WeightTable* weight_table = nullptr);
 
 // The learning rates and Muon settings in force at one step.
 struct StepHyperparameters {
@@ -105,13 +110,18 @@ class MuonAdamW {
 
   StepHyperparameters hyperparameters(int64_t step) const;
   // Applies one update from the current gradients at 0-based `step`. Parameters without a
-  // gradient are left alone. Call only for steps that are not skipped.
-  void step(int64_t step);
+  // gradient are left alone. `apply`, when defined, is a one-element fp32 tensor, 1 to update and
+  // 0 to skip the step (a non-finite loss or gradient norm): on the GPU it is read there, by the
+  // update kernels, so that deciding to skip costs the host no wait; elsewhere it is read first.
+  void step(int64_t step, const torch::Tensor& apply = {});
 
   // State under nested archives "adamw" and "muon", one entry per parameter with its name, so a
   // checkpoint from another model is refused on load (TORCH_CHECK naming the parameter).
   void save(torch::serialize::OutputArchive& archive) const;
   void load(torch::serialize::InputArchive& archive);
+
+  // AdamW updates applied so far (t of the bias correction); reads the GPU's count back.
+  int64_t adamw_steps() const;
 
   const std::vector<NamedParameter>& adamw_parameters() const { return adamw_; }
   const std::vector<NamedParameter>& muon_parameters() const { return muon_; }
@@ -130,10 +140,11 @@ class MuonAdamW {
     std::vector<size_t> members;  // indices into muon_
     torch::Tensor momentum;       // (members, rows, cols)
     torch::Tensor second_moment;  // (members, rows, 1) or (members, 1, cols)
+    WeightTable weight_table;     // the members' addresses, for the fused update
   };
 
-  void adamw_step(const StepHyperparameters& hp);
-  void muon_step(const StepHyperparameters& hp, const MuonGroup& group);
+  void adamw_step(const StepHyperparameters& hp, const torch::Tensor& apply);
+  void muon_step(const StepHyperparameters& hp, MuonGroup& group, const torch::Tensor& apply);
 
   sweeps::TrainingConfig config_;
   Schedule schedule_;
@@ -145,6 +156,9 @@ class MuonAdamW {
   std::vector<MuonState> muon_state_;
   std::vector<MuonGroup> muon_groups_;
   int64_t adamw_steps_ = 0;  // t of the bias correction: updates applied so far
+  // The same count on the GPU, where the fused AdamW reads it and a skipped step leaves it;
+  // undefined until the first fused step, and again after a load.
+  torch::Tensor adamw_step_count_;
 };
 
 }  // namespace parcae::trainer

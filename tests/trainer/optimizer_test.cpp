@@ -4,6 +4,9 @@
 #include "trainer/optimizer.h"
 
 #include <cmath>
+#include <limits>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -254,6 +257,93 @@ TEST(Clipping, GradientsAboveTheBoundAreScaledToIt) {
   EXPECT_TRUE(std::isnan(clip_gradient_norm({a, b}, 1.0).item<double>()));
   EXPECT_NEAR(a.grad().item<double>(), 0.6, 1e-6);  // a non-finite norm leaves gradients alone
 }
+
+// Two optimizers over the same Muon matrices (two of one shape, one of another) and AdamW
+// vectors: one takes steps 0 and 1 ungated; the other takes step 0 with a gate of 1, then sees
+// non-finite gradients at step 1 with the gate its trainer computes for them (0), then step 1
+// again with a gate of 1. A gate of 1 changes nothing and a gate of 0 leaves every weight, moment
+// and step count as it was, so both end bitwise equal.
+void expect_gated_steps_skip_exactly(torch::Device device,
+                                     torch::Dtype orthogonalization,
+                                     KernelPath kernels) {
+  torch::manual_seed(21);
+  const auto options = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"core.0.mlp.up.weight", {16, 8}},
+      {"core.1.mlp.up.weight", {16, 8}},
+      {"core.0.attention.query.weight", {8, 8}},
+      {"final_norm.weight", {8}}};
+  std::vector<torch::Tensor> initial, ungated, gated;
+  std::vector<NamedParameter> ungated_named, gated_named;
+  for (const auto& [name, shape] : shapes) {
+    initial.push_back(0.1 * torch::randn(shape, options));
+    ungated.push_back(initial.back().clone().requires_grad_(true));
+    gated.push_back(initial.back().clone().requires_grad_(true));
+    ungated_named.push_back({name, ungated.back()});
+    gated_named.push_back({name, gated.back()});
+  }
+  MuonAdamW plain(ungated_named, toy_config(), 10, orthogonalization, kernels);
+  MuonAdamW gate(gated_named, toy_config(), 10, orthogonalization, kernels);
+  ASSERT_EQ(plain.muon_parameters().size(), 3u);
+  ASSERT_EQ(plain.adamw_parameters().size(), 1u);
+  auto set_gradients = [](std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& g) {
+    for (size_t i = 0; i < params.size(); ++i)
+      params[i].mutable_grad() = g[i].clone();
+  };
+  std::vector<std::vector<torch::Tensor>> gradients(2);
+  for (auto& step_gradients : gradients) {
+    for (const torch::Tensor& p : initial)
+      step_gradients.push_back(torch::randn(p.sizes(), options));
+  }
+  const torch::Tensor one = torch::ones({}, options), zero = torch::zeros({}, options);
+
+  for (int64_t step = 0; step < 2; ++step) {
+    set_gradients(ungated, gradients[static_cast<size_t>(step)]);
+    plain.step(step);
+  }
+  set_gradients(gated, gradients[0]);
+  gate.step(0, one);
+  std::vector<torch::Tensor> before;
+  for (const torch::Tensor& p : gated)
+    before.push_back(p.detach().clone());
+  std::vector<torch::Tensor> poisoned;
+  for (const torch::Tensor& g : gradients[1])
+    poisoned.push_back(g.clone());
+  poisoned[0][0][0] = std::nan("");
+  poisoned[2][1][1] = std::numeric_limits<double>::infinity();
+  set_gradients(gated, poisoned);
+  const torch::Tensor norm = clip_gradient_norm(gated, 1.0);
+  const torch::Tensor apply = torch::isfinite(norm).to(torch::kFloat);
+  EXPECT_EQ(apply.item<double>(), 0.0);
+  gate.step(1, apply);
+  for (size_t i = 0; i < gated.size(); ++i)
+    EXPECT_TRUE(torch::equal(gated[i].detach(), before[i])) << shapes[i].first;
+  EXPECT_EQ(gate.adamw_steps(), 1);
+  set_gradients(gated, gradients[1]);
+  gate.step(1, one);
+
+  EXPECT_EQ(plain.adamw_steps(), 2);
+  EXPECT_EQ(gate.adamw_steps(), 2);
+  for (size_t i = 0; i < gated.size(); ++i) {
+    EXPECT_FALSE(torch::equal(gated[i].detach(), initial[i])) << shapes[i].first;
+    EXPECT_TRUE(torch::equal(gated[i].detach(), ungated[i].detach())) << shapes[i].first;
+  }
+}
+
+TEST(StepGate, ZeroSkipsTheStepAndOneChangesNothing) {
+  expect_gated_steps_skip_exactly(torch::kCPU, torch::kFloat, KernelPath::kFused);
+}
+
+#if PARCAE_WITH_CUDA
+// On the GPU the gate is read by the update kernels themselves, on both kernel paths.
+TEST(StepGate, ZeroSkipsTheStepAndOneChangesNothingOnTheGpu) {
+  ASSERT_TRUE(torch::cuda::is_available()) << "a CUDA build's tests need a visible GPU";
+  for (const KernelPath kernels : {KernelPath::kFused, KernelPath::kAten}) {
+    SCOPED_TRACE(kernels == KernelPath::kFused ? "fused" : "aten");
+    expect_gated_steps_skip_exactly(torch::Device(torch::kCUDA, 0), torch::kBFloat16, kernels);
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace parcae::trainer

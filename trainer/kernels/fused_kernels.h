@@ -127,7 +127,8 @@ cudaError_t softmax_cross_entropy(uint16_t* logits,
 // Muon's last stage for `matrices` fp32 weights of one shape (rows, cols), weights[k] each (a
 // device array of device pointers): with u = factor * x[k] (x stacked (matrices, rows, cols), bf16
 // or fp32; factor (matrices, rows) per row or (matrices, cols) per column),
-//   w <- w - (eta * u + (u * w >= 0 ? eta_decay * w : 0)).
+//   w <- w - (eta * u + (u * w >= 0 ? eta_decay * w : 0)),
+// unless `apply` (a device scalar, or null for always) is 0.
 cudaError_t muon_update(float* const* weights,
                         int64_t matrices,
                         const void* x,
@@ -138,6 +139,7 @@ cudaError_t muon_update(float* const* weights,
                         int64_t cols,
                         float eta,
                         float eta_decay,
+                        const float* apply,
                         int multiprocessors,
                         cudaStream_t stream);
 

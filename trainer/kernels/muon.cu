@@ -25,7 +25,10 @@ __global__ void muon_update_kernel(float* const* __restrict__ weights,
                                    int64_t rows,
                                    int64_t cols,
                                    float eta,
-                                   float eta_decay) {
+                                   float eta_decay,
+                                   const float* __restrict__ apply) {
+  if (apply != nullptr && *apply == 0.0f)
+    return;  // a skipped step, decided on the GPU
   const int64_t k = blockIdx.y;
   const int64_t size = rows * cols;
   float* __restrict__ w = weights[k];
@@ -54,6 +57,7 @@ cudaError_t muon_update(float* const* weights,
                         int64_t cols,
                         float eta,
                         float eta_decay,
+                        const float* apply,
                         int multiprocessors,
                         cudaStream_t stream) {
   if (matrices == 0 || rows * cols == 0)
@@ -73,10 +77,18 @@ cudaError_t muon_update(float* const* weights,
                                                       rows,
                                                       cols,
                                                       eta,
-                                                      eta_decay);
+                                                      eta_decay,
+                                                      apply);
   else
-    muon_update_kernel<<<grid, kThreads, 0, stream>>>(
-        weights, static_cast<const float*>(x), factor, factor_per_row, rows, cols, eta, eta_decay);
+    muon_update_kernel<<<grid, kThreads, 0, stream>>>(weights,
+                                                      static_cast<const float*>(x),
+                                                      factor,
+                                                      factor_per_row,
+                                                      rows,
+                                                      cols,
+                                                      eta,
+                                                      eta_decay,
+                                                      apply);
   return cudaGetLastError();
 }
 
