@@ -295,10 +295,36 @@ class EmbeddingFunction : public torch::autograd::Function<EmbeddingFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const torch::Tensor flat = ctx->get_saved_variables()[0];
     const torch::Tensor g = grads[0].reshape({flat.size(0), -1});
-    torch::Tensor d_weight =
-        torch::zeros({ctx->saved_data["rows"].toInt(), g.size(1)}, g.options());
+    const int64_t rows = ctx->saved_data["rows"].toInt();
+#if PARCAE_WITH_CUDA
+    // fp32 gradients only, so that the table's gradient keeps g's dtype on either path.
+    if (on_gpu(g) && g.scalar_type() == torch::kFloat) {
+      torch::Tensor d_weight = cuda_ops::embedding_backward(flat, g.contiguous(), rows);
+      if (d_weight.defined())
+        return {d_weight, torch::Tensor()};
+    }
+#endif
+    torch::Tensor d_weight = torch::zeros({rows, g.size(1)}, g.options());
     d_weight.index_add_(0, flat, g);
     return {d_weight, torch::Tensor()};
+  }
+};
+
+// ---- a permutation of rows ----------------------------------------------------------------------
+
+class ReorderRowsFunction : public torch::autograd::Function<ReorderRowsFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx,
+                               const torch::Tensor& x,
+                               const torch::Tensor& order,
+                               const torch::Tensor& inverse) {
+    ctx->save_for_backward({inverse});
+    return x.index_select(0, order);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const torch::Tensor inverse = ctx->get_saved_variables()[0];
+    return {grads[0].index_select(0, inverse), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -326,6 +352,18 @@ void softmax_cross_entropy(torch::Tensor& logits,
     gradient.scatter_add_(1, index, torch::full_like(index, -1.0, gradient.options()));
     logits.copy_(gradient * scale);
   }
+}
+
+// out += a^T b, out fp32: summed by the product in fp32 where cuBLAS can (bf16 a and b on the
+// GPU), else through a product in a's dtype and an add.
+void add_transposed_product(const torch::Tensor& out,
+                            const torch::Tensor& a,
+                            const torch::Tensor& b) {
+#if PARCAE_WITH_CUDA
+  if (on_gpu(out) && cuda_ops::add_transposed_product(out, a, b))
+    return;
+#endif
+  out.add_(torch::mm(a.t(), b));
 }
 
 class TiedHeadCrossEntropyFunction
@@ -359,7 +397,7 @@ class TiedHeadCrossEntropyFunction
       if (want_gradient) {
         torch::Tensor d_part = d_features.narrow(0, first, n);
         torch::mm_out(d_part, logits, head);
-        d_weight.add_(torch::mm(logits.t(), part));
+        add_transposed_product(d_weight, logits, part);
       }
     }
     ctx->save_for_backward({d_features, d_weight});
@@ -490,6 +528,12 @@ torch::Tensor embedding_lookup(const torch::Tensor& weight,
   if (path == KernelPath::kFused)
     return EmbeddingFunction::apply(weight, ids);
   return torch::nn::functional::embedding(ids, weight);
+}
+
+torch::Tensor reorder_rows(const torch::Tensor& x,
+                           const torch::Tensor& order,
+                           const torch::Tensor& inverse) {
+  return ReorderRowsFunction::apply(x, order, inverse);
 }
 
 torch::Tensor relu_squared_half(const torch::Tensor& u, KernelPath path) {

@@ -7,7 +7,8 @@
 //   attention_inputs          q, k, v of one layer from its fused projection: RoPE then QK-norm
 //                             on q and k, the gated value embedding added to v
 //   relu_squared_half         0.5 relu(u)^2 of the MLP
-//   embedding_lookup          token and value-embedding tables, with a scatter-add backward
+//   embedding_lookup          token and value-embedding tables, with a sorted-sum backward
+//   reorder_rows              rows of a batch put in another order, with a gather backward
 //   tied_head_cross_entropy   the tied head and the cross-entropy in row chunks, never holding
 //                             the (rows, vocab) logits in fp32 nor all of them at once
 // The fused path keeps fewer tensors for the backward and launches one kernel where the
@@ -96,12 +97,21 @@ AttentionInputs attention_inputs(const torch::Tensor& qkv,
                                  double qk_eps,
                                  KernelPath path);
 
-// weight[ids]: (..., d) for ids (...). The fused backward scatters the gradient rows into the
-// table with one index_add (atomic adds on the GPU, so the order of the sums is not fixed) where
-// the composition sorts the ids first, in a dozen launches.
+// weight[ids]: (..., d) for ids (...). On the GPU, the fused backward sorts the ids and sums each
+// run of equal ids in registers before writing it (kernels::embedding_backward: one atomic add
+// per element for a run, not per gradient row); elsewhere, and for gradients that are not fp32,
+// it adds the gradient rows into a zero table with index_add. The composition sorts the ids
+// first too, in a dozen launches.
 torch::Tensor embedding_lookup(const torch::Tensor& weight,
                                const torch::Tensor& ids,
                                KernelPath path);
+
+// x.index_select(0, order), for `order` a permutation of x's rows and `inverse` its inverse
+// (inverse[order[i]] = i). The backward gathers the gradient's rows back through `inverse`, where
+// index_select's scatters them into zeros with atomic adds; both give the same values.
+torch::Tensor reorder_rows(const torch::Tensor& x,
+                           const torch::Tensor& order,
+                           const torch::Tensor& inverse);
 
 // 0.5 relu(u)^2 in u's dtype.
 torch::Tensor relu_squared_half(const torch::Tensor& u, KernelPath path);

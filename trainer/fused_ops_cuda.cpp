@@ -2,6 +2,7 @@
 #include "trainer/fused_ops_cuda.h"
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -326,6 +327,58 @@ bool muon_update(const std::vector<torch::Tensor>& weights,
                        stream()),
         "muon_update");
   return true;
+}
+
+torch::Tensor embedding_backward(const torch::Tensor& ids, const torch::Tensor& g, int64_t rows) {
+  const auto g_dtype = kernel_dtype(g.scalar_type());
+  if (!g_dtype || !g.is_cuda() || !g.is_contiguous() || g.dim() != 2 || !ids.is_cuda() ||
+      ids.scalar_type() != torch::kLong || ids.dim() != 1 || ids.size(0) != g.size(0) ||
+      ids.get_device() != g.get_device() || g.size(1) > std::numeric_limits<int>::max())
+    return {};
+  // Stable: within a tile, a run of equal ids is summed in the order of g's rows.
+  const auto [sorted_ids, order] = ids.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
+  torch::Tensor d_weight = torch::zeros({rows, g.size(1)}, g.options().dtype(torch::kFloat));
+  check(k::embedding_backward(sorted_ids.data_ptr<int64_t>(),
+                              order.data_ptr<int64_t>(),
+                              ids.size(0),
+                              g.data_ptr(),
+                              *g_dtype,
+                              d_weight.data_ptr<float>(),
+                              rows,
+                              static_cast<int>(g.size(1)),
+                              stream()),
+        "embedding_backward");
+  return d_weight;
+}
+
+bool add_transposed_product(const torch::Tensor& out,
+                            const torch::Tensor& a,
+                            const torch::Tensor& b) {
+  if (!compat::has_gemm_bf16_fp32() || !out.is_cuda() || out.scalar_type() != torch::kFloat ||
+      !is_bf16(a) || !is_bf16(b) || !a.is_cuda() || !b.is_cuda() ||
+      a.get_device() != out.get_device() || b.get_device() != out.get_device() ||
+      !out.is_contiguous() || !a.is_contiguous() || !b.is_contiguous() || a.dim() != 2 ||
+      b.dim() != 2 || out.dim() != 2 || a.size(0) != b.size(0) || out.size(0) != a.size(1) ||
+      out.size(1) != b.size(1))
+    return false;
+  if (a.size(0) == 0 || out.numel() == 0)
+    return true;
+  // cuBLAS is column-major: out (m, k) row-major is out^T (k, m) column-major, and
+  // out^T += b^T a, where b (n, k) row-major is b^T column-major and a (n, m) row-major is a^T.
+  const int64_t n = a.size(0), m = a.size(1), k = b.size(1);
+  return compat::gemm_bf16_fp32('n',
+                                't',
+                                k,
+                                m,
+                                n,
+                                1.0f,
+                                b.data_ptr<at::BFloat16>(),
+                                k,
+                                a.data_ptr<at::BFloat16>(),
+                                m,
+                                1.0f,
+                                out.data_ptr<float>(),
+                                k);
 }
 
 }  // namespace parcae::trainer::cuda_ops

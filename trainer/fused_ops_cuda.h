@@ -90,4 +90,16 @@ bool muon_update(const std::vector<torch::Tensor>& weights,
                  const torch::Tensor& apply,
                  WeightTable& table);
 
+// The gradient of an embedding lookup of a (rows, dim) table by `ids` (n, int64) with output
+// gradient g (n, dim) fp32 or bf16, as a (rows, dim) fp32 table (kernels::embedding_backward).
+// Undefined, having done nothing, where the kernel does not take these tensors.
+torch::Tensor embedding_backward(const torch::Tensor& ids, const torch::Tensor& g, int64_t rows);
+
+// out += a^T b for bf16 a (n, m) and b (n, k) and an fp32 out (m, k), all contiguous CUDA tensors,
+// summed by the product itself in fp32 (no bf16 copy of a^T b to add). Returns false, having done
+// nothing, where this LibTorch has no such product or the tensors do not fit it.
+bool add_transposed_product(const torch::Tensor& out,
+                            const torch::Tensor& a,
+                            const torch::Tensor& b);
+
 }  // namespace parcae::trainer::cuda_ops

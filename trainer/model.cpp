@@ -358,12 +358,12 @@ ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
     no_grad[r] = plan.no_grad[static_cast<size_t>(order[r])];
     graded[r] = plan.graded[static_cast<size_t>(order[r])];
   }
-  torch::Tensor sorted_ids = ids, h = initial_state, restore;
+  torch::Tensor sorted_ids = ids, h = initial_state, restore, forward_order;
   if (reordered) {
     std::vector<int64_t> inverse(order.size());
     for (size_t r = 0; r < order.size(); ++r)
       inverse[static_cast<size_t>(order[r])] = static_cast<int64_t>(r);
-    const torch::Tensor forward_order = compat::to_device(order, ids.device());
+    forward_order = compat::to_device(order, ids.device());
     restore = compat::to_device(inverse, ids.device());
     sorted_ids = ids.index_select(0, forward_order);
     h = initial_state.index_select(0, forward_order);
@@ -454,7 +454,7 @@ ModelFeatures LanguageModelImpl::features(const torch::Tensor& ids,
   h = run_phase(h, graded, max_graded, /*graded_phase=*/true);
   loop_work_.rows += b;
   if (reordered)
-    h = h.index_select(0, restore);
+    h = reorder_rows(h, restore, forward_order);
 
   ResidualStream y{readout(h), torch::Tensor()};
   for (auto& block : coda)

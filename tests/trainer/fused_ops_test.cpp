@@ -16,6 +16,9 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/torch_compat.h"
+#if PARCAE_WITH_CUDA
+#include "trainer/fused_ops_cuda.h"
+#endif
 
 namespace parcae::trainer {
 namespace {
@@ -115,6 +118,26 @@ TEST(FusedOps, EmbeddingLookupScattersItsGradientLikeTheComposition) {
   const auto [aten, aten_grads] = run(KernelPath::kAten);
   EXPECT_EQ(relative_error(fused, aten), 0.0);
   EXPECT_LT(relative_error(fused_grads[0], aten_grads[0]), 1e-15);
+}
+
+TEST(FusedOps, ReorderedRowsGatherTheirGradientBackLikeIndexSelect) {
+  torch::manual_seed(8);
+  const torch::Tensor x = torch::randn({5, 3, 4}, kDouble);
+  const torch::Tensor order = torch::tensor(std::vector<int64_t>{3, 0, 4, 1, 2});
+  const torch::Tensor inverse = torch::empty_like(order);
+  inverse.index_put_({order}, torch::arange(5));
+  const torch::Tensor projection = torch::randn({5, 3, 4}, kDouble);
+  const auto [reordered, reordered_grads] = value_and_gradients(
+      [&](const std::vector<torch::Tensor>& in) { return reorder_rows(in[0], order, inverse); },
+      {x},
+      projection);
+  const auto [selected, selected_grads] = value_and_gradients(
+      [&](const std::vector<torch::Tensor>& in) { return in[0].index_select(0, order); },
+      {x},
+      projection);
+  EXPECT_TRUE(torch::equal(reordered, selected));
+  EXPECT_TRUE(torch::equal(reordered_grads[0], selected_grads[0]));
+  EXPECT_TRUE(torch::equal(reordered_grads[0].index_select(0, order), projection));
 }
 
 void expect_attention_inputs_formulas_match(bool gated) {
@@ -474,6 +497,79 @@ TEST(FusedKernels, MuonUpdateMatchesTheCompositionOnTheGpu) {
       }
     }
   }
+}
+
+// The embedding tables' gradient on the GPU: zero where no id points, elsewhere the sum of the
+// id's gradient rows in fp32 (against a double-precision index_add on the CPU), for fp32 and bf16
+// gradients, with one id repeated over half the rows (a run over hundreds of tiles) and others
+// once or a few times.
+TEST(FusedKernels, EmbeddingGradientSumsTheRowsOfEachIdIntoItsTableRow) {
+  ASSERT_TRUE(torch::cuda::is_available()) << "a CUDA build's tests need a visible GPU";
+  torch::manual_seed(16);
+  const auto options = torch::TensorOptions().device(gpu());
+  for (const int64_t dim : {768, 250}) {
+    const int64_t rows = 4096, n = 20000;
+    torch::Tensor ids = torch::randint(0, rows / 2, {n}, options.dtype(torch::kLong));
+    ids.narrow(0, 0, n / 2).fill_(7);
+    ids = ids.index_select(0, torch::randperm(n, options.dtype(torch::kLong)));
+    for (const torch::Dtype dtype : {torch::kFloat, torch::kBFloat16}) {
+      const torch::Tensor g = torch::randn({n, dim}, options).to(dtype);
+      const torch::Tensor expected =
+          torch::zeros({rows, dim}, kDouble).index_add_(0, ids.cpu(), g.cpu().to(torch::kDouble));
+      const torch::Tensor d_weight = cuda_ops::embedding_backward(ids, g, rows);
+      const std::string label = "dim " + std::to_string(dim) + " " + toString(dtype);
+      ASSERT_TRUE(d_weight.defined()) << label;
+      EXPECT_EQ(d_weight.scalar_type(), torch::kFloat) << label;
+      // The repeated id's row adds hundreds of tiles' partial sums in fp32.
+      EXPECT_LT(relative_error(d_weight.cpu(), expected), 1e-5) << label;
+      // The rows used once or a few times, summed within a tile or two.
+      const torch::Tensor others =
+          torch::ones({rows}, torch::kBool)
+              .index_fill_(0, torch::tensor(std::vector<int64_t>{7}), false);
+      EXPECT_LT(relative_error(d_weight.cpu().index({others}), expected.index({others})), 1e-6)
+          << label;
+      EXPECT_EQ(d_weight.narrow(0, rows / 2, rows / 2).abs().max().item<float>(), 0.0f) << label;
+    }
+  }
+  // Through the lookup: the fused path's table gradient against the composition's.
+  const torch::Tensor table = torch::randn({1000, 64}, options);
+  const torch::Tensor ids = torch::randint(0, 1000, {8, 300}, options.dtype(torch::kLong));
+  const torch::Tensor projection = torch::randn({8, 300, 64}, options);
+  auto run = [&](KernelPath path) {
+    return value_and_gradients(
+        [&](const std::vector<torch::Tensor>& in) { return embedding_lookup(in[0], ids, path); },
+        {table},
+        projection);
+  };
+  const auto [fused, fused_grads] = run(KernelPath::kFused);
+  const auto [aten, aten_grads] = run(KernelPath::kAten);
+  EXPECT_TRUE(torch::equal(fused, aten));
+  EXPECT_LT(relative_error(fused_grads[0], aten_grads[0]), 1e-6);
+}
+
+// out += a^T b with bf16 a and b summed into an fp32 out by the product: against the same sum in
+// double precision, at the tied head's shapes (a chunk of logits and of features).
+TEST(FusedKernels, TransposedProductAddsIntoFp32) {
+  ASSERT_TRUE(torch::cuda::is_available()) << "a CUDA build's tests need a visible GPU";
+  if (!compat::has_gemm_bf16_fp32())
+    GTEST_SKIP() << "this LibTorch has no bf16 x bf16 -> fp32 product; the head adds in bf16";
+  torch::manual_seed(17);
+  const auto options = torch::TensorOptions().device(gpu());
+  const torch::Tensor a = torch::randn({1024, 3000}, options).to(torch::kBFloat16);
+  const torch::Tensor b = torch::randn({1024, 96}, options).to(torch::kBFloat16);
+  const torch::Tensor start = torch::randn({3000, 96}, options);
+  torch::Tensor out = start.clone();
+  ASSERT_TRUE(cuda_ops::add_transposed_product(out, a, b));
+  const torch::Tensor expected =
+      start.cpu().to(torch::kDouble) +
+      torch::mm(a.cpu().to(torch::kDouble).t(), b.cpu().to(torch::kDouble));
+  EXPECT_LT(relative_error(out.cpu(), expected), 1e-5);
+  // Twice: the second product adds onto the first.
+  ASSERT_TRUE(cuda_ops::add_transposed_product(out, a, b));
+  const torch::Tensor twice =
+      start.cpu().to(torch::kDouble) +
+      2.0 * torch::mm(a.cpu().to(torch::kDouble).t(), b.cpu().to(torch::kDouble));
+  EXPECT_LT(relative_error(out.cpu(), twice), 1e-5);
 }
 
 #endif

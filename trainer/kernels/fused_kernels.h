@@ -1,8 +1,8 @@
 // Launchers of the trainer's fused CUDA kernels: RMSNorm, the attention inputs (RoPE and QK-norm
 // of q and k, the gated value embedding added to v), ReLU^2, softmax cross-entropy with its
-// gradient written over the logits, and Muon's weight update. Each replaces a chain of ATen
-// element-wise kernels of trainer/fused_ops.cpp's reference path by one pass over memory, with the
-// same arithmetic in fp32 and the same roundings to bf16.
+// gradient written over the logits, Muon's weight update and the embedding tables' gradient. Each
+// replaces a chain of ATen element-wise kernels of trainer/fused_ops.cpp's reference path by one
+// pass over memory, with the same arithmetic in fp32 and the same roundings to bf16.
 //
 // Plain pointers and sizes only, so that the .cu files build with nvcc alone and the LibTorch
 // glue (fused_ops_cuda.cpp) owns allocation, shapes and checks. Tensors are row-major and
@@ -142,5 +142,20 @@ cudaError_t muon_update(float* const* weights,
                         const float* apply,
                         int multiprocessors,
                         cudaStream_t stream);
+
+// The gradient of an embedding lookup, added into d_weight (rows, dim) fp32, zero on entry: row r
+// receives the sum of the rows of g (n, dim, fp32 or bf16) whose id is r. sorted_ids (n) holds the
+// ids in ascending order and order (n) the row of g each came from. Runs of one id are summed in
+// registers over tiles of sorted positions; a run that spans tiles adds its partial sums
+// atomically, so, as with index_add_, its last bits may differ between runs.
+cudaError_t embedding_backward(const int64_t* sorted_ids,
+                               const int64_t* order,
+                               int64_t n,
+                               const void* g,
+                               Dtype g_dtype,
+                               float* d_weight,
+                               int64_t rows,
+                               int dim,
+                               cudaStream_t stream);
 
 }  // namespace parcae::trainer::kernels
