@@ -354,18 +354,6 @@ void softmax_cross_entropy(torch::Tensor& logits,
   }
 }
 
-// out += a^T b, out fp32: summed by the product in fp32 where cuBLAS can (bf16 a and b on the
-// GPU), else through a product in a's dtype and an add.
-void add_transposed_product(const torch::Tensor& out,
-                            const torch::Tensor& a,
-                            const torch::Tensor& b) {
-#if PARCAE_WITH_CUDA
-  if (on_gpu(out) && cuda_ops::add_transposed_product(out, a, b))
-    return;
-#endif
-  out.add_(torch::mm(a.t(), b));
-}
-
 class TiedHeadCrossEntropyFunction
     : public torch::autograd::Function<TiedHeadCrossEntropyFunction> {
  public:
@@ -397,7 +385,7 @@ class TiedHeadCrossEntropyFunction
       if (want_gradient) {
         torch::Tensor d_part = d_features.narrow(0, first, n);
         torch::mm_out(d_part, logits, head);
-        add_transposed_product(d_weight, logits, part);
+        d_weight.add_(torch::mm(logits.t(), part));
       }
     }
     ctx->save_for_backward({d_features, d_weight});

@@ -351,34 +351,4 @@ torch::Tensor embedding_backward(const torch::Tensor& ids, const torch::Tensor& 
   return d_weight;
 }
 
-bool add_transposed_product(const torch::Tensor& out,
-                            const torch::Tensor& a,
-                            const torch::Tensor& b) {
-  if (!compat::has_gemm_bf16_fp32() || !out.is_cuda() || out.scalar_type() != torch::kFloat ||
-      !is_bf16(a) || !is_bf16(b) || !a.is_cuda() || !b.is_cuda() ||
-      a.get_device() != out.get_device() || b.get_device() != out.get_device() ||
-      !out.is_contiguous() || !a.is_contiguous() || !b.is_contiguous() || a.dim() != 2 ||
-      b.dim() != 2 || out.dim() != 2 || a.size(0) != b.size(0) || out.size(0) != a.size(1) ||
-      out.size(1) != b.size(1))
-    return false;
-  if (a.size(0) == 0 || out.numel() == 0)
-    return true;
-  // cuBLAS is column-major: out (m, k) row-major is out^T (k, m) column-major, and
-  // out^T += b^T a, where b (n, k) row-major is b^T column-major and a (n, m) row-major is a^T.
-  const int64_t n = a.size(0), m = a.size(1), k = b.size(1);
-  return compat::gemm_bf16_fp32('n',
-                                't',
-                                k,
-                                m,
-                                n,
-                                1.0f,
-                                b.data_ptr<at::BFloat16>(),
-                                k,
-                                a.data_ptr<at::BFloat16>(),
-                                m,
-                                1.0f,
-                                out.data_ptr<float>(),
-                                k);
-}
-
 }  // namespace parcae::trainer::cuda_ops

@@ -95,11 +95,4 @@ bool muon_update(const std::vector<torch::Tensor>& weights,
 // Undefined, having done nothing, where the kernel does not take these tensors.
 torch::Tensor embedding_backward(const torch::Tensor& ids, const torch::Tensor& g, int64_t rows);
 
-// out += a^T b for bf16 a (n, m) and b (n, k) and an fp32 out (m, k), all contiguous CUDA tensors,
-// summed by the product itself in fp32 (no bf16 copy of a^T b to add). Returns false, having done
-// nothing, where this LibTorch has no such product or the tensors do not fit it.
-bool add_transposed_product(const torch::Tensor& out,
-                            const torch::Tensor& a,
-                            const torch::Tensor& b);
-
 }  // namespace parcae::trainer::cuda_ops

@@ -46,10 +46,6 @@
   (TORCH_VERSION_MAJOR > (major) ||         \
    (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
-#if PARCAE_WITH_CUDA && PARCAE_TORCH_AT_LEAST(2, 9)
-#include <ATen/cuda/CUDABlas.h>
-#endif
-
 #if PARCAE_TORCH_AT_LEAST(2, 0)
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #else
@@ -403,43 +399,6 @@ inline void foreach_mul_(const std::vector<torch::Tensor>& tensors, const torch:
 #else
   for (const torch::Tensor& t : tensors)
     t.mul_(factor);
-#endif
-}
-
-// Whether gemm_bf16_fp32() has a product to call: cuBLAS's bf16 x bf16 -> fp32 GEMM through
-// ATen (LibTorch 2.9 and later, CUDA builds).
-constexpr bool has_gemm_bf16_fp32() {
-#if PARCAE_TORCH_AT_LEAST(2, 9) && PARCAE_WITH_CUDA
-  return true;
-#else
-  return false;
-#endif
-}
-
-// c = alpha op(a) op(b) + beta c, column-major as BLAS has it, for bf16 a and b and an fp32 c,
-// summed in fp32 on the current CUDA stream. Returns false, having done nothing, where
-// has_gemm_bf16_fp32() is false.
-inline bool gemm_bf16_fp32(char transa,
-                           char transb,
-                           int64_t m,
-                           int64_t n,
-                           int64_t k,
-                           float alpha,
-                           const at::BFloat16* a,
-                           int64_t lda,
-                           const at::BFloat16* b,
-                           int64_t ldb,
-                           float beta,
-                           float* c,
-                           int64_t ldc) {
-#if PARCAE_TORCH_AT_LEAST(2, 9) && PARCAE_WITH_CUDA
-  at::cuda::blas::gemm<at::BFloat16, float>(
-      transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  return true;
-#else
-  (void)transa, (void)transb, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda;
-  (void)b, (void)ldb, (void)beta, (void)c, (void)ldc;
-  return false;
 #endif
 }
 

@@ -547,31 +547,6 @@ TEST(FusedKernels, EmbeddingGradientSumsTheRowsOfEachIdIntoItsTableRow) {
   EXPECT_LT(relative_error(fused_grads[0], aten_grads[0]), 1e-6);
 }
 
-// out += a^T b with bf16 a and b summed into an fp32 out by the product: against the same sum in
-// double precision, at the tied head's shapes (a chunk of logits and of features).
-TEST(FusedKernels, TransposedProductAddsIntoFp32) {
-  ASSERT_TRUE(torch::cuda::is_available()) << "a CUDA build's tests need a visible GPU";
-  if (!compat::has_gemm_bf16_fp32())
-    GTEST_SKIP() << "this LibTorch has no bf16 x bf16 -> fp32 product; the head adds in bf16";
-  torch::manual_seed(17);
-  const auto options = torch::TensorOptions().device(gpu());
-  const torch::Tensor a = torch::randn({1024, 3000}, options).to(torch::kBFloat16);
-  const torch::Tensor b = torch::randn({1024, 96}, options).to(torch::kBFloat16);
-  const torch::Tensor start = torch::randn({3000, 96}, options);
-  torch::Tensor out = start.clone();
-  ASSERT_TRUE(cuda_ops::add_transposed_product(out, a, b));
-  const torch::Tensor expected =
-      start.cpu().to(torch::kDouble) +
-      torch::mm(a.cpu().to(torch::kDouble).t(), b.cpu().to(torch::kDouble));
-  EXPECT_LT(relative_error(out.cpu(), expected), 1e-5);
-  // Twice: the second product adds onto the first.
-  ASSERT_TRUE(cuda_ops::add_transposed_product(out, a, b));
-  const torch::Tensor twice =
-      start.cpu().to(torch::kDouble) +
-      2.0 * torch::mm(a.cpu().to(torch::kDouble).t(), b.cpu().to(torch::kDouble));
-  EXPECT_LT(relative_error(out.cpu(), twice), 1e-5);
-}
-
 #endif
 
 }  // namespace
