@@ -269,6 +269,9 @@ struct LiveFit {
   std::vector<std::string> job_ids;  // the runs it rests on, sorted
   // Per budget: id, status, x* and whether it entered ("1e12 ok x*=3.1", for the text view).
   std::vector<std::string> minima;
+  // Why the fit is not usable yet (fitting::Fit::usability_problems: too many failed bootstrap
+  // replicates, ...), as `fit isoflop` lists them after "usable: no"; empty when it is.
+  std::vector<std::string> problems;
 };
 
 // Fits the isoFLOP law to `runs` along `x` ("" = swept_variable(runs)) with a bootstrap of

@@ -12,6 +12,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "analysis/analysis.h"
 #include "sweeps/error.h"
@@ -123,6 +124,7 @@ LiveFit live_fit(const SweepRuns& runs, const std::string& x, int bootstrap) {
                     std::isfinite(b.x_star) ? fmt::format(" x*={:.3g}", b.x_star) : std::string(),
                     b.used ? "" : " (not used)"));
   }
+  out.problems = fit.usability_problems();
   const fitting::Coefficient a = exponent_of(fit);
   out.exponent = a.value;
   out.exponent_ci_low = a.ci_low;
@@ -148,6 +150,7 @@ nlohmann::ordered_json to_json(const LiveFit& fit) {
           {"runs", fit.runs},
           {"budgets", fit.budgets},
           {"minima", fit.minima},
+          {"problems", fit.problems},
           {"job_ids", fit.job_ids}};
 }
 
@@ -171,6 +174,10 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
   const SweepFit sweep_fit = fit_sweep(runs, "mu_rec", input.bootstrap);
   const fitting::IsoflopFit* fit = sweep_fit.fit ? &*sweep_fit.fit : nullptr;
   const bool law_known = fit != nullptr && interval_known(*fit);
+  // A law with an interval can still be one `fit isoflop` calls unusable (too many bootstrap
+  // replicates without a minimum): refinement does not stop on it.
+  const std::vector<std::string> problems =
+      fit != nullptr ? fit->usability_problems() : std::vector<std::string>{};
   if (fit != nullptr) {
     const fitting::Coefficient a = exponent_of(*fit);
     round.exponent = a.value;
@@ -241,7 +248,7 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
   }
 
   const bool bracketed = round.additions.empty() && pinned.empty();
-  if (bracketed && law_known && width <= settings.exponent_ci_width) {
+  if (bracketed && law_known && width <= settings.exponent_ci_width && problems.empty()) {
     round.action = "stop";
     round.reason = fmt::format("converged: {} <= {}; every budget's minimum is bracketed",
                                law_text,
@@ -341,6 +348,12 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
       }
     }
     why = fmt::format("every minimum bracketed but {} > {}", law_text, settings.exponent_ci_width);
+    if (law_known && width <= settings.exponent_ci_width) {
+      why = fmt::format("every minimum bracketed and {} <= {}, but the fit is not usable yet: {}",
+                        law_text,
+                        settings.exponent_ci_width,
+                        fmt::join(problems, "; "));
+    }
     if (!law_known)
       why = "every minimum bracketed but " + law_text;
   }

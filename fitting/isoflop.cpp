@@ -105,7 +105,15 @@ double tokens_at(const IsoflopOptions& options, double budget_flops, double x_st
   if (!options.flops_per_token) {
     return kNotComputed;
   }
+  // A parabola that barely opens upwards (often so in a bootstrap replicate of a flat, noisy
+  // budget) puts its vertex out at infinity, or where no finite step costs it: no D* there.
+  if (!std::isfinite(x_star)) {
+    return kNotComputed;
+  }
   const double flops = options.flops_per_token(x_star);
+  if (std::isinf(flops) && flops > 0.0) {
+    return kNotComputed;
+  }
   if (!(flops > 0.0) || !std::isfinite(flops)) {
     throw InputError("options.flops_per_token(" + detail::format_number(x_star) + ")",
                      flops,

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "analysis/analysis.h"
@@ -291,6 +292,8 @@ void print_status(const orchestrator::SweepStatus& status, const StatusView& vie
           interval_text(fit.exponent, fit.exponent_ci_low, fit.exponent_ci_high),
           fit.runs,
           fit.budgets);
+      if (!fit.problems.empty())
+        std::cout << fmt::format("  fit not usable yet: {}\n", fmt::join(fit.problems, "; "));
     } else {
       std::cout << fmt::format("  fit: {} ~ C^a waiting: {}\n", symbol, fit.message);
     }

@@ -260,6 +260,27 @@ TEST(IsoflopErrors, AParabolaOpeningDownwardsIsNoMinimum) {
   EXPECT_EQ(fit.status, FitStatus::kOk);
 }
 
+// Losses falling in ln mu with a curvature just above rounding: the parabola opens upwards, but
+// its vertex lies at exp(2.5e7), which is infinite in double. That budget is an extrapolated
+// minimum without D*, and the fit and its bootstrap go on (they used to throw from D*).
+TEST(IsoflopErrors, AVertexAtInfinityHasNoTokensAndTheFitGoesOn) {
+  std::vector<IsoflopRun> runs = three_good_budgets();
+  for (int mu = 2; mu <= 12; mu += 2) {
+    const double u = std::log(mu);
+    runs.push_back({"far", 5e18, static_cast<double>(mu), 3.0 - 0.05 * u + 1e-9 * u * u});
+  }
+  IsoflopFit fit;
+  ASSERT_NO_THROW(fit = fit_isoflop(runs, parcae_options(200)));
+  const BudgetMinimum& far = fit.budgets[3];  // sorted by C: 1, 2, 4, 5 (e18)
+  ASSERT_EQ(far.budget_id, "far");
+  EXPECT_GT(far.c2, 0.0);
+  EXPECT_FALSE(std::isfinite(far.x_star));
+  EXPECT_EQ(far.status, FitStatus::kExtrapolated);
+  EXPECT_FALSE(std::isfinite(far.tokens_star));
+  EXPECT_FALSE(far.used);
+  EXPECT_EQ(fit.status, FitStatus::kOk);
+}
+
 TEST(IsoflopErrors, EqualLossesAreNoMinimumNotARandomVertex) {
   std::vector<IsoflopRun> runs = three_good_budgets();
   for (int mu = 2; mu <= 12; mu += 2) {

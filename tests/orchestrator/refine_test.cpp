@@ -107,6 +107,8 @@ TEST(Refine, RecoversTheExponentBracketsEveryMinimumAndSpendsLessThanADenseGrid)
   // The law's exponent lies inside the live fit's 95% interval, which is at most 0.05 wide.
   const nlohmann::json& fit = status["fit"];
   ASSERT_EQ(fit["status"], "ok") << fit.dump();
+  ASSERT_TRUE(fit["problems"].is_array()) << fit.dump();
+  EXPECT_TRUE(fit["problems"].empty()) << fit.dump();
   const double low = fit["exponent_ci"][0], high = fit["exponent_ci"][1];
   EXPECT_LE(low, kTrueExponent);
   EXPECT_GE(high, kTrueExponent);
@@ -333,6 +335,31 @@ TEST(Refine, SweepWithoutARefineBlockIsRefusedBySweepRefine) {
   const auto refused = run_cli({"--db", db, "sweep", "refine", "p", "--dry-run"});
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_THAT(refused.err, HasSubstr("refine = (missing)"));
+}
+
+// A noisy, shallow law: after round 1 every minimum is bracketed and a's interval is well inside
+// a loose `until`, but 15% of the bootstrap replicates find no minimum, so `fit isoflop` calls the
+// fit unusable. Refinement adds cells instead of stopping as converged, and status says why.
+TEST(Refine, AFitThatIsNotUsableDoesNotConverge) {
+  const ScratchDir dir;
+  const std::string db = dir.file("noisy.sqlite");
+  nlohmann::json sweep = nlohmann::json::parse(
+      test_support::read_text(write_refining_sweep(dir.path(), "noisy", {1, 2, 3, 4, 6, 8}, 2)));
+  sweep["refine"]["until"]["exponent_ci_width"] = 100;
+  test_support::write_text(dir.file("noisy.json"), sweep.dump());
+  const std::map<std::string, std::string> noisy = {
+      {"PARCAE_SIM_LAW",
+       R"({"a": 0.5, "mu_ref": 2, "c_ref": 1e12, "curvature": 0.01, "noise": 0.004})"}};
+  const auto run = run_cli(run_args(db, dir.file("noisy.json")), noisy);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const nlohmann::json status = status_json(db, "noisy");
+  ASSERT_GE(status["rounds"].size(), 2u) << status["rounds"].dump();
+  const nlohmann::json& second = status["rounds"][1];
+  EXPECT_EQ(second["action"], "refine") << second.dump();
+  EXPECT_THAT(second["reason"].get<std::string>(), HasSubstr("but the fit is not usable yet"))
+      << second.dump();
+  EXPECT_THAT(second["reason"].get<std::string>(), HasSubstr("bootstrap replicates failed"));
+  EXPECT_GT(second["cells"].get<int>(), 0) << second.dump();
 }
 
 TEST(Refine, StatusShowsTheLiveFitOfASweepWithoutRefinement) {
