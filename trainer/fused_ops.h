@@ -98,10 +98,10 @@ AttentionInputs attention_inputs(const torch::Tensor& qkv,
                                  KernelPath path);
 
 // weight[ids]: (..., d) for ids (...). On the GPU, the fused backward sorts the ids and sums each
-// run of equal ids in registers before writing it (kernels::embedding_backward: one atomic add
-// per element for a run, not per gradient row); elsewhere, and for gradients that are not fp32,
-// it adds the gradient rows into a zero table with index_add. The composition sorts the ids
-// first too, in a dozen launches.
+// run of equal ids in registers before writing it (kernels::embedding_backward: a store for a run
+// within a tile of sorted positions, atomic adds only where a run crosses tiles); elsewhere, and
+// for gradients that are not fp32, it adds the gradient rows into a zero table with index_add.
+// The composition sorts the ids first too, in a dozen launches.
 torch::Tensor embedding_lookup(const torch::Tensor& weight,
                                const torch::Tensor& ids,
                                KernelPath path);
