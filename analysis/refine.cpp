@@ -347,15 +347,17 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
         }
       }
     }
-    why = fmt::format("every minimum bracketed but {} > {}", law_text, settings.exponent_ci_width);
-    if (law_known && width <= settings.exponent_ci_width) {
+    if (!law_known) {
+      why = "every minimum bracketed but " + law_text;
+    } else if (width > settings.exponent_ci_width) {
+      why =
+          fmt::format("every minimum bracketed but {} > {}", law_text, settings.exponent_ci_width);
+    } else {
       why = fmt::format("every minimum bracketed and {} <= {}, but the fit is not usable yet: {}",
                         law_text,
                         settings.exponent_ci_width,
                         fmt::join(problems, "; "));
     }
-    if (!law_known)
-      why = "every minimum bracketed but " + law_text;
   }
   if (round.additions.empty()) {
     round.action = "stop";

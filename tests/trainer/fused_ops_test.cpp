@@ -102,20 +102,26 @@ TEST(FusedOps, ResidualSumAndNormFormulasMatchAutogradOfTheComposition) {
     EXPECT_LT(relative_error(fused_grads[i], aten_grads[i]), 1e-12) << "input " << i;
 }
 
+// embedding_lookup of `table` by `ids` on `path`: its value and the table's gradient.
+std::pair<torch::Tensor, std::vector<torch::Tensor>> lookup_and_gradient(
+    const torch::Tensor& table,
+    const torch::Tensor& ids,
+    const torch::Tensor& projection,
+    KernelPath path) {
+  return value_and_gradients(
+      [&](const std::vector<torch::Tensor>& in) { return embedding_lookup(in[0], ids, path); },
+      {table},
+      projection);
+}
+
 TEST(FusedOps, EmbeddingLookupScattersItsGradientLikeTheComposition) {
   torch::manual_seed(7);
   const torch::Tensor table = torch::randn({50, 12}, kDouble);
   // Repeated ids, so that rows of the gradient add up.
   const torch::Tensor ids = torch::randint(0, 10, {4, 9}, torch::kLong);
   const torch::Tensor projection = torch::randn({4, 9, 12}, kDouble);
-  auto run = [&](KernelPath path) {
-    return value_and_gradients(
-        [&](const std::vector<torch::Tensor>& in) { return embedding_lookup(in[0], ids, path); },
-        {table},
-        projection);
-  };
-  const auto [fused, fused_grads] = run(KernelPath::kFused);
-  const auto [aten, aten_grads] = run(KernelPath::kAten);
+  const auto [fused, fused_grads] = lookup_and_gradient(table, ids, projection, KernelPath::kFused);
+  const auto [aten, aten_grads] = lookup_and_gradient(table, ids, projection, KernelPath::kAten);
   EXPECT_EQ(relative_error(fused, aten), 0.0);
   EXPECT_LT(relative_error(fused_grads[0], aten_grads[0]), 1e-15);
 }
@@ -535,14 +541,8 @@ TEST(FusedKernels, EmbeddingGradientSumsTheRowsOfEachIdIntoItsTableRow) {
   const torch::Tensor table = torch::randn({1000, 64}, options);
   const torch::Tensor ids = torch::randint(0, 1000, {8, 300}, options.dtype(torch::kLong));
   const torch::Tensor projection = torch::randn({8, 300, 64}, options);
-  auto run = [&](KernelPath path) {
-    return value_and_gradients(
-        [&](const std::vector<torch::Tensor>& in) { return embedding_lookup(in[0], ids, path); },
-        {table},
-        projection);
-  };
-  const auto [fused, fused_grads] = run(KernelPath::kFused);
-  const auto [aten, aten_grads] = run(KernelPath::kAten);
+  const auto [fused, fused_grads] = lookup_and_gradient(table, ids, projection, KernelPath::kFused);
+  const auto [aten, aten_grads] = lookup_and_gradient(table, ids, projection, KernelPath::kAten);
   EXPECT_TRUE(torch::equal(fused, aten));
   EXPECT_LT(relative_error(fused_grads[0], aten_grads[0]), 1e-6);
 }
