@@ -135,6 +135,7 @@ bool prepare_sweep_data(const sweeps::SweepSpec& spec, const PreparationNotice& 
   sweeps::TextPreparation options;
   options.val_fraction = prepare.val_fraction;
   options.documents = prepare.documents;
+  options.held_out = prepare.held_out;
   const sweeps::PreparedShards written =
       sweeps::prepare_text_shards(texts, shards.string(), options, *tokenizer);
   // Existing files in `out` (a README, other shards) are kept; the new files move in one by one,

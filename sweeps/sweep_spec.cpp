@@ -205,6 +205,7 @@ void read_preparation(const nlohmann::json& value, Problems& problems, DataPrepa
                    "out",
                    "val_fraction",
                    "documents",
+                   "held_out",
                    "tokenizer",
                    "vocab_size",
                    "tokenizer_model"},
@@ -221,6 +222,11 @@ void read_preparation(const nlohmann::json& value, Problems& problems, DataPrepa
     std::string documents = to_string(prepare.documents);
     detail::read_field(value, "documents", at, documents);
     prepare.documents = document_split_from_string(documents, at.file, at.field("documents"));
+  });
+  problems.guard([&] {
+    std::string held_out = to_string(prepare.held_out);
+    detail::read_field(value, "held_out", at, held_out);
+    prepare.held_out = held_out_from_string(held_out, at.file, at.field("held_out"));
   });
   problems.guard([&] { detail::read_field(value, "tokenizer", at, prepare.tokenizer.kind); });
   problems.guard(

@@ -101,8 +101,9 @@ struct DataPreparation {
   std::vector<std::string> text_files;  // as written; relative to the data folder
   std::vector<std::string> command;     // argv, e.g. ["bible", "-f", "Gen1:1-Rev22:21"]
   std::string out;                      // folder of the shards, relative to the data folder
-  double val_fraction = 0.1;            // held-out tail, whole documents
+  double val_fraction = 0.1;            // held out, whole documents
   DocumentSplit documents = DocumentSplit::kFile;  // "file", "line" or "paragraph"
+  HeldOut held_out = HeldOut::kTail;               // "tail" or "sample" (token_shards.h)
   // "tokenizer", "vocab_size", "tokenizer_model" (relative to the data folder) in the file.
   TokenizerOptions tokenizer;
   bool empty() const { return text_files.empty() && command.empty(); }

@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <numeric>
+#include <random>
 #include <utility>
 
 #include "sweeps/atomic_file.h"
@@ -34,16 +36,14 @@ std::string shard_name(const std::string& split, size_t index) {
   return name;
 }
 
-// Writes tokens[first, last) as shards of at most shard_tokens tokens.
+// Writes `tokens` as shards of at most shard_tokens tokens.
 std::vector<std::string> write_split(const std::vector<uint16_t>& tokens,
-                                     size_t first,
-                                     size_t last,
                                      int64_t shard_tokens,
                                      const std::filesystem::path& out_dir,
                                      const std::string& split) {
   std::vector<std::string> paths;
-  for (size_t begin = first; begin < last; begin += static_cast<size_t>(shard_tokens)) {
-    const size_t end = std::min(last, begin + static_cast<size_t>(shard_tokens));
+  for (size_t begin = 0; begin < tokens.size(); begin += static_cast<size_t>(shard_tokens)) {
+    const size_t end = std::min(tokens.size(), begin + static_cast<size_t>(shard_tokens));
     const std::vector<uint16_t> shard(tokens.begin() + static_cast<std::ptrdiff_t>(begin),
                                       tokens.begin() + static_cast<std::ptrdiff_t>(end));
     const std::string path = (out_dir / shard_name(split, paths.size())).string();
@@ -241,6 +241,20 @@ DocumentSplit document_split_from_string(const std::string& text,
   throw InputError(file, field, "\"" + text + "\"", "expected \"file\", \"line\" or \"paragraph\"");
 }
 
+std::string to_string(HeldOut held_out) {
+  return held_out == HeldOut::kSample ? "sample" : "tail";
+}
+
+HeldOut held_out_from_string(const std::string& text,
+                             const std::string& file,
+                             const std::string& field) {
+  for (const HeldOut held_out : {HeldOut::kTail, HeldOut::kSample}) {
+    if (text == to_string(held_out))
+      return held_out;
+  }
+  throw InputError(file, field, "\"" + text + "\"", "expected \"tail\" or \"sample\"");
+}
+
 std::vector<std::string> split_documents(const std::string& text, DocumentSplit split) {
   std::vector<std::string> documents;
   auto add = [&](std::string document) {
@@ -320,17 +334,33 @@ PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
   const auto total = static_cast<int64_t>(tokens.size());
   const auto wanted_val =
       static_cast<int64_t>(std::llround(val_fraction * static_cast<double>(total)));
-  // The first held-out document: the latest one whose tail holds wanted_val tokens.
-  size_t split_document = document_starts.empty() ? 0 : document_starts.size() - 1;
-  while (split_document > 0 &&
-         total - static_cast<int64_t>(document_starts[split_document]) < wanted_val) {
-    --split_document;
+  const size_t n_documents = document_starts.size();
+  const auto document_tokens = [&](size_t d) {
+    const size_t end = d + 1 < n_documents ? document_starts[d + 1] : tokens.size();
+    return static_cast<int64_t>(end - document_starts[d]);
+  };
+  // The order documents are held out in: from the last backwards, or a permutation drawn with
+  // mt19937_64 (its output is fixed by the standard, unlike std::shuffle's use of it).
+  std::vector<size_t> order(n_documents);
+  std::iota(order.rbegin(), order.rend(), size_t{0});
+  if (options.held_out == HeldOut::kSample) {
+    std::mt19937_64 rng(0x9e3779b97f4a7c15ULL);
+    for (size_t i = n_documents; i > 1; --i)
+      std::swap(order[i - 1], order[static_cast<size_t>(rng() % i)]);
   }
-  if (document_starts.size() < 2 || split_document == 0 || wanted_val < 1) {
+  std::vector<bool> is_val(n_documents, false);
+  int64_t val_tokens = 0;
+  size_t val_documents = 0;
+  for (size_t i = 0; i < n_documents && val_tokens < wanted_val; ++i) {
+    is_val[order[i]] = true;
+    val_tokens += document_tokens(order[i]);
+    ++val_documents;
+  }
+  if (n_documents < 2 || val_documents == n_documents || wanted_val < 1) {
     throw InputError(
         text_files.front(),
         "",
-        std::to_string(document_starts.size()) + " documents, " + std::to_string(total) + " tokens",
+        std::to_string(n_documents) + " documents, " + std::to_string(total) + " tokens",
         "too little text to hold out " + std::to_string(val_fraction) +
             " of it in whole documents and keep both splits non-empty",
         "give more text, or cut it into more documents (--documents line)");
@@ -343,20 +373,29 @@ PreparedShards prepare_text_shards(const std::vector<std::string>& text_files,
   // Shards a killed run of this left half written.
   remove_temporaries(out.string());
 
+  std::vector<uint16_t> train_stream;
+  std::vector<uint16_t> val_stream;
+  train_stream.reserve(static_cast<size_t>(total - val_tokens));
+  val_stream.reserve(static_cast<size_t>(val_tokens));
+  for (size_t d = 0; d < n_documents; ++d) {
+    auto& stream = is_val[d] ? val_stream : train_stream;
+    const auto begin = tokens.begin() + static_cast<std::ptrdiff_t>(document_starts[d]);
+    stream.insert(stream.end(), begin, begin + static_cast<std::ptrdiff_t>(document_tokens(d)));
+  }
   PreparedShards prepared;
-  const size_t split = document_starts[split_document];
-  prepared.train_shards = write_split(tokens, 0, split, options.shard_tokens, out, "train");
-  prepared.val_shards = write_split(tokens, split, tokens.size(), options.shard_tokens, out, "val");
-  prepared.train_tokens = static_cast<int64_t>(split);
-  prepared.val_tokens = total - static_cast<int64_t>(split);
-  prepared.train_documents = static_cast<int64_t>(split_document);
-  prepared.val_documents = static_cast<int64_t>(document_starts.size() - split_document);
+  prepared.train_shards = write_split(train_stream, options.shard_tokens, out, "train");
+  prepared.val_shards = write_split(val_stream, options.shard_tokens, out, "val");
+  prepared.train_tokens = static_cast<int64_t>(train_stream.size());
+  prepared.val_tokens = static_cast<int64_t>(val_stream.size());
+  prepared.train_documents = static_cast<int64_t>(n_documents - val_documents);
+  prepared.val_documents = static_cast<int64_t>(val_documents);
   prepared.bos_token = tokenizer.bos_token();
   prepared.vocab_size = tokenizer.vocab_size();
   nlohmann::json info = {{"tokenizer", tokenizer.name()},
                          {"vocab_size", tokenizer.vocab_size()},
                          {"bos_token", tokenizer.bos_token()},
                          {"documents", to_string(options.documents)},
+                         {"held_out", to_string(options.held_out)},
                          {"train_tokens", prepared.train_tokens},
                          {"val_tokens", prepared.val_tokens},
                          {"train_documents", prepared.train_documents},

@@ -111,6 +111,18 @@ DocumentSplit document_split_from_string(const std::string& text,
                                          const std::string& field);
 std::vector<std::string> split_documents(const std::string& text, DocumentSplit split);
 
+// Which documents are held out for validation. The tail (the last documents) suits text whose
+// order carries no meaning, or a split in time; text written in order (one book, a corpus sorted
+// by source) puts a different distribution in its tail, so its validation loss measures a shift
+// and not the training distribution. "sample" holds out documents drawn across the whole text by
+// a fixed permutation, the same on every machine.
+enum class HeldOut { kTail, kSample };
+std::string to_string(HeldOut held_out);
+// "tail" or "sample"; InputError naming `file` and `field` otherwise.
+HeldOut held_out_from_string(const std::string& text,
+                             const std::string& file,
+                             const std::string& field);
+
 // The file beside the shards that says how they were made: {"tokenizer", "vocab_size",
 // "bos_token", "documents", ...the tokenizer's own fields}. Written last, so a folder that has it
 // holds every shard.
@@ -125,9 +137,10 @@ struct TokenizerOptions {
 };
 
 struct TextPreparation {
-  double val_fraction = 0.1;  // held-out tail, in tokens, rounded to whole documents
+  double val_fraction = 0.1;  // held out, in tokens, rounded to whole documents
   int64_t shard_tokens = 100000000;
   DocumentSplit documents = DocumentSplit::kFile;
+  HeldOut held_out = HeldOut::kTail;
 };
 
 // What prepare_text_shards wrote: absolute shard paths in order, and token counts.
@@ -147,8 +160,9 @@ struct PreparedShards {
 // bos_token followed by tokenizer.encode(text), and writes the token stream as
 // `out_dir/train_NNNNNN.bin` and `out_dir/val_NNNNNN.bin` of at most `shard_tokens` tokens each
 // (a document may go on in the next shard, as in llm.c's shards), then the tokenizer's files and
-// tokenizer.json. The held-out split is the last documents, the fewest whose tokens reach
-// round(val_fraction * total), so no document is in both splits.
+// tokenizer.json. The held-out split is the fewest documents whose tokens reach
+// round(val_fraction * total), taken from the end (HeldOut::kTail) or in the order of a fixed
+// permutation (kSample), so no document is in both splits; each split keeps the text's order.
 // Throws InputError when a file cannot be read, when there is no text, when a document encodes
 // to the BOS id (the byte 0x02 in byte-level text), when val_fraction is not in (0, 1), when
 // shard_tokens is not in [1, kShardMaxTokens], or when either split would hold no document;

@@ -21,6 +21,7 @@ void add_data_commands(CLI::App& app, CliContext& context) {
     std::string out_dir;
     sweeps::TextPreparation preparation;
     std::string documents = sweeps::to_string(sweeps::TextPreparation().documents);
+    std::string held_out = sweeps::to_string(sweeps::TextPreparation().held_out);
     sweeps::TokenizerOptions tokenizer;
   };
   auto o = std::make_shared<PrepareOptions>();
@@ -31,7 +32,7 @@ void add_data_commands(CLI::App& app, CliContext& context) {
       ->check(CLI::ExistingFile);
   prepare->add_option("--out", o->out_dir, "folder for train_*.bin, val_*.bin, tokenizer.json")
       ->required();
-  prepare->add_option("--val-fraction", o->preparation.val_fraction, "held-out tail of the tokens")
+  prepare->add_option("--val-fraction", o->preparation.val_fraction, "held-out share of the tokens")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   prepare->add_option("--shard-tokens", o->preparation.shard_tokens, "most tokens per shard")
@@ -42,6 +43,13 @@ void add_data_commands(CLI::App& app, CliContext& context) {
                    "what one document is: a whole file, a line, or a paragraph (blank lines)")
       ->capture_default_str()
       ->check(CLI::IsMember({"file", "line", "paragraph"}));
+  prepare
+      ->add_option("--held-out",
+                   o->held_out,
+                   "which documents are held out: the last ones (tail), or ones drawn across the "
+                   "text by a fixed permutation (sample)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"tail", "sample"}));
   prepare
       ->add_option("--tokenizer",
                    o->tokenizer.kind,
@@ -63,6 +71,8 @@ void add_data_commands(CLI::App& app, CliContext& context) {
     context.run = [o, &context] {
       o->preparation.documents =
           sweeps::document_split_from_string(o->documents, "(command line)", "--documents");
+      o->preparation.held_out =
+          sweeps::held_out_from_string(o->held_out, "(command line)", "--held-out");
       const std::unique_ptr<sweeps::TextTokenizer> tokenizer =
           orchestrator::make_tokenizer(o->tokenizer, o->text_files, "(command line)", "--");
       const sweeps::PreparedShards shards =

@@ -124,6 +124,29 @@ TEST(DataPreparation, TextFilesBecomeShardsOnFirstUseAndAreReusedAfter) {
   EXPECT_EQ(second.recorded->unchanged, 2);
 }
 
+TEST(DataPreparation, ASampledHeldOutSplitReachesTheShards) {
+  ScratchDir dir;
+  const std::string text = repeated_text(200);
+  write_text(dir.file("source.txt"), text);
+  const std::string sweep_file = write_preparing_sweep(dir.path(),
+                                                       {{"text", {"source.txt"}},
+                                                        {"out", "corpus"},
+                                                        {"documents", "line"},
+                                                        {"held_out", "sample"},
+                                                        {"val_fraction", 0.25}});
+  PlanOptions options;
+  options.sweep_file = sweep_file;
+  options.db_path = dir.file("db.sqlite");
+  const PlanOutcome planned = plan_sweep_file(options);
+  ASSERT_EQ(planned.spec.data.val_shards.size(), 1u);
+  const std::string val = shard_text(planned.spec.data.val_shards[0]);
+  // Not the tail: the held-out lines come from across the text.
+  EXPECT_NE(text.substr(text.size() - val.size()), val);
+  EXPECT_EQ(shard_text(planned.spec.data.train_shards[0]).size() + val.size(), text.size());
+  std::ifstream info(dir.file("corpus/tokenizer.json"));
+  EXPECT_EQ(nlohmann::json::parse(info).at("held_out"), "sample");
+}
+
 TEST(DataPreparation, ACommandsOutputIsTheText) {
   ScratchDir dir;
   write_text(dir.file("source.txt"), repeated_text(100));

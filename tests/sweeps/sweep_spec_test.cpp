@@ -283,8 +283,12 @@ TEST(SweepSpec, DataPreparationIsReadWithItsFolder) {
   EXPECT_THAT(spec.data.prepare.command, ElementsAre("bible", "-f", "Gen1:1-Rev22:21"));
   EXPECT_EQ(spec.data.prepare.out, "corpus");
   EXPECT_DOUBLE_EQ(spec.data.prepare.val_fraction, 0.05);
+  EXPECT_EQ(spec.data.prepare.held_out, HeldOut::kTail);
   EXPECT_TRUE(spec.data.prepare.text_files.empty());
   EXPECT_EQ(spec.data.folder, std::filesystem::current_path().string());
+
+  document["data"]["prepare"]["held_out"] = "sample";
+  EXPECT_EQ(read(document).data.prepare.held_out, HeldOut::kSample);
 }
 
 TEST(SweepSpec, DataPreparationProblemsNameTheirFields) {
@@ -293,13 +297,15 @@ TEST(SweepSpec, DataPreparationProblemsNameTheirFields) {
   EXPECT_THAT(problems_of(both), ElementsAre(HasSubstr("data.prepare = {\"command\"")));
 
   nlohmann::json bad = valid_sweep();
-  bad["data"]["prepare"] = {{"text", {"a.txt"}}, {"val_fraction", 1.5}, {"outt", "d"}};
+  bad["data"]["prepare"] = {
+      {"text", {"a.txt"}}, {"val_fraction", 1.5}, {"outt", "d"}, {"held_out", "random"}};
   const auto problems = problems_of(bad);
-  ASSERT_EQ(problems.size(), 3u) << ::testing::PrintToString(problems);
+  ASSERT_EQ(problems.size(), 4u) << ::testing::PrintToString(problems);
   EXPECT_THAT(problems[0], HasSubstr("data.prepare.outt"));
   EXPECT_THAT(problems[0], HasSubstr("did you mean 'out'"));
-  EXPECT_THAT(problems[1], HasSubstr("data.prepare.out = (missing)"));
-  EXPECT_THAT(problems[2], HasSubstr("data.prepare.val_fraction = 1.5: expected a fraction"));
+  EXPECT_THAT(problems[1], HasSubstr("data.prepare.held_out = \"random\": expected \"tail\""));
+  EXPECT_THAT(problems[2], HasSubstr("data.prepare.out = (missing)"));
+  EXPECT_THAT(problems[3], HasSubstr("data.prepare.val_fraction = 1.5: expected a fraction"));
 }
 
 TEST(SweepSpec, TheBosTokenAndTheTokenizerAreReadAndReachEveryJob) {

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -208,6 +209,7 @@ TEST(PrepareTextShards, EveryDocumentFollowsABosAndValidationIsTheLastWholeDocum
   EXPECT_EQ(info.at("bos_token"), kByteBosToken);
   EXPECT_EQ(info.at("vocab_size"), 256);
   EXPECT_EQ(info.at("documents"), "file");
+  EXPECT_EQ(info.at("held_out"), "tail");
 }
 
 TEST(PrepareTextShards, LinesAndParagraphsBecomeDocumentsAndBlankOnesAreDropped) {
@@ -239,6 +241,68 @@ TEST(PrepareTextShards, LinesAndParagraphsBecomeDocumentsAndBlankOnesAreDropped)
   EXPECT_GE(prepared.val_tokens, std::llround(0.1 * (prepared.train_tokens + prepared.val_tokens)));
   EXPECT_LT(prepared.val_tokens - 10,
             std::llround(0.1 * (prepared.train_tokens + prepared.val_tokens)));
+}
+
+TEST(PrepareTextShards, ASampledHeldOutSplitSpansTheTextAndIsTheSameOnEveryRun) {
+  // A text in order, as a book is: 1,000 numbered lines.
+  const ScratchDir dir;
+  std::string lines;
+  for (int i = 0; i < 1000; ++i)
+    lines += "line " + std::to_string(i) + "\n";
+  std::ofstream(dir.file("book.txt")) << lines;
+  TextPreparation options;
+  options.documents = DocumentSplit::kLine;
+  options.val_fraction = 0.1;
+  options.held_out = HeldOut::kSample;
+  const PreparedShards prepared =
+      prepare_text_shards({dir.file("book.txt")}, dir.file("a"), options, ByteTokenizer());
+  const std::vector<std::string> train = documents_of(prepared.train_shards);
+  const std::vector<std::string> val = documents_of(prepared.val_shards);
+
+  // The two splits hold every document once, each in the text's order.
+  const std::vector<std::string> all = split_documents(lines, DocumentSplit::kLine);
+  std::vector<std::string> merged = train;
+  merged.insert(merged.end(), val.begin(), val.end());
+  std::vector<std::string> sorted_all = all;
+  std::sort(merged.begin(), merged.end());
+  std::sort(sorted_all.begin(), sorted_all.end());
+  EXPECT_EQ(merged, sorted_all);
+  const auto index_of = [&](const std::string& d) {
+    return std::find(all.begin(), all.end(), d) - all.begin();
+  };
+  for (size_t i = 1; i < val.size(); ++i)
+    EXPECT_LT(index_of(val[i - 1]), index_of(val[i]));
+  EXPECT_EQ(prepared.val_documents, static_cast<int64_t>(val.size()));
+
+  // The fewest drawn documents reaching 10% of the tokens, one line being at most 9 tokens.
+  const int64_t wanted = std::llround(0.1 * (prepared.train_tokens + prepared.val_tokens));
+  EXPECT_GE(prepared.val_tokens, wanted);
+  EXPECT_LT(prepared.val_tokens - 10, wanted);
+  // Drawn across the text: every tenth of it holds some held-out lines, and none holds most.
+  std::vector<int> per_tenth(10, 0);
+  for (const auto& d : val)
+    ++per_tenth[static_cast<size_t>(index_of(d) / 100)];
+  for (int count : per_tenth) {
+    EXPECT_GE(count, 2);
+    EXPECT_LE(count, 30);
+  }
+
+  // The same text gives the same split, on any run.
+  const PreparedShards again =
+      prepare_text_shards({dir.file("book.txt")}, dir.file("b"), options, ByteTokenizer());
+  EXPECT_EQ(documents_of(again.val_shards), val);
+  std::ifstream info_file(prepared.tokenizer_info);
+  EXPECT_EQ(nlohmann::json::parse(info_file).at("held_out"), "sample");
+
+  EXPECT_EQ(held_out_from_string("sample", "f", "x"), HeldOut::kSample);
+  EXPECT_EQ(held_out_from_string("tail", "f", "x"), HeldOut::kTail);
+  try {
+    held_out_from_string("random", "sweep.json", "data.prepare.held_out");
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.prepare.held_out"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("\"random\""), std::string::npos);
+  }
 }
 
 TEST(PrepareTextShards, RejectsAMissingFileABadFractionAndTextHoldingTheBos) {
