@@ -267,9 +267,11 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
   if (!round.additions.empty()) {
     why = fmt::format(
         "{} budget(s) with the minimum at an edge; {}", round.additions.size(), law_text);
-  } else if (!interior.empty()) {
-    // Every minimum is bracketed (or pinned at mu_rec = 1): a further budget widens the range the
-    // exponent is fitted over, and points around the least certain minimum tighten it.
+  } else if (!interior.empty() || !pinned.empty()) {
+    // Every minimum is bracketed or pinned at mu_rec = 1: a further budget widens the range the
+    // exponent is fitted over, and points around the least certain minimum tighten it. When every
+    // one is pinned, the further budget is where the optimum, which grows with C, may leave the
+    // bound.
     const sweeps::Budget* largest = &spec.budgets.front();
     const sweeps::Budget* smallest = &spec.budgets.front();
     for (const auto& b : spec.budgets) {
@@ -291,6 +293,11 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
       const auto values = sweeps::axis_values_of_budget(spec, largest->id);
       centre = values.empty() ? 1.0 : values[values.size() / 2];
     }
+    // Values around a centre below one step would collapse onto mu_rec = 1: the budget then
+    // starts at the bound, so that it shows whether the optimum has left it.
+    const bool from_bound = !(centre >= step);
+    if (from_bound)
+      centre = step;
     const std::vector<int> values = new_values(
         {centre / step, centre / std::sqrt(step), centre, centre * std::sqrt(step), centre * step},
         {});
@@ -299,15 +306,17 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
     for (const auto& b : spec.budgets)
       id_free = id_free && b.id != id && b.flops != flops;
     if (id_free && values.size() >= 3) {
+      const std::string where =
+          from_bound ? fmt::format("from the axis bound up, mu_rec = 1 to {}", values.back())
+                     : fmt::format("centred on x* = {:.3g}{}",
+                                   centre,
+                                   law_known ? " from the fitted law" : " of the largest budget");
       round.additions.push_back(
           {id,
            flops,
            true,
            values,
-           fmt::format("a further budget, {} above the largest, centred on x* = {:.3g}{}",
-                       fmt::format("{:.3g}x", spacing),
-                       centre,
-                       law_known ? " from the fitted law" : " of the largest budget")});
+           fmt::format("a further budget, {:.3g}x above the largest, {}", spacing, where)});
     }
     if (law_known) {
       // The interior minimum with the widest 1-sigma band (or too few points to have one).
@@ -347,7 +356,9 @@ sweeps::RefineRound decide_refinement(const SweepRuns& runs, const RefineInput& 
         }
       }
     }
-    if (!law_known) {
+    if (interior.empty()) {
+      why = "minimum at the axis bound at every budget; " + law_text;
+    } else if (!law_known) {
       why = "every minimum bracketed but " + law_text;
     } else if (width > settings.exponent_ci_width) {
       why =

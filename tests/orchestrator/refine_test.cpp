@@ -306,22 +306,60 @@ TEST(Refine, StopsBeforeARoundThatWouldTakeTheSweepPastMaxFlops) {
   EXPECT_EQ(status["rounds"][0]["action"], "stop");
 }
 
-TEST(Refine, MinimaAtTheAxisBoundStopRefinementWithTheReason) {
+// mu* = 0.25 (C / 1e12)^0.5 is at most 1 over the grid (0.25, 0.5, 1): every minimum sits at
+// mu_rec = 1. The optimum grows with C, so refinement goes up in budget, from the bound, until it
+// finds one whose minimum is inside the axis (mu* = 2 at 6.4e13), and goes on from there.
+TEST(Refine, MinimaAtTheAxisBoundEverywhereAddABudgetAboveTheLargest) {
   const ScratchDir dir;
   const std::string db = dir.file("bound.sqlite");
-  const std::string file = write_refining_sweep(dir.path(), "bound", {1, 2, 4});
-  // mu* = 0.3 (C / 1e12)^0.1 lies below mu_rec = 1 at every budget: nothing can bracket it.
+  const std::string file = write_refining_sweep(dir.path(), "bound", {1, 2, 4}, /*max_rounds=*/2);
   const auto run = run_cli(
       run_args(db, file),
-      {{"PARCAE_SIM_LAW", R"({"a": 0.1, "mu_ref": 0.3, "curvature": 0.05, "noise": 0.001})"}});
+      {{"PARCAE_SIM_LAW",
+        R"({"a": 0.5, "mu_ref": 0.25, "c_ref": 1e12, "curvature": 0.05, "noise": 0.001})"}});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const nlohmann::json status = status_json(db, "bound");
-  ASSERT_EQ(status["rounds"].size(), 1u);
-  EXPECT_EQ(status["rounds"][0]["action"], "stop");
-  EXPECT_THAT(
-      status["rounds"][0]["reason"].get<std::string>(),
-      HasSubstr("nothing left to add (minimum at the axis bound: 1e12 (low edge mu_rec = 1))"));
-  EXPECT_EQ(status["jobs"].size(), 9u);
+  ASSERT_EQ(status["rounds"].size(), 3u) << status["rounds"].dump();
+  const nlohmann::json& first = status["rounds"][0];
+  EXPECT_EQ(first["action"], "refine");
+  EXPECT_THAT(first["reason"].get<std::string>(),
+              HasSubstr("minimum at the axis bound at every budget"));
+  EXPECT_THAT(first["reason"].get<std::string>(),
+              HasSubstr("1.6e13 (low edge mu_rec = 1) cannot be extended"));
+  ASSERT_EQ(first["additions"].size(), 1u) << first.dump();
+  EXPECT_EQ(first["additions"][0]["budget_id"], "6.4e13");
+  EXPECT_EQ(first["additions"][0]["new_budget"], true);
+  EXPECT_EQ(first["additions"][0]["values"], nlohmann::json({1, 2, 3, 4}));
+  EXPECT_THAT(first["additions"][0]["reason"].get<std::string>(),
+              HasSubstr("a further budget, 4x above the largest, from the axis bound up, "
+                        "mu_rec = 1 to 4"));
+  // The new budget's minimum is inside the axis, near mu* = 2; the next round builds on it.
+  double x_star_new = 0.0;
+  for (const auto& minimum : status["fit"]["minima"]) {
+    const std::string text = minimum.get<std::string>();
+    const std::string prefix = "6.4e13 ok x*=";
+    if (text.rfind(prefix, 0) == 0)
+      x_star_new = std::stod(text.substr(prefix.size()));
+  }
+  EXPECT_GT(x_star_new, 1.5) << status["fit"].dump();
+  EXPECT_LT(x_star_new, 2.7) << status["fit"].dump();
+  EXPECT_EQ(status["rounds"][1]["action"], "refine") << status["rounds"][1].dump();
+  EXPECT_EQ(status["rounds"][2]["action"], "stop");
+  EXPECT_THAT(status["rounds"][2]["reason"].get<std::string>(), HasSubstr("max_rounds = 2"));
+
+  // A law that never leaves the bound within the caps: refinement stops at them, saying so.
+  const std::string db_low = dir.file("low.sqlite");
+  const std::string low =
+      write_refining_sweep(dir.path(), "low", {1, 2, 4}, /*max_rounds=*/6, /*max_flops=*/2e14);
+  const auto capped = run_cli(
+      run_args(db_low, low),
+      {{"PARCAE_SIM_LAW", R"({"a": 0.1, "mu_ref": 0.3, "curvature": 0.05, "noise": 0.001})"}});
+  ASSERT_EQ(capped.exit_code, 0) << capped.err;
+  const nlohmann::json low_status = status_json(db_low, "low");
+  const nlohmann::json& last = low_status["rounds"].back();
+  EXPECT_EQ(last["action"], "stop");
+  EXPECT_THAT(last["reason"].get<std::string>(), HasSubstr("max_flops"));
+  EXPECT_LE(low_status["flops_total"].get<double>(), 2e14);
 }
 
 TEST(Refine, SweepWithoutARefineBlockIsRefusedBySweepRefine) {
